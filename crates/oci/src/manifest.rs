@@ -235,9 +235,9 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestBody {
     /// An image or artifact manifest.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// An index or manifest list.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// Just enough of any manifest to tell what it is.
@@ -275,8 +275,8 @@ impl Manifest {
                 }
             });
         let body = match media_type::kind(&media_type) {
-            Kind::Index => ManifestBody::Index(serde_json::from_slice(&raw)?),
-            Kind::Manifest => ManifestBody::Image(serde_json::from_slice(&raw)?),
+            Kind::Index => ManifestBody::Index(Box::new(serde_json::from_slice(&raw)?)),
+            Kind::Manifest => ManifestBody::Image(Box::new(serde_json::from_slice(&raw)?)),
             Kind::Schema1 => return Err(ManifestError::Schema1),
             Kind::Blob => return Err(ManifestError::UnknownMediaType(media_type)),
         };
@@ -296,7 +296,7 @@ impl Manifest {
         Manifest {
             raw: to_json(image),
             media_type,
-            body: ManifestBody::Image(image.clone()),
+            body: ManifestBody::Image(Box::new(image.clone())),
         }
     }
 
@@ -309,7 +309,7 @@ impl Manifest {
         Manifest {
             raw: to_json(index),
             media_type,
-            body: ManifestBody::Index(index.clone()),
+            body: ManifestBody::Index(Box::new(index.clone())),
         }
     }
 
