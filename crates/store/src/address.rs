@@ -1,0 +1,180 @@
+//! Locations as users type them, parsed through one table of prefixes.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use wharf_oci::{Descriptor, Digest, validate_tag};
+
+use crate::layout::Layout;
+use crate::{ReadStore, Result, Store};
+
+/// Where content lives, in command-line notation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `oci:PATH[:TAG][@DIGEST]`: an OCI image layout directory.
+    Layout {
+        /// The layout directory.
+        path: PathBuf,
+        /// The image's tag (`org.opencontainers.image.ref.name`).
+        tag: Option<String>,
+        /// The image's digest.
+        digest: Option<Digest>,
+    },
+}
+
+/// Why a location string cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid location {input:?}: {reason}")]
+pub struct AddressError {
+    /// The location as given.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The transports wharf knows, by prefix.
+const PREFIXES: &[(&str, fn(&str) -> Result<Address, String>)] = &[("oci:", parse_layout)];
+
+impl Address {
+    /// Parses a location: `oci:PATH[:TAG][@DIGEST]`.
+    pub fn parse(input: &str) -> Result<Address, AddressError> {
+        let fail = |reason: String| AddressError {
+            input: input.to_owned(),
+            reason,
+        };
+        let (rest, parse) = PREFIXES
+            .iter()
+            .find_map(|(prefix, parse)| input.strip_prefix(prefix).map(|rest| (rest, parse)))
+            .ok_or_else(|| {
+                fail("unknown kind of location; use oci:PATH[:TAG] for an OCI image layout".into())
+            })?;
+        parse(rest).map_err(fail)
+    }
+
+    /// The tag the location names, if any.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Address::Layout { tag, .. } => tag.as_deref(),
+        }
+    }
+
+    /// The digest the location names, if any.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Address::Layout { digest, .. } => digest.as_ref(),
+        }
+    }
+
+    /// Opens the location to read from it; it must exist.
+    pub async fn open_read(&self) -> Result<Box<dyn ReadStore>> {
+        match self {
+            Address::Layout { path, .. } => Ok(Box::new(Layout::open(path.clone()).await?)),
+        }
+    }
+
+    /// Opens the location to write to it, creating it on first write if it does not exist.
+    pub async fn open_write(&self) -> Result<Box<dyn Store>> {
+        match self {
+            Address::Layout { path, .. } => Ok(Box::new(Layout::create(path.clone()).await?)),
+        }
+    }
+
+    /// Finds the manifest this location names in `store`: by digest, else by tag, else the store's
+    /// default.
+    pub async fn resolve_in(&self, store: &dyn ReadStore) -> Result<Descriptor> {
+        match (self.digest(), self.tag()) {
+            (Some(digest), _) => store.resolve(digest.as_str()).await,
+            (None, Some(tag)) => store.resolve(tag).await,
+            (None, None) => store.resolve_default().await,
+        }
+    }
+}
+
+fn parse_layout(rest: &str) -> Result<Address, String> {
+    let (rest, digest) = match rest.rsplit_once('@') {
+        Some((before, after)) if after.contains(':') && !after.contains('/') => (
+            before,
+            Some(Digest::parse(after).map_err(|e| e.to_string())?),
+        ),
+        _ => (rest, None),
+    };
+    let (path, tag) = match rest.split_once(':') {
+        Some((path, tag)) => {
+            validate_tag(tag).map_err(|e| e.to_string())?;
+            (path, Some(tag.to_owned()))
+        }
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err("the layout path is empty".into());
+    }
+    Ok(Address::Layout {
+        path: PathBuf::from(path),
+        tag,
+        digest,
+    })
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Layout { path, tag, digest } => {
+                write!(f, "oci:{}", path.display())?;
+                if let Some(tag) = tag {
+                    write!(f, ":{tag}")?;
+                }
+                if let Some(digest) = digest {
+                    write!(f, "@{digest}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_layouts_and_round_trips() {
+        let cases = [
+            ("oci:dir", "dir", None, None),
+            ("oci:./a/b:v1.0", "./a/b", Some("v1.0"), None),
+            (
+                &format!("oci:/x@{DIGEST}") as &str,
+                "/x",
+                None,
+                Some(DIGEST),
+            ),
+            (&format!("oci:x:t@{DIGEST}"), "x", Some("t"), Some(DIGEST)),
+            ("oci:user@host/dir:t", "user@host/dir", Some("t"), None),
+        ];
+        for (input, path, tag, digest) in cases {
+            let a = Address::parse(input).unwrap();
+            assert_eq!(a.to_string(), input);
+            assert_eq!(Address::parse(&a.to_string()).unwrap(), a);
+            let Address::Layout { path: p, .. } = &a;
+            assert_eq!(p, &PathBuf::from(path));
+            assert_eq!(a.tag(), tag);
+            assert_eq!(a.digest().map(Digest::as_str), digest);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_locations() {
+        for (input, want) in [
+            ("dir", "unknown kind of location"),
+            ("oci:", "path is empty"),
+            ("oci::tag", "path is empty"),
+            ("oci:dir:-bad", "tag \"-bad\" is invalid"),
+            ("oci:dir@md5:abc", "unsupported digest algorithm"),
+        ] {
+            let err = Address::parse(input).unwrap_err().to_string();
+            assert!(err.contains(want), "{input}: {err}");
+            assert!(err.contains(input), "{err}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The one error type of every store: the operation, what it acted on, and a matchable kind.
+
+use std::fmt;
+use std::io;
+
+use wharf_oci::{Digest, ManifestError};
+
+/// A failed store operation.
+///
+/// Displays as `{op} {target}`; the [`ErrorKind`] is its source, so `{:#}` prints the whole story on one
+/// line: `fetch oci:./images blob sha256:…: not found`.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {target}")]
+pub struct StoreError {
+    /// What was being done.
+    pub op: Op,
+    /// The location and object acted on (`oci:./dir blob sha256:…`).
+    pub target: String,
+    /// What went wrong.
+    #[source]
+    pub kind: Box<ErrorKind>,
+}
+
+impl StoreError {
+    /// A new error for `op` on `target`.
+    pub fn new(op: Op, target: impl Into<String>, kind: ErrorKind) -> StoreError {
+        StoreError {
+            op,
+            target: target.into(),
+            kind: Box::new(kind),
+        }
+    }
+
+    /// True if the content or name does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(*self.kind, ErrorKind::NotFound(_))
+    }
+}
+
+/// Store operations, named as in the OCI specs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Open a location.
+    Open,
+    /// Resolve a tag or digest to a descriptor.
+    Resolve,
+    /// Read content.
+    Fetch,
+    /// Check whether content exists.
+    Exists,
+    /// Write content.
+    Push,
+    /// Point a tag at a manifest.
+    Tag,
+    /// List tags.
+    ListTags,
+    /// List referrers.
+    Referrers,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Open => "open",
+            Op::Resolve => "resolve",
+            Op::Fetch => "fetch",
+            Op::Exists => "check",
+            Op::Push => "push",
+            Op::Tag => "tag",
+            Op::ListTags => "list tags of",
+            Op::Referrers => "list referrers in",
+        })
+    }
+}
+
+/// What went wrong, independent of where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The content, tag or location does not exist.
+    #[error("not found{}", hint_suffix(.0))]
+    NotFound(Option<String>),
+    /// Bytes did not hash to the digest they were addressed by.
+    #[error("content does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest the descriptor promised.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// More or fewer bytes than the descriptor's size.
+    #[error("expected {expected} bytes, got {actual}{}", if *.truncated { " (stopped reading)" } else { "" })]
+    SizeMismatch {
+        /// The size the descriptor promised.
+        expected: u64,
+        /// Bytes received (at least this many when `truncated`).
+        actual: u64,
+        /// Reading stopped as soon as the size was exceeded.
+        truncated: bool,
+    },
+    /// A manifest that cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A malformed location or file (`index.json`, `oci-layout`).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something this store cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Operating system I/O failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+/// Results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

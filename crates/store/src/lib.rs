@@ -1,0 +1,141 @@
+//! Where OCI content lives, behind one interface.
+//!
+//! A store holds a content-addressed graph of blobs and manifests plus names (tags) for some of its
+//! manifests. [`ReadStore`] reads it, [`Store`] also writes it. Backends: [`layout::Layout`] (an OCI image
+//! layout directory) and [`memory::MemoryStore`] (for tests). [`Address`] parses the command-line
+//! notations (`oci:PATH[:TAG]`, …) and opens the matching backend.
+//!
+//! Verification is a store's job on the way in: [`Store::push`] must check size and digest while the bytes
+//! stream and make nothing visible unless they match. [`ReadStore::fetch`] does not verify; consumers that
+//! keep bytes wrap the stream with [`verified`]. A manifest is pushed only after everything it points at, so
+//! a present manifest means a complete graph below it.
+//!
+//! ```no_run
+//! # async fn demo() -> wharf_store::Result<()> {
+//! use wharf_store::{ReadStore, layout::Layout};
+//! let layout = Layout::open("./images").await?;
+//! let root = layout.resolve("v1").await?;
+//! let manifest = layout.fetch_manifest(&root).await?;
+//! println!("{} points at {} blobs", root.digest, manifest.successors().len());
+//! # Ok(()) }
+//! ```
+
+mod address;
+mod error;
+pub mod layout;
+pub mod memory;
+mod verify;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use wharf_oci::{Descriptor, MANIFEST_MAX_BYTES, Manifest};
+
+pub use address::{Address, AddressError};
+pub use error::{ErrorKind, Op, Result, StoreError};
+pub use verify::verified;
+
+/// A stream of blob bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// How a pushed manifest is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestRole<'a> {
+    /// Part of a larger graph (an index's child): stored by digest only.
+    Child,
+    /// The top of a copied graph, without a tag: stored by digest, and listed as a root by stores that
+    /// keep a list of roots (an OCI layout's `index.json`).
+    Root,
+    /// The top of a copied graph, under this tag.
+    Tag(&'a str),
+}
+
+/// Reading content from a store.
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// The location in the notation users type (`oci:./images`), for messages.
+    fn location(&self) -> String;
+
+    /// Finds the manifest a tag or digest names.
+    async fn resolve(&self, reference: &str) -> Result<Descriptor>;
+
+    /// What the location means when the user names no tag: `latest` unless the store knows better.
+    async fn resolve_default(&self) -> Result<Descriptor> {
+        self.resolve("latest").await
+    }
+
+    /// Streams the bytes of a blob or manifest, unverified.
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream>;
+
+    /// True if the store holds this content.
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool>;
+
+    /// Fetches, verifies and parses a manifest, refusing anything over the 4 MiB manifest limit.
+    async fn fetch_manifest(&self, descriptor: &Descriptor) -> Result<Manifest> {
+        let target = format!("{} manifest {}", self.location(), descriptor.digest);
+        let fail = |kind| StoreError::new(Op::Fetch, target.clone(), kind);
+        if descriptor.size > MANIFEST_MAX_BYTES as u64 {
+            return Err(fail(ErrorKind::Manifest(
+                wharf_oci::ManifestError::TooLarge(descriptor.size as usize),
+            )));
+        }
+        let mut stream = verified(descriptor, target.clone(), self.fetch(descriptor).await?);
+        let mut raw = BytesMut::with_capacity(descriptor.size as usize);
+        while let Some(chunk) = stream.next().await {
+            raw.extend_from_slice(&chunk?);
+        }
+        Manifest::parse(raw.freeze(), Some(&descriptor.media_type)).map_err(|e| fail(e.into()))
+    }
+
+    /// Tags in this repository, in the store's order.
+    async fn tags(&self) -> Result<Vec<String>> {
+        Err(StoreError::new(
+            Op::ListTags,
+            self.location(),
+            ErrorKind::Unsupported("this store has no tags".into()),
+        ))
+    }
+}
+
+/// Writing content to a store.
+#[async_trait]
+pub trait Store: ReadStore {
+    /// Stores a blob. Implementations verify size and digest while streaming and make the blob visible
+    /// only if both match.
+    async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()>;
+
+    /// Stores manifest bytes, exactly as given, once everything they point at is present.
+    async fn push_manifest(
+        &self,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+    ) -> Result<()>;
+
+    /// Makes a blob from another repository of the same store available here without copying bytes.
+    /// Returns false when the store cannot, and the caller copies instead.
+    async fn mount(&self, _descriptor: &Descriptor, _from_repository: &str) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Checks that `raw` is what `descriptor` promises, for manifest pushes.
+pub(crate) fn check_bytes(descriptor: &Descriptor, raw: &[u8], target: &str) -> Result<()> {
+    let fail = |kind| Err(StoreError::new(Op::Push, target, kind));
+    if raw.len() as u64 != descriptor.size {
+        return fail(ErrorKind::SizeMismatch {
+            expected: descriptor.size,
+            actual: raw.len() as u64,
+            truncated: false,
+        });
+    }
+    let actual = descriptor.digest.algorithm().digest(raw);
+    if actual != descriptor.digest {
+        return fail(ErrorKind::DigestMismatch {
+            expected: descriptor.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}

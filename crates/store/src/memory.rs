@@ -1,0 +1,135 @@
+//! A store in memory, for tests and for content wharf assembles before pushing.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+use wharf_oci::{Descriptor, Digest};
+
+use crate::{
+    ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
+    verified,
+};
+
+/// Content and tags held in memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+#[derive(Default)]
+struct State {
+    content: HashMap<Digest, Bytes>,
+    descriptors: HashMap<Digest, Descriptor>,
+    /// Tags in the order they were first set.
+    tags: Vec<(String, Descriptor)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, descriptor: &Descriptor, bytes: Bytes) {
+        let mut state = self.write();
+        state.content.insert(descriptor.digest.clone(), bytes);
+        state
+            .descriptors
+            .insert(descriptor.digest.clone(), descriptor.clone());
+    }
+
+    fn not_found(&self, op: Op, what: &str) -> StoreError {
+        StoreError::new(
+            op,
+            format!("{} {what}", self.location()),
+            ErrorKind::NotFound(None),
+        )
+    }
+}
+
+#[async_trait]
+impl ReadStore for MemoryStore {
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        let state = self.read();
+        if let Ok(digest) = Digest::parse(reference) {
+            return state
+                .descriptors
+                .get(&digest)
+                .filter(|d| d.is_manifest())
+                .cloned()
+                .ok_or_else(|| self.not_found(Op::Resolve, reference));
+        }
+        state
+            .tags
+            .iter()
+            .find(|(tag, _)| tag == reference)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| self.not_found(Op::Resolve, reference))
+    }
+
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        let bytes = self
+            .read()
+            .content
+            .get(&descriptor.digest)
+            .cloned()
+            .ok_or_else(|| self.not_found(Op::Fetch, descriptor.digest.as_str()))?;
+        Ok(Box::pin(stream::once(async { Ok(bytes) })))
+    }
+
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
+        Ok(self.read().content.contains_key(&descriptor.digest))
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        Ok(self.read().tags.iter().map(|(t, _)| t.clone()).collect())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
+        let target = format!("{} blob {}", self.location(), descriptor.digest);
+        let mut body = verified(descriptor, target, body);
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        self.insert(descriptor, bytes.freeze());
+        Ok(())
+    }
+
+    async fn push_manifest(
+        &self,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+    ) -> Result<()> {
+        let target = format!("{} manifest {}", self.location(), descriptor.digest);
+        check_bytes(descriptor, &raw, &target)?;
+        self.insert(descriptor, raw);
+        if let ManifestRole::Tag(tag) = role {
+            let mut state = self.write();
+            match state.tags.iter_mut().find(|(t, _)| t == tag) {
+                Some(entry) => entry.1 = descriptor.clone(),
+                None => state.tags.push((tag.to_owned(), descriptor.clone())),
+            }
+        }
+        Ok(())
+    }
+}

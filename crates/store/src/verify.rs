@@ -1,0 +1,163 @@
+//! Checking bytes against their descriptor while they stream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use wharf_oci::{Descriptor, Digester};
+
+use crate::ByteStream;
+use crate::error::{ErrorKind, Op, StoreError};
+
+/// Wraps `body` so it ends with an error instead of `None` when the bytes do not match `expected`:
+/// as soon as more than `size` bytes arrive, or at the end when the size or digest differ.
+///
+/// A consumer that commits only after the stream ends cleanly therefore never commits wrong content.
+pub fn verified(expected: &Descriptor, target: impl Into<String>, body: ByteStream) -> ByteStream {
+    Box::pin(Verified {
+        inner: body,
+        digester: Some(Digester::new(expected.digest.algorithm())),
+        expected: expected.clone(),
+        target: target.into(),
+    })
+}
+
+struct Verified {
+    inner: ByteStream,
+    /// `None` once the stream has finished or failed.
+    digester: Option<Digester>,
+    expected: Descriptor,
+    target: String,
+}
+
+impl Verified {
+    fn fail(&mut self, kind: ErrorKind) -> Poll<Option<Result<Bytes, StoreError>>> {
+        self.digester = None;
+        Poll::Ready(Some(Err(StoreError::new(
+            Op::Fetch,
+            std::mem::take(&mut self.target),
+            kind,
+        ))))
+    }
+}
+
+impl Stream for Verified {
+    type Item = Result<Bytes, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(digester) = this.digester.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                digester.update(&chunk);
+                if digester.bytes() > this.expected.size {
+                    let actual = digester.bytes();
+                    return this.fail(ErrorKind::SizeMismatch {
+                        expected: this.expected.size,
+                        actual,
+                        truncated: true,
+                    });
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.digester = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                let digester = this.digester.take().expect("checked above");
+                if digester.bytes() != this.expected.size {
+                    let actual = digester.bytes();
+                    return this.fail(ErrorKind::SizeMismatch {
+                        expected: this.expected.size,
+                        actual,
+                        truncated: false,
+                    });
+                }
+                let actual = digester.finish();
+                if actual != this.expected.digest {
+                    let expected = this.expected.digest.clone();
+                    return this.fail(ErrorKind::DigestMismatch { expected, actual });
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{StreamExt, stream};
+    use wharf_oci::media_type;
+
+    use super::*;
+
+    fn body(chunks: &[&'static [u8]]) -> ByteStream {
+        Box::pin(stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    async fn drain(s: ByteStream) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        let mut s = s;
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn passes_matching_bytes() {
+        let d = Descriptor::for_bytes(media_type::OCI_LAYER_TAR, b"hello world");
+        let out = drain(verified(&d, "t", body(&[b"hello ", b"world"])))
+            .await
+            .unwrap();
+        assert_eq!(out, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn fails_on_wrong_digest_size_or_overflow() {
+        let d = Descriptor::for_bytes(media_type::OCI_LAYER_TAR, b"hello world");
+        let err = drain(verified(&d, "t", body(&[b"hello", b" worle"])))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(*err.kind, ErrorKind::DigestMismatch { .. }),
+            "{err:?}"
+        );
+        let err = drain(verified(&d, "t", body(&[b"hello"])))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            *err.kind,
+            ErrorKind::SizeMismatch {
+                actual: 5,
+                truncated: false,
+                ..
+            }
+        ));
+        let err = drain(verified(
+            &d,
+            "t",
+            body(&[b"hello world", b"!", b"never read"]),
+        ))
+        .await
+        .unwrap_err();
+        assert!(matches!(
+            *err.kind,
+            ErrorKind::SizeMismatch {
+                actual: 12,
+                truncated: true,
+                ..
+            }
+        ));
+    }
+}
