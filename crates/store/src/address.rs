@@ -32,8 +32,11 @@ pub struct AddressError {
     pub reason: String,
 }
 
+/// Parses what follows a location's prefix.
+type PrefixParser = fn(&str) -> Result<Address, String>;
+
 /// The transports wharf knows, by prefix.
-const PREFIXES: &[(&str, fn(&str) -> Result<Address, String>)] = &[("oci:", parse_layout)];
+const PREFIXES: &[(&str, PrefixParser)] = &[("oci:", parse_layout)];
 
 impl Address {
     /// Parses a location: `oci:PATH[:TAG][@DIGEST]`.
