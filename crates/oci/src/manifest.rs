@@ -330,9 +330,7 @@ impl Manifest {
 
     /// A descriptor for these exact bytes.
     pub fn descriptor(&self) -> Descriptor {
-        let mut descriptor = Descriptor::for_bytes(&self.media_type, &self.raw);
-        descriptor.artifact_type = self.artifact_type().map(str::to_owned);
-        descriptor
+        Descriptor::for_bytes(&self.media_type, &self.raw)
     }
 
     /// The subject this manifest refers to, if any.
