@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use wharf_oci::{Descriptor, Digest, Manifest};
-use wharf_store::{ManifestRole, ReadStore, Store, StoreError};
+use wharf_store::{Address, ManifestRole, ReadStore, Store, StoreError};
 
 /// How a copy runs. `CopyOptions::default()` transfers 8 blobs at a time.
 #[derive(Debug, Clone)]
@@ -61,6 +61,55 @@ pub enum CopyError {
     /// A store operation failed; the error names the store and the content.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The destination refused a blob, most often because the source's bytes do not match their digest.
+    #[error("copy from {source_location}")]
+    Transfer {
+        /// Where the bytes came from.
+        source_location: String,
+        /// The destination's error, naming the blob.
+        #[source]
+        error: StoreError,
+    },
+    /// The destination names a digest other than the source's.
+    #[error(
+        "destination {destination} names digest {wanted}, but the source resolves to {actual}; \
+         drop the digest from the destination or fix it"
+    )]
+    DigestConflict {
+        /// The destination as given.
+        destination: String,
+        /// The digest the destination names.
+        wanted: Digest,
+        /// The digest of the source's root.
+        actual: Digest,
+    },
+}
+
+/// Copies the image one location names to another: `wharf copy SRC DST`.
+///
+/// The destination is named by its own tag, else by the source's tag, else listed as an untagged root.
+pub async fn copy_image(
+    source: &Address,
+    destination: &Address,
+    options: &CopyOptions,
+) -> Result<CopyReport, CopyError> {
+    let src = source.open_read().await?;
+    let root = source.resolve_in(src.as_ref()).await?;
+    if let Some(wanted) = destination.digest()
+        && *wanted != root.digest
+    {
+        return Err(CopyError::DigestConflict {
+            destination: destination.to_string(),
+            wanted: wanted.clone(),
+            actual: root.digest,
+        });
+    }
+    let dst = destination.open_write().await?;
+    let role = match destination.tag().or(source.tag()) {
+        Some(tag) => ManifestRole::Tag(tag),
+        None => ManifestRole::Root,
+    };
+    copy_graph(src.as_ref(), dst.as_ref(), &root, role, options).await
 }
 
 /// A manifest found during discovery, with the successors the destination lacks.
@@ -115,7 +164,13 @@ pub async fn copy_graph(
     stream::iter(blobs)
         .map(|blob| async move {
             tracing::debug!(digest = %blob.digest, size = blob.size, "copying blob");
-            dst.push(&blob, src.fetch(&blob).await?).await
+            let body = src.fetch(&blob).await?;
+            dst.push(&blob, body)
+                .await
+                .map_err(|error| CopyError::Transfer {
+                    source_location: src.location(),
+                    error,
+                })
         })
         .buffer_unordered(concurrency)
         .try_collect::<()>()

@@ -80,7 +80,12 @@ pub trait ReadStore: Send + Sync {
                 wharf_oci::ManifestError::TooLarge(descriptor.size as usize),
             )));
         }
-        let mut stream = verified(descriptor, target.clone(), self.fetch(descriptor).await?);
+        let mut stream = verified(
+            descriptor,
+            Op::Fetch,
+            target.clone(),
+            self.fetch(descriptor).await?,
+        );
         let mut raw = BytesMut::with_capacity(descriptor.size as usize);
         while let Some(chunk) = stream.next().await {
             raw.extend_from_slice(&chunk?);

@@ -105,7 +105,7 @@ impl ReadStore for MemoryStore {
 impl Store for MemoryStore {
     async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
         let target = format!("{} blob {}", self.location(), descriptor.digest);
-        let mut body = verified(descriptor, target, body);
+        let mut body = verified(descriptor, Op::Push, target, body);
         let mut bytes = BytesMut::new();
         while let Some(chunk) = body.next().await {
             bytes.extend_from_slice(&chunk?);

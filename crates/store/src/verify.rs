@@ -14,9 +14,15 @@ use crate::error::{ErrorKind, Op, StoreError};
 /// as soon as more than `size` bytes arrive, or at the end when the size or digest differ.
 ///
 /// A consumer that commits only after the stream ends cleanly therefore never commits wrong content.
-pub fn verified(expected: &Descriptor, target: impl Into<String>, body: ByteStream) -> ByteStream {
+pub fn verified(
+    expected: &Descriptor,
+    op: Op,
+    target: impl Into<String>,
+    body: ByteStream,
+) -> ByteStream {
     Box::pin(Verified {
         inner: body,
+        op,
         digester: Some(Digester::new(expected.digest.algorithm())),
         expected: expected.clone(),
         target: target.into(),
@@ -25,6 +31,8 @@ pub fn verified(expected: &Descriptor, target: impl Into<String>, body: ByteStre
 
 struct Verified {
     inner: ByteStream,
+    /// The operation named in errors: a fetch that checks what it reads, a push what it receives.
+    op: Op,
     /// `None` once the stream has finished or failed.
     digester: Option<Digester>,
     expected: Descriptor,
@@ -35,7 +43,7 @@ impl Verified {
     fn fail(&mut self, kind: ErrorKind) -> Poll<Option<Result<Bytes, StoreError>>> {
         self.digester = None;
         Poll::Ready(Some(Err(StoreError::new(
-            Op::Fetch,
+            self.op,
             std::mem::take(&mut self.target),
             kind,
         ))))
@@ -117,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn passes_matching_bytes() {
         let d = Descriptor::for_bytes(media_type::OCI_LAYER_TAR, b"hello world");
-        let out = drain(verified(&d, "t", body(&[b"hello ", b"world"])))
+        let out = drain(verified(&d, Op::Fetch, "t", body(&[b"hello ", b"world"])))
             .await
             .unwrap();
         assert_eq!(out, b"hello world");
@@ -126,14 +134,14 @@ mod tests {
     #[tokio::test]
     async fn fails_on_wrong_digest_size_or_overflow() {
         let d = Descriptor::for_bytes(media_type::OCI_LAYER_TAR, b"hello world");
-        let err = drain(verified(&d, "t", body(&[b"hello", b" worle"])))
+        let err = drain(verified(&d, Op::Fetch, "t", body(&[b"hello", b" worle"])))
             .await
             .unwrap_err();
         assert!(
             matches!(*err.kind, ErrorKind::DigestMismatch { .. }),
             "{err:?}"
         );
-        let err = drain(verified(&d, "t", body(&[b"hello"])))
+        let err = drain(verified(&d, Op::Fetch, "t", body(&[b"hello"])))
             .await
             .unwrap_err();
         assert!(matches!(
@@ -146,6 +154,7 @@ mod tests {
         ));
         let err = drain(verified(
             &d,
+            Op::Fetch,
             "t",
             body(&[b"hello world", b"!", b"never read"]),
         ))

@@ -55,12 +55,12 @@ impl Layout {
         match tokio::fs::read(layout.root.join(LAYOUT_FILE)).await {
             Ok(bytes) => layout.check_layout_file(&bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let why = if tokio::fs::metadata(&layout.root).await.is_ok() {
-                    "not an OCI image layout: it has no oci-layout file"
+                let kind = if tokio::fs::metadata(&layout.root).await.is_ok() {
+                    ErrorKind::Invalid("not an OCI image layout: it has no oci-layout file".into())
                 } else {
-                    "no such directory"
+                    ErrorKind::NotFound(Some("no such directory".into()))
                 };
-                return Err(layout.error(Op::Open, "", ErrorKind::NotFound(Some(why.into()))));
+                return Err(layout.error(Op::Open, "", kind));
             }
             Err(e) => return Err(layout.error(Op::Open, "", e.into())),
         }
@@ -399,7 +399,7 @@ impl Store for Layout {
         let fail = |e: io::Error| self.error(Op::Push, &what, e.into());
         let target = self.blob_path(&descriptor.digest);
         let (mut file, temp) = fsutil::temp_file(&self.root).await.map_err(fail)?;
-        let mut body = verified(descriptor, self.target(&what), body);
+        let mut body = verified(descriptor, Op::Push, self.target(&what), body);
         while let Some(chunk) = body.next().await {
             file.write_all(&chunk?).await.map_err(fail)?;
         }

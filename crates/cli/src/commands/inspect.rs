@@ -1,0 +1,81 @@
+//! `wharf inspect LOCATION`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use wharf_oci::{Descriptor, ManifestBody};
+
+use super::parse_address;
+use crate::args::{Format, InspectArgs};
+use crate::output::human_bytes;
+
+pub async fn run(args: InspectArgs) -> Result<ExitCode> {
+    let location = parse_address(&args.location, "inspected")?;
+    let store = location.open_read().await?;
+    let descriptor = location.resolve_in(store.as_ref()).await?;
+    let manifest = store.fetch_manifest(&descriptor).await?;
+    if args.raw {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(manifest.raw())
+            .context("writing to stdout")?;
+        stdout.flush().context("writing to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.output == Format::Json {
+        let body: serde_json::Value =
+            serde_json::from_slice(manifest.raw()).context("manifest is not JSON")?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "location": location.to_string(),
+                "descriptor": descriptor,
+                "manifest": body,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{location}");
+    println!("Digest:      {}", descriptor.digest);
+    println!("Media type:  {}", manifest.media_type());
+    println!("Size:        {} bytes", descriptor.size);
+    match manifest.body() {
+        ManifestBody::Index(index) => {
+            println!("Manifests:");
+            for entry in &index.manifests {
+                let platform = entry
+                    .platform
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "-".into());
+                println!("  {platform:<16} {}", line(entry));
+            }
+        }
+        ManifestBody::Image(image) => {
+            if let Some(artifact_type) = &image.artifact_type {
+                println!("Artifact:    {artifact_type}");
+            }
+            println!("Config:      {}", line(&image.config));
+            println!("Layers:");
+            for layer in &image.layers {
+                println!("  {}", line(layer));
+            }
+        }
+    }
+    if let Some(subject) = manifest.subject() {
+        println!("Subject:     {}", line(subject));
+    }
+    if !manifest.annotations().is_empty() {
+        println!("Annotations:");
+        for (key, value) in manifest.annotations() {
+            println!("  {key}: {value}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn line(d: &Descriptor) -> String {
+    format!("{}  {}  {}", d.digest, d.media_type, human_bytes(d.size))
+}

@@ -1,0 +1,25 @@
+//! One module per subcommand; each turns typed arguments into library calls and prints the result.
+
+mod copy;
+mod demo;
+mod inspect;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use wharf_store::Address;
+
+use crate::args::Command;
+
+pub async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Copy(args) => copy::run(args).await,
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Parses a location argument, naming the argument's role in the error.
+fn parse_address(text: &str, role: &str) -> Result<Address> {
+    Address::parse(text).with_context(|| role.to_owned())
+}
