@@ -157,6 +157,13 @@ pub async fn copy_graph(
         .await?;
     }
 
+    tracing::info!(
+        manifests = plan.nodes.len(),
+        blobs = plan.blobs.len(),
+        manifests_present = plan.manifests_present,
+        blobs_present = plan.blobs_present,
+        "discovered what to copy"
+    );
     let mut blobs: Vec<Descriptor> = plan.blobs.values().cloned().collect();
     blobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
     let bytes_copied = blobs.iter().map(|b| b.size).sum();
@@ -170,7 +177,9 @@ pub async fn copy_graph(
                 .map_err(|error| CopyError::Transfer {
                     source_location: src.location(),
                     error,
-                })
+                })?;
+            tracing::info!(digest = %blob.digest, size = blob.size, "copied blob");
+            Ok::<_, CopyError>(())
         })
         .buffer_unordered(concurrency)
         .try_collect::<()>()
@@ -183,7 +192,7 @@ pub async fn copy_graph(
     let manifests_copied = order.len();
     for digest in order.iter().filter(|d| **d != root.digest) {
         let node = &plan.nodes[digest];
-        tracing::debug!(digest = %digest, "pushing manifest");
+        tracing::info!(digest = %digest, "pushing manifest");
         dst.push_manifest(
             &node.descriptor,
             node.manifest.raw().clone(),
