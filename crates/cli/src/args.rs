@@ -29,6 +29,9 @@ pub enum Command {
     /// Show the manifest a location names.
     #[command(after_help = INSPECT_HELP)]
     Inspect(InspectArgs),
+    /// Run wharf's embedded OCI registry (distribution spec 1.1) on a local directory.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Run the main job end to end on generated content and narrate it.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
@@ -55,6 +58,28 @@ Examples:
 
 Locations:
   oci:PATH[:TAG][@DIGEST]   an OCI image layout directory (without TAG: its only image)";
+
+const SERVE_HELP: &str = "\
+The registry serves the whole distribution spec 1.1 API (pull, push, chunked and cross-repository
+uploads, referrers, tags and catalog with pagination, deletes) from one directory. Each --listen adds
+an address for the same storage, so one registry can be reached under several URLs. It prints one
+line per address (`listening on http://ADDR`) and stops cleanly on SIGINT or SIGTERM.
+
+Examples:
+  wharf serve --root ./registry --listen 127.0.0.1:5000
+  wharf serve --root ./registry --listen 127.0.0.1:5000 --listen 127.0.0.1:5001
+  wharf serve --root ./registry --htpasswd ./htpasswd --anonymous-read
+  wharf serve --root ./registry --tls-cert cert.pem --tls-key key.pem --listen 0.0.0.0:443
+  wharf serve gc --root ./registry";
+
+const GC_HELP: &str = "\
+Removes blobs that no manifest of any repository references, and abandoned uploads. Only content
+older than --grace is removed, so a push in progress keeps its blobs; run it while the registry is
+stopped or read-only to be certain.
+
+Examples:
+  wharf serve gc --root ./registry
+  wharf serve gc --root ./registry --grace 0s";
 
 const DEMO_HELP: &str = "\
 The demo generates a multi-arch image (linux/amd64 and linux/arm64) in one OCI layout, copies it to a
@@ -91,6 +116,82 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub action: Option<ServeAction>,
+    #[command(flatten)]
+    pub run: ServeRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeAction {
+    /// Remove unreferenced blobs and abandoned uploads from a registry's storage.
+    #[command(after_help = GC_HELP)]
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeRunArgs {
+    /// Storage directory (created if missing).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub root: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT; repeat for several (port 0 picks a free one).
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    pub listen: Vec<String>,
+    /// htpasswd file with bcrypt entries (htpasswd -B): every request needs valid credentials.
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// With --htpasswd: allow pulls without credentials.
+    #[arg(long, requires = "htpasswd")]
+    pub anonymous_read: bool,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse every push and delete.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Append one JSON line per request to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// Advertise OCI-Chunk-Min-Length and enforce it on chunked uploads.
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_min_length: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Storage directory of the registry.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Keep anything younger than this (e.g. 90s, 30m, 1h, 2d).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+/// `90s`, `30m`, `1h`, `2d`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 2d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{text:?} needs a unit: s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(number * seconds))
 }
 
 #[derive(Debug, Args)]

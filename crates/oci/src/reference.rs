@@ -334,6 +334,19 @@ fn check_tag(tag: &str) -> Result<(), ReferenceErrorReason> {
     }
 }
 
+/// Checks a repository path on its own (`library/busybox`), for servers and path rewriting.
+pub fn validate_repository(path: &str) -> Result<(), ReferenceError> {
+    let fail = |reason| ReferenceError {
+        input: path.to_owned(),
+        reason,
+    };
+    check_path(path).map_err(fail)?;
+    if path.len() > NAME_MAX_LEN {
+        return Err(fail(ReferenceErrorReason::NameTooLong(path.len())));
+    }
+    Ok(())
+}
+
 /// Checks a tag on its own, for places that take a tag apart from a reference.
 pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     check_tag(tag).map_err(|reason| ReferenceError {

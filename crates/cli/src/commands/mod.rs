@@ -3,6 +3,7 @@
 mod copy;
 mod demo;
 mod inspect;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Copy(args) => copy::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -1,0 +1,77 @@
+//! One structured record per request: a tracing event, and optionally a JSON line in a file (which tests
+//! and benchmarks read to count requests at the server).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper::body::Body as _;
+use serde_json::json;
+
+use crate::AppState;
+
+/// The authenticated user, which the authentication layer attaches to the response.
+#[derive(Clone)]
+pub struct User(pub String);
+
+/// An append-only file of JSON lines.
+pub struct AccessLog {
+    file: Mutex<std::fs::File>,
+}
+
+impl AccessLog {
+    /// Opens (creating) the file for appending.
+    pub fn open(path: &Path) -> std::io::Result<AccessLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(AccessLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    fn write(&self, record: &serde_json::Value) {
+        let mut line = record.to_string();
+        line.push('\n');
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            tracing::warn!("cannot write the access log: {e}");
+        }
+    }
+}
+
+pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let sent = header_number(request.headers(), "content-length");
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let user = response.extensions().get::<User>().map(|u| u.0.clone());
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "wharf_server::access", %method, %path, status, millis, "request");
+    if let Some(log) = &state.access_log {
+        log.write(&json!({
+            "method": method,
+            "path": path,
+            "query": query,
+            "status": status,
+            "requestBytes": sent,
+            "responseBytes": header_number(response.headers(), "content-length")
+                .or_else(|| response.body().size_hint().exact()),
+            "user": user,
+            "millis": millis,
+        }));
+    }
+    response
+}
+
+fn header_number(headers: &axum::http::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.parse().ok()
+}

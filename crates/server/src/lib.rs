@@ -1,0 +1,114 @@
+//! wharf's embedded OCI registry: the distribution spec 1.1 pull, push, content discovery and management
+//! API over filesystem storage.
+//!
+//! [`Registry::bind`] opens the [`storage`] and binds one or more addresses (one process reachable under
+//! several URLs); [`Registry::run`] serves them until a shutdown future completes, then drains open
+//! requests. Options cover basic authentication from an htpasswd file, anonymous reads, TLS, read-only
+//! mode and an access log of JSON lines.
+//!
+//! What it leaves out: token authentication, storage drivers other than a local directory, and
+//! deletion-time garbage collection (run [`storage::Storage::gc`] offline).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wharf_server::ServeError> {
+//! use wharf_server::{Registry, ServeOptions};
+//! let options = ServeOptions::new(vec!["127.0.0.1:0".parse().unwrap()]);
+//! let registry = Registry::bind("./registry-data", options).await?;
+//! println!("listening on {:?}", registry.local_addrs());
+//! registry.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(()) }
+//! ```
+
+mod access_log;
+mod api;
+mod auth;
+mod error;
+mod listen;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+pub use error::{ApiError, Code};
+pub use listen::{Registry, ServeError};
+use storage::Storage;
+
+/// How the registry serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Addresses to listen on (port 0 picks a free port).
+    pub listen: Vec<SocketAddr>,
+    /// An htpasswd file with bcrypt entries: every request needs valid basic credentials.
+    pub htpasswd: Option<PathBuf>,
+    /// With `htpasswd`: let GET and HEAD through without credentials.
+    pub anonymous_read: bool,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse every write.
+    pub read_only: bool,
+    /// Append one JSON line per request to this file.
+    pub access_log: Option<PathBuf>,
+    /// Advertise `OCI-Chunk-Min-Length` and enforce it on chunked uploads.
+    pub chunk_min_length: Option<u64>,
+}
+
+impl ServeOptions {
+    /// Plain HTTP on `listen`, no authentication, writable.
+    pub fn new(listen: Vec<SocketAddr>) -> ServeOptions {
+        ServeOptions {
+            listen,
+            htpasswd: None,
+            anonymous_read: false,
+            tls: None,
+            read_only: false,
+            access_log: None,
+            chunk_min_length: None,
+        }
+    }
+}
+
+/// What every request handler shares.
+struct AppState {
+    storage: Storage,
+    options: ServeOptions,
+    htpasswd: Option<auth::Htpasswd>,
+    access_log: Option<access_log::AccessLog>,
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .fallback(api::dispatch)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access_log::record,
+        ))
+        .with_state(state)
+}
+
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(htpasswd) = &state.htpasswd else {
+        return next.run(request).await;
+    };
+    match htpasswd.check(request.headers()) {
+        Some(user) => {
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(access_log::User(user));
+            response
+        }
+        None if state.options.anonymous_read && auth::is_read(request.method()) => {
+            next.run(request).await
+        }
+        None => ApiError::new(Code::Unauthorized, "authentication required").into_response(),
+    }
+}
