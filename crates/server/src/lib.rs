@@ -15,7 +15,7 @@
 //! let options = ServeOptions::new(vec!["127.0.0.1:0".parse().unwrap()]);
 //! let registry = Registry::bind("./registry-data", options).await?;
 //! println!("listening on {:?}", registry.local_addrs());
-//! registry.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! registry.run(async { tokio::signal::ctrl_c().await.ok(); }).await;
 //! # Ok(()) }
 //! ```
 

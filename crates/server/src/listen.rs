@@ -145,7 +145,7 @@ impl Registry {
     }
 
     /// Serves until `shutdown` completes, then lets open requests finish (up to 10 s).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let service = TowerToHyperService::new(router(self.state.clone()));
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -209,7 +209,6 @@ impl Registry {
         {
             tracing::warn!("requests still open after {DRAIN_TIMEOUT:?}; closing them");
         }
-        Ok(())
     }
 }
 

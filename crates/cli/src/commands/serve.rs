@@ -38,7 +38,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         }
         stdout.flush()?;
     }
-    registry.run(shutdown_signal()).await?;
+    registry.run(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,4 +3,5 @@
 mod copy;
 mod demo;
 mod inspect;
+mod serve;
 mod util;

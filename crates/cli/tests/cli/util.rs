@@ -133,3 +133,80 @@ pub fn sample_layout(dir: &Path) -> PathBuf {
     wharf(dir, &["demo", "--keep", "sample"]).ok();
     dir.join("sample/source")
 }
+
+/// A `wharf serve` process on a free port, stopped with SIGTERM when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT` of each listen address.
+    pub addrs: Vec<String>,
+    pub root: PathBuf,
+}
+
+impl Served {
+    /// Starts `wharf serve --root DIR/registry --listen 127.0.0.1:0 ARGS...`.
+    pub fn start(dir: &Path, args: &[&str]) -> Served {
+        Served::start_with_listeners(dir, 1, args)
+    }
+
+    pub fn start_with_listeners(dir: &Path, listeners: usize, args: &[&str]) -> Served {
+        use std::io::BufRead;
+        let root = dir.join("registry");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command
+            .current_dir(dir)
+            .arg("serve")
+            .arg("--root")
+            .arg(&root);
+        for _ in 0..listeners {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("wharf serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut addrs = Vec::new();
+        for _ in 0..listeners {
+            let line = lines.next().expect("a listening line").unwrap();
+            let addr = line
+                .rsplit("://")
+                .next()
+                .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+            addrs.push(addr.to_owned());
+        }
+        Served { child, addrs, root }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addrs[0]
+    }
+
+    /// Asks for a graceful stop and returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// An htpasswd file with user `alice`, password `s3cret` (bcrypt).
+pub fn htpasswd(dir: &Path) -> PathBuf {
+    let path = dir.join("htpasswd");
+    std::fs::write(
+        &path,
+        format!("alice:{}\n", bcrypt::hash("s3cret", 5).unwrap()),
+    )
+    .unwrap();
+    path
+}
