@@ -19,6 +19,7 @@
 mod fsutil;
 mod gc;
 mod uploads;
+mod writer;
 
 use std::collections::BTreeSet;
 use std::io;

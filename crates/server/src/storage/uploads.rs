@@ -10,15 +10,16 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 use wharf_oci::{Algorithm, Digest, Digester};
 
+use super::writer::BlockWriter;
 use super::{Storage, fsutil};
 use crate::error::{ApiError, ApiResult, Code};
 
-/// Write buffer between the network and the upload file.
-const WRITE_BUFFER: usize = 1024 * 1024;
+/// Read buffer when an upload has to be hashed again from disk.
+const READ_BUFFER: usize = 1024 * 1024;
 
 /// Upload sessions in progress.
 pub struct Uploads {
@@ -210,11 +211,7 @@ impl Storage {
         session: &mut Session,
         mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> ApiResult<()> {
-        let file = tokio::fs::OpenOptions::new()
-            .append(true)
-            .open(self.uploads.path(id))
-            .await?;
-        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut writer = BlockWriter::append(&self.uploads.path(id)).await?;
         let mut failure = None;
         while let Some(chunk) = body.next().await {
             match chunk {
@@ -222,7 +219,7 @@ impl Storage {
                     if let Some(d) = session.digester.as_mut() {
                         d.update(&chunk);
                     }
-                    writer.write_all(&chunk).await?;
+                    writer.write(&chunk).await?;
                     session.offset += chunk.len() as u64;
                 }
                 Err(e) => {
@@ -236,7 +233,7 @@ impl Storage {
             // Whatever arrived is kept (the client can ask for the offset and resume); the running
             // hash may have seen a chunk the file did not, so the file is hashed again at the end.
             session.digester = None;
-            session.offset = writer.get_ref().metadata().await?.len();
+            session.offset = writer.len();
             return Err(ApiError::new(
                 Code::BlobUploadInvalid,
                 format!("upload interrupted: {why}"),
@@ -266,7 +263,7 @@ fn range_error(message: String) -> ApiError {
 async fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> io::Result<Digest> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut digester = Digester::new(algorithm);
-    let mut buffer = vec![0u8; WRITE_BUFFER];
+    let mut buffer = vec![0u8; READ_BUFFER];
     loop {
         let n = file.read(&mut buffer).await?;
         if n == 0 {

@@ -1,0 +1,95 @@
+# Shared helpers for the benchmark scripts: free ports, starting and stopping registries, timing, RSS.
+# Source it; it sets `work` (a temporary directory removed on exit).
+
+set -euo pipefail
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+wharf="${CARGO_TARGET_DIR:-$repo_root/target}/release/wharf"
+work=$(mktemp -d)
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+build_wharf() {
+  (cd "$repo_root" && cargo build --release --quiet -p wharf)
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() {
+  local addr=$1
+  for _ in $(seq 100); do
+    curl -fs -o /dev/null "http://$addr/v2/" && return 0
+    sleep 0.05
+  done
+  echo "registry at $addr did not come up" >&2
+  return 1
+}
+
+# start_docker_registry NAME: starts Debian's docker-registry (distribution 2.8) under /usr/bin/time;
+# sets ADDR and PID.
+start_docker_registry() {
+  local name=$1 port
+  port=$(free_port)
+  mkdir -p "$work/$name"
+  cat >"$work/$name/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/$name/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+  /usr/bin/time -v -o "$work/$name/time" docker-registry serve "$work/$name/config.yml" \
+    >"$work/$name/log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  ADDR=127.0.0.1:$port
+  wait_for "$ADDR"
+}
+
+# start_wharf_serve NAME [ARGS...]: starts `wharf serve` under /usr/bin/time; sets ADDR and PID.
+start_wharf_serve() {
+  local name=$1 port
+  shift
+  port=$(free_port)
+  mkdir -p "$work/$name"
+  /usr/bin/time -v -o "$work/$name/time" "$wharf" serve --root "$work/$name/data" \
+    --listen "127.0.0.1:$port" "$@" >"$work/$name/log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  ADDR=127.0.0.1:$port
+  wait_for "$ADDR"
+}
+
+# stop NAME PID: stops a server started above; sets RSS to its peak RSS in MiB and CPU to its user +
+# system seconds. (Not in a subshell: only this shell can wait for the server.)
+stop() {
+  local name=$1 pid=$2
+  # $pid is /usr/bin/time; stop the server under it so time can write its report.
+  pkill -TERM -P "$pid"
+  wait "$pid" 2>/dev/null || true
+  RSS=$(awk '/Maximum resident set size/ {printf "%.1f", $6/1024}' "$work/$name/time")
+  CPU=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/$name/time")
+}
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+machine() {
+  echo "$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB"
+}
