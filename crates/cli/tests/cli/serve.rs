@@ -1,4 +1,7 @@
-use crate::util::{Served, blob_files, htpasswd, peer, sample_layout, sha256_of, temp, wharf};
+use crate::util::{
+    Served, blob_files, files, htpasswd, http, peer, response_header, sample_layout, sha256_of,
+    temp, wharf,
+};
 
 #[test]
 fn skopeo_pushes_and_pulls_a_multi_arch_image_unchanged() {
@@ -209,4 +212,60 @@ fn serve_rejects_bad_options_in_one_line() {
         ],
     )
     .fails_with(&["TLS missing.pem"]);
+}
+
+#[test]
+fn a_killed_upload_never_becomes_visible() {
+    use std::io::Write;
+    let dir = temp();
+    let dir = dir.path();
+    let mut served = Served::start(dir, &[]);
+    let addr = served.addr().to_owned();
+    let (status, response) = http(&addr, "POST", "/v2/crash/app/blobs/uploads/", b"");
+    assert_eq!(status, 202, "{response}");
+    let location = response_header(&response, "location").unwrap();
+
+    // Announce 2 MiB, send half, and kill the registry with SIGKILL while it waits for the rest.
+    let full = vec![42u8; 2 << 20];
+    let digest = sha256_of(dir, &full);
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "PATCH {location} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        full.len()
+    )
+    .unwrap();
+    stream.write_all(&full[..1 << 20]).unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    drop(stream);
+
+    let blobs = files(&served.root.join("blobs"));
+    assert!(blobs.is_empty(), "a partial blob became visible: {blobs:?}");
+    let restarted = Served::start(dir, &[]);
+    let (status, _) = http(
+        restarted.addr(),
+        "HEAD",
+        &format!("/v2/crash/app/blobs/{digest}"),
+        b"",
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http(restarted.addr(), "GET", &location, b"");
+    assert_eq!(status, 404, "the interrupted session is gone");
+    drop(restarted);
+    let out = wharf(
+        dir,
+        &[
+            "serve",
+            "gc",
+            "--root",
+            served.root.to_str().unwrap(),
+            "--grace",
+            "0s",
+        ],
+    )
+    .ok();
+    assert!(out.contains("1 abandoned uploads"), "{out}");
 }
