@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const LOCATIONS: &str = "\
 Locations:
+  HOST/REPO[:TAG][@DIGEST]  a repository of a registry (docker://NAME for Docker Hub names)
   oci:PATH[:TAG][@DIGEST]   an OCI image layout directory (as skopeo and umoci write them)";
 
 /// Move bundles of OCI artifacts between registries, mirrors and air-gap archives so that every
@@ -29,6 +30,18 @@ pub enum Command {
     /// Show the manifest a location names.
     #[command(after_help = INSPECT_HELP)]
     Inspect(InspectArgs),
+    /// List the tags of a registry repository or an OCI layout.
+    #[command(after_help = TAGS_HELP)]
+    Tags(TagsArgs),
+    /// List the repositories of a registry (its catalog).
+    #[command(after_help = CATALOG_HELP)]
+    Catalog(CatalogArgs),
+    /// Store credentials for a registry in the auth file podman and docker read.
+    #[command(after_help = LOGIN_HELP)]
+    Login(LoginArgs),
+    /// Remove stored credentials for a registry.
+    #[command(after_help = LOGOUT_HELP)]
+    Logout(LogoutArgs),
     /// Run wharf's embedded OCI registry (distribution spec 1.1) on a local directory.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -40,15 +53,45 @@ pub enum Command {
 const COPY_HELP: &str = "\
 The destination gets its own tag if it names one, else the source's tag. Blobs and manifests the
 destination already has are not copied again; an image whose root is already there costs one check.
-Every byte is verified against its digest before it becomes visible at the destination.
+Every byte is verified against its digest before it becomes visible at the destination. Referrers
+(signatures, SBOMs) travel with the image unless --no-referrers is given; registries without the
+referrers API get the sha256-<hex> tag schema. Credentials come from --creds or from the auth files
+podman and docker write (see wharf login).
 
 Examples:
-  wharf copy oci:./images:1.0 oci:./mirror:1.0
-  wharf copy oci:./images@sha256:4c1e…  oci:./mirror:pinned
+  wharf copy registry.example.com/app:1.0 localhost:5000/mirror/app
+  wharf copy --platform linux/arm64 docker://alpine:3.20 oci:./alpine:3.20
+  wharf copy oci:./images:1.0 registry.example.com/team/app:1.0 --dest-creds bot:$TOKEN
   wharf copy --output json oci:./images:1.0 oci:./mirror
 
 Locations:
+  HOST/REPO[:TAG][@DIGEST]  a registry repository (docker://NAME for Docker Hub names)
   oci:PATH[:TAG][@DIGEST]   an OCI image layout directory";
+
+const TAGS_HELP: &str = "\
+Examples:
+  wharf tags localhost:5000/team/app
+  wharf tags --output json registry.example.com/team/app
+  wharf tags oci:./images";
+
+const CATALOG_HELP: &str = "\
+Examples:
+  wharf catalog localhost:5000
+  wharf catalog --output json registry.example.com";
+
+const LOGIN_HELP: &str = "\
+The credentials are checked against the registry first, then written to --authfile, else
+$REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json, else ~/.docker/config.json (through
+the credential helper that file names for the registry, if any).
+
+Examples:
+  wharf login registry.example.com -u bot --password-stdin < token.txt
+  wharf login localhost:5000 -u alice -p s3cret --authfile ./auth.json";
+
+const LOGOUT_HELP: &str = "\
+Examples:
+  wharf logout registry.example.com
+  wharf logout localhost:5000 --authfile ./auth.json";
 
 const INSPECT_HELP: &str = "\
 Examples:
@@ -89,6 +132,35 @@ Examples:
   wharf demo
   wharf demo --keep ./demo-output";
 
+/// How to reach registries: shared by every command that reads or writes one.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Credentials USER:PASSWORD for every registry, instead of the auth files.
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "WHARF_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<String>,
+    /// Read credentials only from this auth file (docker config.json or containers auth.json format).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Verify registries' TLS certificates.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Also trust the CA certificates (*.crt, *.pem) in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Allow plain HTTP (and unverified TLS) for this registry host; repeatable. Loopback hosts always
+    /// may use HTTP.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Upload blobs in chunks of at most this many bytes, for proxies that limit request bodies.
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_size: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Where to copy from.
@@ -100,9 +172,28 @@ pub struct CopyArgs {
     /// Blobs to transfer at once.
     #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
+    /// Copy only this platform of a multi-platform image (os/arch[/variant]); repeatable. The
+    /// destination gets a new index listing just these.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Vec<wharf_oci::Platform>,
+    /// Do not copy referrers (signatures, SBOMs, attestations).
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// Credentials USER:PASSWORD for the source only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials USER:PASSWORD for the destination only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+fn parse_platform(text: &str) -> Result<wharf_oci::Platform, String> {
+    wharf_oci::Platform::parse(text)
 }
 
 #[derive(Debug, Args)]
@@ -113,9 +204,70 @@ pub struct InspectArgs {
     /// Print the manifest's bytes exactly as stored.
     #[arg(long, conflicts_with = "output")]
     pub raw: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The repository (HOST/REPO) or layout (oci:PATH).
+    #[arg(value_name = "REPOSITORY")]
+    pub repository: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The registry host (HOST[:PORT]).
+    #[arg(value_name = "REGISTRY")]
+    pub registry_host: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host (HOST[:PORT]).
+    #[arg(value_name = "REGISTRY")]
+    pub host: String,
+    /// User name.
+    #[arg(short, long)]
+    pub username: String,
+    /// Password or token (visible to other local users; prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Write to this auth file.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Verify the registry's TLS certificate.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Also trust the CA certificates (*.crt, *.pem) in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry host (HOST[:PORT]).
+    #[arg(value_name = "REGISTRY")]
+    pub host: String,
+    /// Remove from this auth file only.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -100,7 +100,10 @@ async fn reuses_blobs_the_destination_already_has() {
         &dst,
         &one.root,
         ManifestRole::Tag("a"),
-        &CopyOptions { concurrency: 1 },
+        &CopyOptions {
+            concurrency: 1,
+            ..CopyOptions::default()
+        },
     )
     .await
     .unwrap();

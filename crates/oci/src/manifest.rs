@@ -124,6 +124,33 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// Parses `os/arch[/variant]` (`linux/arm64/v8`).
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let valid = parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        });
+        match parts.as_slice() {
+            [os, arch] if valid => Ok(Platform::new(os, arch, None)),
+            [os, arch, variant] if valid => Ok(Platform::new(os, arch, Some(variant))),
+            _ => Err(format!(
+                "invalid platform {text:?}: expected os/arch or os/arch/variant, e.g. linux/arm64/v8"
+            )),
+        }
+    }
+
+    /// True if this (an index entry's platform) is what `wanted` asks for; a `wanted` without variant
+    /// accepts any variant.
+    pub fn satisfies(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || self.variant == wanted.variant)
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;

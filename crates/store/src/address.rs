@@ -3,14 +3,24 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use wharf_oci::{Descriptor, Digest, validate_tag};
+use wharf_oci::{Descriptor, Digest, Reference, validate_tag};
 
 use crate::layout::Layout;
+use crate::registry::Registries;
 use crate::{ReadStore, Result, Store};
 
 /// Where content lives, in command-line notation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
+    /// `[docker://]HOST/REPO[:TAG][@DIGEST]`: a repository of a registry.
+    Registry {
+        /// The repository (its tag, if any, is `latest` by normalisation and not used).
+        repository: Reference,
+        /// The tag as given.
+        tag: Option<String>,
+        /// The digest as given.
+        digest: Option<Digest>,
+    },
     /// `oci:PATH[:TAG][@DIGEST]`: an OCI image layout directory.
     Layout {
         /// The layout directory.
@@ -35,49 +45,60 @@ pub struct AddressError {
 /// Parses what follows a location's prefix.
 type PrefixParser = fn(&str) -> Result<Address, String>;
 
-/// The transports wharf knows, by prefix.
-const PREFIXES: &[(&str, PrefixParser)] = &[("oci:", parse_layout)];
+/// The transports wharf knows, by prefix; anything else must be a registry reference with a host.
+const PREFIXES: &[(&str, PrefixParser)] = &[("oci:", parse_layout), ("docker://", parse_registry)];
+
+const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub) or oci:PATH[:TAG] for an OCI image layout";
 
 impl Address {
-    /// Parses a location: `oci:PATH[:TAG][@DIGEST]`.
+    /// Parses a location: `HOST/REPO[:TAG][@DIGEST]`, `docker://REFERENCE`, `oci:PATH[:TAG][@DIGEST]`.
     pub fn parse(input: &str) -> Result<Address, AddressError> {
         let fail = |reason: String| AddressError {
             input: input.to_owned(),
             reason,
         };
-        let (rest, parse) = PREFIXES
+        if let Some((rest, parse)) = PREFIXES
             .iter()
             .find_map(|(prefix, parse)| input.strip_prefix(prefix).map(|rest| (rest, parse)))
-            .ok_or_else(|| {
-                fail("unknown kind of location; use oci:PATH[:TAG] for an OCI image layout".into())
-            })?;
-        parse(rest).map_err(fail)
+        {
+            return parse(rest).map_err(fail);
+        }
+        // Without a prefix only an unmistakable registry reference is accepted, so that a typo such as
+        // `oci-dir:x` is not read as the Docker Hub image `oci-dir` with tag `x`.
+        let host = input.split('/').next().unwrap_or_default();
+        let has_host = input.contains('/') && (host.contains(['.', ':']) || host == "localhost");
+        if !has_host {
+            return Err(fail(format!("unknown kind of location; {KINDS}")));
+        }
+        parse_registry(input).map_err(fail)
     }
 
     /// The tag the location names, if any.
     pub fn tag(&self) -> Option<&str> {
         match self {
-            Address::Layout { tag, .. } => tag.as_deref(),
+            Address::Registry { tag, .. } | Address::Layout { tag, .. } => tag.as_deref(),
         }
     }
 
     /// The digest the location names, if any.
     pub fn digest(&self) -> Option<&Digest> {
         match self {
-            Address::Layout { digest, .. } => digest.as_ref(),
+            Address::Registry { digest, .. } | Address::Layout { digest, .. } => digest.as_ref(),
         }
     }
 
     /// Opens the location to read from it; it must exist.
-    pub async fn open_read(&self) -> Result<Box<dyn ReadStore>> {
+    pub async fn open_read(&self, registries: &Registries) -> Result<Box<dyn ReadStore>> {
         match self {
+            Address::Registry { repository, .. } => Ok(Box::new(registries.repository(repository))),
             Address::Layout { path, .. } => Ok(Box::new(Layout::open(path.clone()).await?)),
         }
     }
 
     /// Opens the location to write to it, creating it on first write if it does not exist.
-    pub async fn open_write(&self) -> Result<Box<dyn Store>> {
+    pub async fn open_write(&self, registries: &Registries) -> Result<Box<dyn Store>> {
         match self {
+            Address::Registry { repository, .. } => Ok(Box::new(registries.repository(repository))),
             Address::Layout { path, .. } => Ok(Box::new(Layout::create(path.clone()).await?)),
         }
     }
@@ -91,6 +112,23 @@ impl Address {
             (None, None) => store.resolve_default().await,
         }
     }
+}
+
+fn parse_registry(rest: &str) -> Result<Address, String> {
+    let repository = Reference::parse(rest).map_err(|e| e.reason.to_string())?;
+    let named = rest.split('@').next().unwrap_or(rest);
+    let last_segment = named.rsplit('/').next().unwrap_or(named);
+    let tag = if last_segment.contains(':') {
+        repository.tag().map(str::to_owned)
+    } else {
+        None
+    };
+    let digest = repository.digest().cloned();
+    Ok(Address::Registry {
+        repository,
+        tag,
+        digest,
+    })
 }
 
 fn parse_layout(rest: &str) -> Result<Address, String> {
@@ -120,18 +158,18 @@ fn parse_layout(rest: &str) -> Result<Address, String> {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (tag, digest) = (self.tag(), self.digest());
         match self {
-            Address::Layout { path, tag, digest } => {
-                write!(f, "oci:{}", path.display())?;
-                if let Some(tag) = tag {
-                    write!(f, ":{tag}")?;
-                }
-                if let Some(digest) = digest {
-                    write!(f, "@{digest}")?;
-                }
-                Ok(())
-            }
+            Address::Registry { repository, .. } => write!(f, "{}", repository.name())?,
+            Address::Layout { path, .. } => write!(f, "oci:{}", path.display())?,
         }
+        if let Some(tag) = tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
     }
 }
 
@@ -159,7 +197,9 @@ mod tests {
             let a = Address::parse(input).unwrap();
             assert_eq!(a.to_string(), input);
             assert_eq!(Address::parse(&a.to_string()).unwrap(), a);
-            let Address::Layout { path: p, .. } = &a;
+            let Address::Layout { path: p, .. } = &a else {
+                panic!("{input} is a layout")
+            };
             assert_eq!(p, &PathBuf::from(path));
             assert_eq!(a.tag(), tag);
             assert_eq!(a.digest().map(Digest::as_str), digest);
@@ -167,13 +207,56 @@ mod tests {
     }
 
     #[test]
+    fn parses_registries_and_round_trips() {
+        let cases = [
+            ("localhost:5000/app", "localhost:5000/app", None, None),
+            (
+                "localhost:5000/app:1.0",
+                "localhost:5000/app:1.0",
+                Some("1.0"),
+                None,
+            ),
+            ("docker://busybox", "docker.io/library/busybox", None, None),
+            (
+                "docker://busybox:1",
+                "docker.io/library/busybox:1",
+                Some("1"),
+                None,
+            ),
+            (
+                &format!("quay.io/a/b@{DIGEST}") as &str,
+                &format!("quay.io/a/b@{DIGEST}") as &str,
+                None,
+                Some(DIGEST),
+            ),
+            (
+                &format!("127.0.0.1:5/a:t@{DIGEST}"),
+                &format!("127.0.0.1:5/a:t@{DIGEST}"),
+                Some("t"),
+                Some(DIGEST),
+            ),
+        ];
+        for (input, printed, tag, digest) in cases {
+            let a = Address::parse(input).unwrap();
+            assert_eq!(a.to_string(), printed, "{input}");
+            assert_eq!(Address::parse(&a.to_string()).unwrap(), a, "{input}");
+            assert_eq!(a.tag(), tag, "{input}");
+            assert_eq!(a.digest().map(Digest::as_str), digest, "{input}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_locations() {
         for (input, want) in [
             ("dir", "unknown kind of location"),
+            ("busybox", "docker://NAME for Docker Hub"),
+            ("oci-dir:x", "unknown kind of location"),
             ("oci:", "path is empty"),
             ("oci::tag", "path is empty"),
             ("oci:dir:-bad", "tag \"-bad\" is invalid"),
             ("oci:dir@md5:abc", "unsupported digest algorithm"),
+            ("localhost:5000/UPPER", "must be lowercase"),
+            ("docker://a/b@sha256:12", "64 hex characters"),
         ] {
             let err = Address::parse(input).unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");

@@ -35,6 +35,11 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(*self.kind, ErrorKind::NotFound(_))
     }
+
+    /// True if trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
 }
 
 /// Store operations, named as in the OCI specs.
@@ -111,6 +116,46 @@ pub enum ErrorKind {
     /// Operating system I/O failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The registry answered with an error status.
+    #[error("{}", registry_error(*.status, .code.as_deref(), .message))]
+    Registry {
+        /// HTTP status.
+        status: u16,
+        /// The distribution spec error code, if the body had one.
+        code: Option<String>,
+        /// The registry's message, or the status text.
+        message: String,
+    },
+    /// The registry could not be reached or the connection broke.
+    #[error("{0}")]
+    Network(String),
+    /// Credentials are missing or were refused.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Credentials or a credential helper could not be read.
+    #[error(transparent)]
+    Credentials(#[from] crate::registry::CredentialsError),
+}
+
+fn registry_error(status: u16, code: Option<&str>, message: &str) -> String {
+    match code {
+        Some(code) => format!("registry answered {status} {code}: {message}"),
+        None => format!("registry answered {status}: {message}"),
+    }
+}
+
+impl ErrorKind {
+    /// True for failures that may pass if the operation is tried again: network trouble, rate
+    /// limiting, and server-side errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ErrorKind::Network(_) => true,
+            ErrorKind::Registry { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {

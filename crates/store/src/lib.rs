@@ -1,9 +1,10 @@
 //! Where OCI content lives, behind one interface.
 //!
 //! A store holds a content-addressed graph of blobs and manifests plus names (tags) for some of its
-//! manifests. [`ReadStore`] reads it, [`Store`] also writes it. Backends: [`layout::Layout`] (an OCI image
-//! layout directory) and [`memory::MemoryStore`] (for tests). [`Address`] parses the command-line
-//! notations (`oci:PATH[:TAG]`, …) and opens the matching backend.
+//! manifests. [`ReadStore`] reads it, [`Store`] also writes it. Backends: [`registry::Repository`] (a
+//! repository of an OCI distribution registry), [`layout::Layout`] (an OCI image layout directory) and
+//! [`memory::MemoryStore`] (for tests). [`Address`] parses the command-line notations
+//! (`host/repo:tag`, `oci:PATH[:TAG]`, …) and opens the matching backend.
 //!
 //! Verification is a store's job on the way in: [`Store::push`] must check size and digest while the bytes
 //! stream and make nothing visible unless they match. [`ReadStore::fetch`] does not verify; consumers that
@@ -24,6 +25,7 @@ mod address;
 mod error;
 pub mod layout;
 pub mod memory;
+pub mod registry;
 mod verify;
 
 use async_trait::async_trait;
@@ -49,6 +51,15 @@ pub enum ManifestRole<'a> {
     Root,
     /// The top of a copied graph, under this tag.
     Tag(&'a str),
+}
+
+/// Where a blob could be mounted from: a repository on a registry host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSource {
+    /// The registry host as references name it.
+    pub host: String,
+    /// The repository path.
+    pub repository: String,
 }
 
 /// Reading content from a store.
@@ -101,6 +112,20 @@ pub trait ReadStore: Send + Sync {
             ErrorKind::Unsupported("this store has no tags".into()),
         ))
     }
+
+    /// Manifests whose `subject` is `subject`, optionally only those of one artifact type.
+    async fn referrers(
+        &self,
+        _subject: &Descriptor,
+        _artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        Ok(Vec::new())
+    }
+
+    /// Where a destination on the same registry could mount this store's blobs from.
+    fn mount_source(&self) -> Option<MountSource> {
+        None
+    }
 }
 
 /// Writing content to a store.
@@ -118,11 +143,46 @@ pub trait Store: ReadStore {
         role: ManifestRole<'_>,
     ) -> Result<()>;
 
-    /// Makes a blob from another repository of the same store available here without copying bytes.
-    /// Returns false when the store cannot, and the caller copies instead.
-    async fn mount(&self, _descriptor: &Descriptor, _from_repository: &str) -> Result<bool> {
+    /// Makes a blob from another repository of the same registry available here without copying
+    /// bytes. Returns false when the store cannot, and the caller copies instead.
+    async fn mount(&self, _descriptor: &Descriptor, _from: &MountSource) -> Result<bool> {
         Ok(false)
     }
+}
+
+/// The manifests among `candidates` whose subject is `subject`, for stores that find referrers by
+/// looking at their manifests.
+pub(crate) async fn referrers_among(
+    store: &dyn ReadStore,
+    candidates: Vec<Descriptor>,
+    subject: &Descriptor,
+    artifact_type: Option<&str>,
+) -> Result<Vec<Descriptor>> {
+    let mut out = Vec::new();
+    for candidate in candidates.into_iter().filter(Descriptor::is_manifest) {
+        let manifest = store.fetch_manifest(&candidate).await?;
+        if manifest
+            .subject()
+            .is_none_or(|s| s.digest != subject.digest)
+        {
+            continue;
+        }
+        let kind = manifest.artifact_type().map(str::to_owned);
+        if artifact_type.is_some_and(|wanted| kind.as_deref() != Some(wanted)) {
+            continue;
+        }
+        let mut descriptor =
+            Descriptor::new(&candidate.media_type, candidate.digest, candidate.size);
+        descriptor.artifact_type = kind;
+        descriptor.annotations = manifest.annotations().clone();
+        if !out
+            .iter()
+            .any(|d: &Descriptor| d.digest == descriptor.digest)
+        {
+            out.push(descriptor);
+        }
+    }
+    Ok(out)
 }
 
 /// Checks that `raw` is what `descriptor` promises, for manifest pushes.

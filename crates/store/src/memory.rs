@@ -10,7 +10,7 @@ use wharf_oci::{Descriptor, Digest};
 
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
-    verified,
+    referrers_among, verified,
 };
 
 /// Content and tags held in memory.
@@ -98,6 +98,16 @@ impl ReadStore for MemoryStore {
 
     async fn tags(&self) -> Result<Vec<String>> {
         Ok(self.read().tags.iter().map(|(t, _)| t.clone()).collect())
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let mut candidates: Vec<Descriptor> = self.read().descriptors.values().cloned().collect();
+        candidates.sort_by(|a, b| a.digest.cmp(&b.digest));
+        referrers_among(self, candidates, subject, artifact_type).await
     }
 }
 

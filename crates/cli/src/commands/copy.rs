@@ -7,16 +7,22 @@ use serde_json::json;
 use wharf_copy::{CopyOptions, copy_image};
 
 use super::parse_address;
+use super::registry_args::registries;
 use crate::args::{CopyArgs, Format};
 use crate::output::human_bytes;
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     let source = parse_address(&args.source, "source")?;
     let destination = parse_address(&args.destination, "destination")?;
+    let sources = registries(&args.registry, args.src_creds.as_deref())?;
+    let destinations = registries(&args.registry, args.dest_creds.as_deref())?;
     let options = CopyOptions {
         concurrency: usize::from(args.jobs),
+        referrers: !args.no_referrers,
+        platforms: args.platform,
+        ..CopyOptions::default()
     };
-    let report = copy_image(&source, &destination, &options).await?;
+    let report = copy_image(&source, &destination, &sources, &destinations, &options).await?;
     match args.output {
         Format::Json => println!(
             "{}",
@@ -28,19 +34,33 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
                 "manifestsCopied": report.manifests_copied,
                 "manifestsPresent": report.manifests_present,
                 "blobsCopied": report.blobs_copied,
+                "blobsMounted": report.blobs_mounted,
                 "blobsPresent": report.blobs_present,
                 "bytesCopied": report.bytes_copied,
+                "referrersCopied": report.referrers_copied,
             })
         ),
-        Format::Text => println!(
-            "Copied {source} to {destination}\n  digest {}\n  {} manifests and {} blobs ({}) copied, {} manifests and {} blobs already there",
-            report.root.digest,
-            report.manifests_copied,
-            report.blobs_copied,
-            human_bytes(report.bytes_copied),
-            report.manifests_present,
-            report.blobs_present,
-        ),
+        Format::Text => {
+            println!("Copied {source} to {destination}");
+            println!("  digest {}", report.root.digest);
+            println!(
+                "  {} manifests and {} blobs ({}) copied, {} manifests and {} blobs already there",
+                report.manifests_copied,
+                report.blobs_copied,
+                human_bytes(report.bytes_copied),
+                report.manifests_present,
+                report.blobs_present,
+            );
+            if report.blobs_mounted > 0 {
+                println!(
+                    "  {} blobs mounted from the source repository",
+                    report.blobs_mounted
+                );
+            }
+            if report.referrers_copied > 0 {
+                println!("  {} referrers copied along", report.referrers_copied);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

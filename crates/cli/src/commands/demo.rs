@@ -8,6 +8,7 @@ use futures_util::TryStreamExt;
 use wharf_copy::{CopyOptions, copy_image};
 use wharf_sample::Sample;
 use wharf_store::layout::Layout;
+use wharf_store::registry::{Registries, RegistryOptions};
 use wharf_store::{Address, ManifestRole, Op, ReadStore, verified};
 
 use crate::args::DemoArgs;
@@ -45,7 +46,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("2. Copying it to a second layout");
     let source = Address::parse(&format!("oci:{}:1.0", source_dir.display()))?;
     let mirror = Address::parse(&format!("oci:{}:1.0", mirror_dir.display()))?;
-    let report = copy_image(&source, &mirror, &CopyOptions::default()).await?;
+    let registries = Registries::new(RegistryOptions::default())?;
+    let report = copy_image(
+        &source,
+        &mirror,
+        &registries,
+        &registries,
+        &CopyOptions::default(),
+    )
+    .await?;
     println!(
         "   {} manifests and {} blobs ({}) copied",
         report.manifests_copied,
@@ -75,7 +84,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
 
     println!("4. Copying again: nothing left to move");
-    let again = copy_image(&source, &mirror, &CopyOptions::default()).await?;
+    let again = copy_image(
+        &source,
+        &mirror,
+        &registries,
+        &registries,
+        &CopyOptions::default(),
+    )
+    .await?;
     ensure!(
         again.blobs_copied == 0 && again.manifests_copied == 0,
         "second copy moved content"

@@ -8,12 +8,15 @@ use serde_json::json;
 use wharf_oci::{Descriptor, ManifestBody};
 
 use super::parse_address;
+use super::registry_args::registries;
 use crate::args::{Format, InspectArgs};
 use crate::output::human_bytes;
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let location = parse_address(&args.location, "inspected")?;
-    let store = location.open_read().await?;
+    let store = location
+        .open_read(&registries(&args.registry, None)?)
+        .await?;
     let descriptor = location.resolve_in(store.as_ref()).await?;
     let manifest = store.fetch_manifest(&descriptor).await?;
     if args.raw {

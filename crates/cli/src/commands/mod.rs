@@ -3,7 +3,10 @@
 mod copy;
 mod demo;
 mod inspect;
+mod login;
+mod registry_args;
 mod serve;
+mod tags;
 
 use std::process::ExitCode;
 
@@ -16,6 +19,10 @@ pub async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Copy(args) => copy::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Tags(args) => tags::tags(args).await,
+        Command::Catalog(args) => tags::catalog(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }

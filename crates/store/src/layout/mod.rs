@@ -23,7 +23,7 @@ use wharf_oci::{
 
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
-    verified,
+    referrers_among, verified,
 };
 
 const LAYOUT_FILE: &str = "oci-layout";
@@ -388,6 +388,17 @@ impl ReadStore for Layout {
 
     async fn tags(&self) -> Result<Vec<String>> {
         Ok(Layout::tag_list(&self.read_index().await?))
+    }
+
+    /// Referrers are roots in `index.json` (as oras writes them) whose manifest names the subject.
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let index = self.read_index().await?;
+        let candidates = index.manifests.iter().map(without_ref_name).collect();
+        referrers_among(self, candidates, subject, artifact_type).await
     }
 }
 

@@ -1,0 +1,62 @@
+//! `wharf login HOST` and `wharf logout HOST`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use wharf_store::registry::{CredentialSource, Credentials, Registries, RegistryOptions};
+
+use crate::args::{LoginArgs, LogoutArgs};
+
+pub async fn login(args: LoginArgs) -> Result<ExitCode> {
+    let password = match (args.password, args.password_stdin) {
+        (Some(password), _) => password,
+        (None, true) => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the password from standard input")?;
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        (None, false) => bail!("give the password with --password-stdin (or -p)"),
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let credentials = Credentials::Basic {
+        username: args.username,
+        password,
+    };
+    let source = CredentialSource {
+        authfile: args.authfile,
+    };
+    let registries = Registries::new(RegistryOptions {
+        credentials: Some(credentials.clone()),
+        source: source.clone(),
+        tls_verify: args.tls_verify,
+        cert_dir: args.cert_dir,
+        ..RegistryOptions::default()
+    })?;
+    registries
+        .check_credentials(&args.host)
+        .await
+        .with_context(|| format!("login to {}", args.host))?;
+    let file = source.store(&args.host, &credentials).await?;
+    println!(
+        "Login succeeded: credentials for {} stored in {}",
+        args.host,
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logout(args: LogoutArgs) -> Result<ExitCode> {
+    let source = CredentialSource {
+        authfile: args.authfile,
+    };
+    if !source.erase(&args.host).await? {
+        bail!("not logged in to {}", args.host);
+    }
+    println!("Removed credentials for {}", args.host);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1027 @@
+//! Registries over the OCI distribution API: a [`Repository`] is a [`Store`] for one repository, reached
+//! through a [`Registries`] context that holds connection settings, credentials and per-host state.
+//!
+//! Blobs stream in both directions: downloads are resumed with `Range` after a dropped connection, and
+//! uploads are one streamed `PUT` after a `POST` (chunked `PATCH`es when a chunk size is set, the host's
+//! quirks require it, or the registry advertises a minimum chunk length), verified while they stream.
+//! Manifests are pushed byte for byte. Referrers use the referrers API and fall back to the
+//! `sha256-<hex>` tag schema, which wharf also maintains when it pushes a referrer to a registry without
+//! the API.
+
+mod challenge;
+mod client;
+mod credentials;
+mod quirks;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK};
+use reqwest::{Method, Response, StatusCode, Url};
+use serde::Deserialize;
+use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Reference, media_type};
+
+use crate::{
+    ByteStream, ErrorKind, ManifestRole, MountSource, Op, ReadStore, Result, Store, StoreError,
+    check_bytes, verified,
+};
+use client::{Body, Host, Request};
+pub use credentials::{CredentialSource, Credentials, CredentialsError};
+
+/// Upload chunk size when chunked uploads are needed and nothing else says how big.
+const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
+/// Page size asked for when listing tags.
+const TAGS_PAGE: usize = 1000;
+/// Resumes of one download after dropped connections.
+const MAX_RESUMES: u32 = 5;
+
+/// How wharf connects to registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Credentials for every registry (`--creds`), instead of the auth files.
+    pub credentials: Option<Credentials>,
+    /// Where to look up credentials.
+    pub source: CredentialSource,
+    /// Verify TLS certificates (`--tls-verify=false` turns this off).
+    pub tls_verify: bool,
+    /// Extra CA certificates (`*.crt`, `*.pem`) to trust.
+    pub cert_dir: Option<PathBuf>,
+    /// Hosts that may be reached over plain HTTP (loopback hosts always may).
+    pub insecure_hosts: Vec<String>,
+    /// Upload blobs in chunks of at most this many bytes (for proxies that limit request bodies).
+    pub chunk_size: Option<usize>,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            credentials: None,
+            source: CredentialSource::default(),
+            tls_verify: true,
+            cert_dir: None,
+            insecure_hosts: Vec::new(),
+            chunk_size: None,
+        }
+    }
+}
+
+/// Connection settings plus per-host state (schemes, tokens, detected capabilities), shared by every
+/// repository opened through it.
+#[derive(Clone)]
+pub struct Registries {
+    inner: Arc<RegistriesInner>,
+}
+
+struct RegistriesInner {
+    options: RegistryOptions,
+    client: reqwest::Client,
+    /// For insecure hosts: certificates are not checked.
+    lenient_client: reqwest::Client,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Per `host/repository`: does the referrers API exist?
+    referrers_api: Mutex<HashMap<String, bool>>,
+}
+
+impl Registries {
+    /// A context for `options`; fails if the CA directory cannot be read.
+    pub fn new(options: RegistryOptions) -> Result<Registries> {
+        let fail = |reason: String| {
+            StoreError::new(Op::Open, "registry client", ErrorKind::Invalid(reason))
+        };
+        let builder = || {
+            reqwest::Client::builder()
+                // HTTP/2 flow control throttles large pushes; one HTTP/1.1 connection per transfer is faster.
+                .http1_only()
+                .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .pool_max_idle_per_host(32)
+        };
+        let mut strict = builder().tls_danger_accept_invalid_certs(!options.tls_verify);
+        if let Some(dir) = &options.cert_dir {
+            for certificate in read_cert_dir(dir).map_err(fail)? {
+                strict = strict.add_root_certificate(certificate);
+            }
+        }
+        let client = strict.build().map_err(|e| fail(e.to_string()))?;
+        let lenient_client = builder()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Registries {
+            inner: Arc::new(RegistriesInner {
+                options,
+                client,
+                lenient_client,
+                hosts: Mutex::new(HashMap::new()),
+                referrers_api: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The options this context was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
+    }
+
+    /// The shared state for `host`.
+    fn host(&self, host: &str) -> Arc<Host> {
+        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| {
+                let options = &self.inner.options;
+                let insecure =
+                    is_loopback(host) || options.insecure_hosts.iter().any(|h| h == host);
+                let client = if insecure {
+                    self.inner.lenient_client.clone()
+                } else {
+                    self.inner.client.clone()
+                };
+                Arc::new(Host::new(
+                    host,
+                    client,
+                    insecure,
+                    options.credentials.clone(),
+                    options.source.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// A store for the repository `reference` names (its tag and digest are ignored).
+    pub fn repository(&self, reference: &Reference) -> Repository {
+        Repository {
+            registries: self.clone(),
+            host: self.host(reference.domain()),
+            name: reference.path().to_owned(),
+        }
+    }
+
+    /// Checks that the registry accepts this context's credentials (`wharf login`).
+    pub async fn check_credentials(&self, host: &str) -> Result<()> {
+        let host = self.host(host);
+        let fail = |kind| StoreError::new(Op::Open, host.name.clone(), kind);
+        let url = host.url("/v2/").await.map_err(fail)?;
+        let response = host
+            .send(Request::new(Method::GET, url, Vec::new()))
+            .await
+            .map_err(fail)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(fail(client::status_error(response).await))
+        }
+    }
+
+    /// Repositories of a registry (`/v2/_catalog`, following pagination).
+    pub async fn catalog(&self, host: &str) -> Result<Vec<String>> {
+        let host = self.host(host);
+        let target = format!("{} catalog", host.name);
+        let fail = |kind| StoreError::new(Op::ListTags, target.clone(), kind);
+        let first = host
+            .url(&format!("/v2/_catalog?n={TAGS_PAGE}"))
+            .await
+            .map_err(fail)?;
+        #[derive(Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Vec<String>,
+        }
+        let mut out = Vec::new();
+        paginate(
+            &host,
+            first,
+            vec!["registry:catalog:*".to_owned()],
+            |bytes| {
+                let page: Catalog = serde_json::from_slice(bytes)
+                    .map_err(|e| ErrorKind::Invalid(format!("unreadable catalog: {e}")))?;
+                out.extend(page.repositories);
+                Ok(())
+            },
+        )
+        .await
+        .map_err(fail)?;
+        Ok(out)
+    }
+}
+
+fn read_cert_dir(dir: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("certificate directory {}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_cert = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "crt" || e == "pem");
+        if !is_cert {
+            continue;
+        }
+        let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        out.extend(certs);
+    }
+    Ok(out)
+}
+
+/// Loopback hosts may use plain HTTP, as Docker allows for 127.0.0.0/8.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Follows `Link: <...>; rel="next"` pages, handing each body to `page`.
+async fn paginate(
+    host: &Host,
+    first: Url,
+    scopes: Vec<String>,
+    mut page: impl FnMut(&[u8]) -> Result<(), ErrorKind>,
+) -> Result<(), ErrorKind> {
+    let mut next = Some(first);
+    let mut seen = 0;
+    while let Some(url) = next.take() {
+        seen += 1;
+        if seen > 10_000 {
+            return Err(ErrorKind::Invalid(
+                "more than 10000 pages; the registry's Link headers loop".into(),
+            ));
+        }
+        let response = host
+            .send(Request::new(Method::GET, url, scopes.clone()))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ErrorKind::NotFound(None));
+        }
+        if !response.status().is_success() {
+            return Err(client::status_error(response).await);
+        }
+        if let Some(link) = next_link(response.headers()) {
+            next = Some(host.resolve_location(&link).await?);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| client::network_error(&host.name, &e))?;
+        page(&body)?;
+    }
+    Ok(())
+}
+
+/// The target of a `rel="next"` link.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\"") || part.contains("rel=next"))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            Some(part[start..end].to_owned())
+        })
+}
+
+/// One repository of a registry.
+pub struct Repository {
+    registries: Registries,
+    host: Arc<Host>,
+    name: String,
+}
+
+impl Repository {
+    fn target(&self, what: &str) -> String {
+        if what.is_empty() {
+            format!("{}/{}", self.host.name, self.name)
+        } else {
+            format!("{}/{} {what}", self.host.name, self.name)
+        }
+    }
+
+    fn error(&self, op: Op, what: &str, kind: ErrorKind) -> StoreError {
+        StoreError::new(op, self.target(what), kind)
+    }
+
+    fn pull_scope(&self) -> Vec<String> {
+        vec![format!("repository:{}:pull", self.name)]
+    }
+
+    fn push_scope(&self) -> Vec<String> {
+        vec![format!("repository:{}:pull,push", self.name)]
+    }
+
+    async fn url(&self, suffix: &str) -> Result<Url, ErrorKind> {
+        self.host.url(&format!("/v2/{}/{suffix}", self.name)).await
+    }
+
+    fn manifest_accept() -> String {
+        media_type::MANIFEST_TYPES.join(", ")
+    }
+
+    /// HEAD or GET a manifest.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        reference: &str,
+    ) -> Result<Response, ErrorKind> {
+        let url = self.url(&format!("manifests/{reference}")).await?;
+        let request =
+            Request::new(method, url, self.pull_scope()).header("accept", &Self::manifest_accept());
+        self.host.send(request).await
+    }
+
+    /// GETs a manifest and checks its bytes; the descriptor comes from what was received.
+    async fn get_manifest(&self, reference: &str) -> Result<(Descriptor, Bytes), ErrorKind> {
+        let response = self.manifest_request(Method::GET, reference).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ErrorKind::NotFound(None));
+        }
+        if !response.status().is_success() {
+            return Err(client::status_error(response).await);
+        }
+        let content_type = header_str(response.headers(), CONTENT_TYPE.as_str()).map(str::to_owned);
+        let header_digest = header_str(response.headers(), "docker-content-digest")
+            .and_then(|d| Digest::parse(d).ok());
+        let bytes = read_limited(response, wharf_oci::MANIFEST_MAX_BYTES, &self.host.name).await?;
+        let algorithm = Digest::parse(reference)
+            .map(|d| d.algorithm())
+            .or_else(|_| header_digest.as_ref().map(Digest::algorithm).ok_or(()))
+            .unwrap_or(wharf_oci::Algorithm::Sha256);
+        let actual = algorithm.digest(&bytes);
+        if let Ok(expected) = Digest::parse(reference)
+            && expected != actual
+        {
+            return Err(ErrorKind::DigestMismatch { expected, actual });
+        }
+        let manifest = Manifest::parse(bytes.clone(), content_type.as_deref())?;
+        let mut descriptor = Descriptor::new(manifest.media_type(), actual, bytes.len() as u64);
+        descriptor.artifact_type = match manifest.body() {
+            ManifestBody::Image(m) => m.artifact_type.clone(),
+            ManifestBody::Index(i) => i.artifact_type.clone(),
+        };
+        Ok((descriptor, bytes))
+    }
+
+    /// The referrers API for `subject`, or `None` when the registry does not have it.
+    async fn referrers_api(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Descriptor>>, ErrorKind> {
+        let key = format!("{}/{}", self.host.name, self.name);
+        let known = self
+            .registries
+            .inner
+            .referrers_api
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if known == Some(false) {
+            return Ok(None);
+        }
+        let mut url = self.url(&format!("referrers/{subject}")).await?;
+        if let Some(artifact_type) = artifact_type {
+            url.query_pairs_mut()
+                .append_pair("artifactType", artifact_type);
+        }
+        let first = self
+            .host
+            .send(
+                Request::new(Method::GET, url, self.pull_scope())
+                    .header("accept", media_type::OCI_INDEX),
+            )
+            .await?;
+        let is_index = header_str(first.headers(), CONTENT_TYPE.as_str())
+            .is_some_and(|t| media_type::essence(t) == media_type::OCI_INDEX);
+        if !first.status().is_success() || !is_index {
+            // 404 (or any non-index answer) from a registry without the API: use the tag schema.
+            if matches!(first.status().as_u16(), 404 | 400 | 405) || first.status().is_success() {
+                self.registries
+                    .inner
+                    .referrers_api
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, false);
+                return Ok(None);
+            }
+            return Err(client::status_error(first).await);
+        }
+        self.registries
+            .inner
+            .referrers_api
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, true);
+        let filtered = header_str(first.headers(), "oci-filters-applied")
+            .is_some_and(|f| f.contains("artifactType"));
+        let next = next_link(first.headers());
+        let mut out = parse_index_entries(
+            &read_limited(first, wharf_oci::MANIFEST_MAX_BYTES, &self.host.name).await?,
+        )?;
+        if let Some(next) = next {
+            let url = self.host.resolve_location(&next).await?;
+            paginate(&self.host, url, self.pull_scope(), |bytes| {
+                out.extend(parse_index_entries(bytes)?);
+                Ok(())
+            })
+            .await?;
+        }
+        if !filtered && let Some(wanted) = artifact_type {
+            out.retain(|d| d.artifact_type.as_deref() == Some(wanted));
+        }
+        Ok(Some(out))
+    }
+
+    /// The referrers index kept under the `sha256-<hex>` tag, if there is a usable one.
+    async fn fallback_index(&self, subject: &Digest) -> Result<Option<ImageIndex>, ErrorKind> {
+        let tag = fallback_tag(subject);
+        match self.get_manifest(&tag).await {
+            Ok((descriptor, bytes)) => {
+                // Some registries resolve such a tag to the subject itself: only an index counts.
+                if descriptor.media_type != media_type::OCI_INDEX || descriptor.digest == *subject {
+                    tracing::debug!(%tag, "fallback tag is not a referrers index; ignored");
+                    return Ok(None);
+                }
+                let index: ImageIndex = serde_json::from_slice(&bytes)
+                    .map_err(|e| ErrorKind::Invalid(format!("referrers index {tag}: {e}")))?;
+                Ok(Some(index))
+            }
+            Err(ErrorKind::NotFound(_)) => Ok(None),
+            Err(ErrorKind::Registry {
+                status: 400 | 404, ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `referrer` to the tag-schema index of its subject (for registries without the API).
+    async fn add_to_fallback_index(
+        &self,
+        subject: &Digest,
+        referrer: Descriptor,
+    ) -> Result<(), ErrorKind> {
+        let mut index = self.fallback_index(subject).await?.unwrap_or_default();
+        if index.manifests.iter().any(|d| d.digest == referrer.digest) {
+            return Ok(());
+        }
+        index.manifests.push(referrer);
+        let manifest = Manifest::from_index(&index);
+        self.put_manifest(
+            &fallback_tag(subject),
+            manifest.media_type(),
+            manifest.raw().clone(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// PUTs manifest bytes under a tag or digest; returns the response headers.
+    async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        raw: Bytes,
+    ) -> Result<HeaderMap, ErrorKind> {
+        let url = self.url(&format!("manifests/{reference}")).await?;
+        let request = Request::new(Method::PUT, url, self.push_scope())
+            .header("content-type", media_type)
+            .body(Body::Bytes(raw));
+        let response = self.host.send(request).await?;
+        if !response.status().is_success() {
+            return Err(client::status_error(response).await);
+        }
+        Ok(response.headers().clone())
+    }
+
+    /// Uploads a blob: POST, then one streamed PUT, or PATCHes then PUT.
+    async fn upload(&self, descriptor: &Descriptor, body: ByteStream) -> Result<(), ErrorKind> {
+        let start = self.url("blobs/uploads/").await?;
+        let response = self
+            .host
+            .send(Request::new(Method::POST, start, self.push_scope()))
+            .await?;
+        if response.status() != StatusCode::ACCEPTED && !response.status().is_success() {
+            return Err(client::status_error(response).await);
+        }
+        let min_chunk = header_str(response.headers(), "oci-chunk-min-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        let location = upload_location(&self.host, response.headers()).await?;
+        let chunk = match (self.registries.inner.options.chunk_size, min_chunk) {
+            (Some(size), min) => Some(size.max(min.unwrap_or(0))),
+            (None, Some(min)) if !self.host.quirks.monolithic_only => Some(min.max(DEFAULT_CHUNK)),
+            (None, _) if self.host.quirks.chunked_upload => Some(DEFAULT_CHUNK),
+            _ => None,
+        };
+        let target = self.target(&format!("blob {}", descriptor.digest));
+        let body = verified(descriptor, Op::Push, target, body);
+        let done = match chunk {
+            Some(size) if !self.host.quirks.monolithic_only => {
+                self.upload_chunked(descriptor, location, body, size)
+                    .await?
+            }
+            _ => {
+                let mut url = location;
+                url.query_pairs_mut()
+                    .append_pair("digest", descriptor.digest.as_str());
+                let request = Request::new(Method::PUT, url, self.push_scope())
+                    .header("content-type", "application/octet-stream")
+                    .header("content-length", &descriptor.size.to_string())
+                    .body(Body::Stream(Some(reqwest::Body::wrap_stream(body))));
+                self.host.send(request).await?
+            }
+        };
+        if done.status() != StatusCode::CREATED && !done.status().is_success() {
+            return Err(client::status_error(done).await);
+        }
+        if let Some(returned) = header_str(done.headers(), "docker-content-digest")
+            && Digest::parse(returned).is_ok_and(|d| d != descriptor.digest)
+        {
+            return Err(ErrorKind::Invalid(format!(
+                "the registry stored the blob as {returned}, not {}",
+                descriptor.digest
+            )));
+        }
+        Ok(())
+    }
+
+    async fn upload_chunked(
+        &self,
+        descriptor: &Descriptor,
+        mut location: Url,
+        mut body: ByteStream,
+        chunk_size: usize,
+    ) -> Result<Response, ErrorKind> {
+        let mut offset: u64 = 0;
+        let mut buffer = BytesMut::with_capacity(chunk_size);
+        let mut finished = false;
+        while !finished {
+            while buffer.len() < chunk_size {
+                match body.next().await {
+                    Some(chunk) => buffer.extend_from_slice(&chunk.map_err(|e| *e.kind)?),
+                    None => {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            if buffer.is_empty() {
+                break;
+            }
+            let send = buffer.split_to(buffer.len().min(chunk_size)).freeze();
+            if !buffer.is_empty() {
+                finished = false;
+            }
+            let end = offset + send.len() as u64 - 1;
+            let request = Request::new(Method::PATCH, location.clone(), self.push_scope())
+                .header("content-type", "application/octet-stream")
+                .header("content-range", &format!("{offset}-{end}"))
+                .header("content-length", &send.len().to_string())
+                .body(Body::Bytes(send.clone()));
+            let response = self.host.send(request).await?;
+            if response.status() != StatusCode::ACCEPTED && !response.status().is_success() {
+                return Err(client::status_error(response).await);
+            }
+            offset = end + 1;
+            location = upload_location(&self.host, response.headers()).await?;
+        }
+        let mut url = location;
+        url.query_pairs_mut()
+            .append_pair("digest", descriptor.digest.as_str());
+        let request =
+            Request::new(Method::PUT, url, self.push_scope()).header("content-length", "0");
+        self.host.send(request).await
+    }
+}
+
+fn fallback_tag(subject: &Digest) -> String {
+    format!("{}-{}", subject.algorithm(), subject.hex())
+}
+
+fn parse_index_entries(bytes: &[u8]) -> Result<Vec<Descriptor>, ErrorKind> {
+    let index: ImageIndex = serde_json::from_slice(bytes)
+        .map_err(|e| ErrorKind::Invalid(format!("unreadable referrers index: {e}")))?;
+    Ok(index.manifests)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok()
+}
+
+async fn upload_location(host: &Host, headers: &HeaderMap) -> Result<Url, ErrorKind> {
+    let location = header_str(headers, "location").ok_or_else(|| {
+        ErrorKind::Invalid("the registry opened an upload without a Location".into())
+    })?;
+    host.resolve_location(location).await
+}
+
+/// Reads a whole (small) response body, refusing more than `limit` bytes.
+async fn read_limited(response: Response, limit: usize, host: &str) -> Result<Bytes, ErrorKind> {
+    if let Some(length) = header_str(response.headers(), CONTENT_LENGTH.as_str())
+        .and_then(|l| l.parse::<usize>().ok())
+        && length > limit
+    {
+        return Err(wharf_oci::ManifestError::TooLarge(length).into());
+    }
+    let mut stream = response.bytes_stream();
+    let mut out = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| client::network_error(host, &e))?;
+        if out.len() + chunk.len() > limit {
+            return Err(wharf_oci::ManifestError::TooLarge(out.len() + chunk.len()).into());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+#[async_trait]
+impl ReadStore for Repository {
+    fn location(&self) -> String {
+        format!("{}/{}", self.host.name, self.name)
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        let what = if Digest::parse(reference).is_ok() {
+            reference.to_owned()
+        } else {
+            format!("tag {reference:?}")
+        };
+        let fail = |kind| self.error(Op::Resolve, &what, kind);
+        let response = self
+            .manifest_request(Method::HEAD, reference)
+            .await
+            .map_err(fail)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(fail(ErrorKind::NotFound(None)));
+        }
+        if response.status().is_success() {
+            let headers = response.headers();
+            let digest =
+                header_str(headers, "docker-content-digest").and_then(|d| Digest::parse(d).ok());
+            let size =
+                header_str(headers, CONTENT_LENGTH.as_str()).and_then(|l| l.parse::<u64>().ok());
+            let content_type = header_str(headers, CONTENT_TYPE.as_str()).map(media_type::essence);
+            if let (Some(digest), Some(size), Some(content_type)) = (digest, size, content_type)
+                && media_type::is_manifest(content_type)
+                && Digest::parse(reference).ok().is_none_or(|d| d == digest)
+            {
+                return Ok(Descriptor::new(content_type, digest, size));
+            }
+        } else if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+            return Err(fail(client::status_error(response).await));
+        }
+        // HEAD said too little: read the manifest itself.
+        self.get_manifest(reference)
+            .await
+            .map(|(d, _)| d)
+            .map_err(fail)
+    }
+
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        let what = format!(
+            "{} {}",
+            if descriptor.is_manifest() {
+                "manifest"
+            } else {
+                "blob"
+            },
+            descriptor.digest
+        );
+        let fail = |kind| self.error(Op::Fetch, &what, kind);
+        if descriptor.is_manifest() {
+            let (_, bytes) = self
+                .get_manifest(descriptor.digest.as_str())
+                .await
+                .map_err(fail)?;
+            return Ok(Box::pin(futures_util::stream::once(async { Ok(bytes) })));
+        }
+        let url = self
+            .url(&format!("blobs/{}", descriptor.digest))
+            .await
+            .map_err(fail)?;
+        let response = self
+            .host
+            .send(Request::new(Method::GET, url.clone(), self.pull_scope()))
+            .await
+            .map_err(fail)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(fail(ErrorKind::NotFound(None)));
+        }
+        if !response.status().is_success() {
+            return Err(fail(client::status_error(response).await));
+        }
+        Ok(resumable_download(
+            self.host.clone(),
+            url,
+            self.pull_scope(),
+            response,
+            self.target(&what),
+        ))
+    }
+
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
+        let what = descriptor.digest.to_string();
+        let fail = |kind| self.error(Op::Exists, &what, kind);
+        let response = if descriptor.is_manifest() {
+            self.manifest_request(Method::HEAD, descriptor.digest.as_str())
+                .await
+        } else {
+            let url = self
+                .url(&format!("blobs/{}", descriptor.digest))
+                .await
+                .map_err(fail)?;
+            self.host
+                .send(Request::new(Method::HEAD, url, self.pull_scope()))
+                .await
+        }
+        .map_err(fail)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            _ => Err(fail(client::status_error(response).await)),
+        }
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        let fail = |kind| self.error(Op::ListTags, "", kind);
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let first = self
+            .url(&format!("tags/list?n={TAGS_PAGE}"))
+            .await
+            .map_err(fail)?;
+        let mut out = Vec::new();
+        paginate(&self.host, first, self.pull_scope(), |bytes| {
+            let page: Tags = serde_json::from_slice(bytes)
+                .map_err(|e| ErrorKind::Invalid(format!("unreadable tag list: {e}")))?;
+            out.extend(page.tags.unwrap_or_default());
+            Ok(())
+        })
+        .await
+        .map_err(fail)?;
+        Ok(out)
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let fail = |kind| self.error(Op::Referrers, subject.digest.as_str(), kind);
+        if let Some(found) = self
+            .referrers_api(&subject.digest, artifact_type)
+            .await
+            .map_err(fail)?
+        {
+            return Ok(found);
+        }
+        let mut found = self
+            .fallback_index(&subject.digest)
+            .await
+            .map_err(fail)?
+            .map(|index| index.manifests)
+            .unwrap_or_default();
+        if let Some(wanted) = artifact_type {
+            found.retain(|d| d.artifact_type.as_deref() == Some(wanted));
+        }
+        Ok(found)
+    }
+
+    fn mount_source(&self) -> Option<MountSource> {
+        Some(MountSource {
+            host: self.host.name.clone(),
+            repository: self.name.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for Repository {
+    async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
+        let what = format!("blob {}", descriptor.digest);
+        self.upload(descriptor, body)
+            .await
+            .map_err(|kind| self.error(Op::Push, &what, kind))
+    }
+
+    async fn push_manifest(
+        &self,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+    ) -> Result<()> {
+        let what = format!("manifest {}", descriptor.digest);
+        check_bytes(descriptor, &raw, &self.target(&what))?;
+        let fail = |kind| self.error(Op::Push, &what, kind);
+        let reference = match role {
+            ManifestRole::Tag(tag) => tag.to_owned(),
+            ManifestRole::Child | ManifestRole::Root => descriptor.digest.to_string(),
+        };
+        let headers = self
+            .put_manifest(&reference, &descriptor.media_type, raw.clone())
+            .await
+            .map_err(fail)?;
+        if let Some(returned) = header_str(&headers, "docker-content-digest")
+            && Digest::parse(returned).is_ok_and(|d| d != descriptor.digest)
+        {
+            return Err(fail(ErrorKind::Invalid(format!(
+                "the registry stored the manifest as {returned}, not {}",
+                descriptor.digest
+            ))));
+        }
+        let manifest =
+            Manifest::parse(raw, Some(&descriptor.media_type)).map_err(|e| fail(e.into()))?;
+        // Without an OCI-Subject answer the registry keeps no referrers index: maintain the tag schema.
+        if let Some(subject) = manifest.subject()
+            && header_str(&headers, "oci-subject").is_none()
+        {
+            let mut entry = Descriptor::new(
+                &descriptor.media_type,
+                descriptor.digest.clone(),
+                descriptor.size,
+            );
+            entry.artifact_type = manifest.artifact_type().map(str::to_owned);
+            entry.annotations = manifest.annotations().clone();
+            self.add_to_fallback_index(&subject.digest, entry)
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    async fn mount(&self, descriptor: &Descriptor, from: &MountSource) -> Result<bool> {
+        if from.host != self.host.name || from.repository == self.name || !self.host.quirks.mount {
+            return Ok(false);
+        }
+        let what = format!("blob {}", descriptor.digest);
+        let fail = |kind| self.error(Op::Push, &what, kind);
+        let mut url = self.url("blobs/uploads/").await.map_err(fail)?;
+        url.query_pairs_mut()
+            .append_pair("mount", descriptor.digest.as_str())
+            .append_pair("from", &from.repository);
+        let mut scopes = self.push_scope();
+        scopes.push(format!("repository:{}:pull", from.repository));
+        let response = self
+            .host
+            .send(Request::new(Method::POST, url, scopes))
+            .await
+            .map_err(fail)?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // Refused, but an upload session was opened: close it so it does not linger.
+                if let Ok(location) = upload_location(&self.host, response.headers()).await {
+                    let _ = self
+                        .host
+                        .send(Request::new(Method::DELETE, location, self.push_scope()))
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// A blob download that picks up where it stopped when the connection drops: `Range` from the byte
+/// received last, and if the server ignores `Range` (200), skipping what was already passed on.
+fn resumable_download(
+    host: Arc<Host>,
+    url: Url,
+    scopes: Vec<String>,
+    first: Response,
+    target: String,
+) -> ByteStream {
+    struct State {
+        host: Arc<Host>,
+        url: Url,
+        scopes: Vec<String>,
+        body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        received: u64,
+        /// Bytes to drop from the current response (a server that ignored Range).
+        skip: u64,
+        resumes: u32,
+        target: String,
+        done: bool,
+    }
+    let state = State {
+        host,
+        url,
+        scopes,
+        body: first.bytes_stream().boxed(),
+        received: 0,
+        skip: 0,
+        resumes: 0,
+        target,
+        done: false,
+    };
+    Box::pin(futures_util::stream::try_unfold(
+        state,
+        |mut state| async move {
+            loop {
+                if state.done {
+                    return Ok(None);
+                }
+                match state.body.next().await {
+                    None => return Ok(None),
+                    Some(Ok(mut chunk)) => {
+                        if state.skip > 0 {
+                            let drop = state.skip.min(chunk.len() as u64) as usize;
+                            state.skip -= drop as u64;
+                            chunk = chunk.slice(drop..);
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                        }
+                        state.received += chunk.len() as u64;
+                        return Ok(Some((chunk, state)));
+                    }
+                    Some(Err(e)) if state.resumes < MAX_RESUMES => {
+                        state.resumes += 1;
+                        tracing::info!(url = %state.url, received = state.received, "download interrupted ({e}); resuming");
+                        let request =
+                            Request::new(Method::GET, state.url.clone(), state.scopes.clone())
+                                .header("range", &format!("bytes={}-", state.received));
+                        let response = state.host.send(request).await.map_err(|kind| {
+                            StoreError::new(Op::Fetch, state.target.clone(), kind)
+                        })?;
+                        state.skip = match response.status() {
+                            StatusCode::PARTIAL_CONTENT => 0,
+                            StatusCode::OK => state.received,
+                            _ => {
+                                let kind = client::status_error(response).await;
+                                return Err(StoreError::new(Op::Fetch, state.target.clone(), kind));
+                            }
+                        };
+                        state.body = response.bytes_stream().boxed();
+                    }
+                    Some(Err(e)) => {
+                        state.done = true;
+                        let kind = client::network_error(&state.host.name, &e);
+                        return Err(StoreError::new(Op::Fetch, state.target.clone(), kind));
+                    }
+                }
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_next_links() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LINK,
+            "</v2/a/tags/list?n=2&last=b>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        headers.insert(
+            LINK,
+            "<https://x/y>; rel=\"prev\", <https://x/z>; rel=next"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_link(&headers).as_deref(), Some("https://x/z"));
+        assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn loopback_hosts_may_use_http() {
+        for host in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["example.com", "10.0.0.1:5000", "localhost.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}
