@@ -13,7 +13,9 @@ use crate::error::{ErrorKind, Op, StoreError};
 /// Wraps `body` so it ends with an error instead of `None` when the bytes do not match `expected`:
 /// as soon as more than `size` bytes arrive, or at the end when the size or digest differ.
 ///
-/// A consumer that commits only after the stream ends cleanly therefore never commits wrong content.
+/// The last chunk is held back until the digest is known, so a consumer never sees all of the content
+/// when it is wrong: an upload whose length is announced cannot complete with bad bytes, and a consumer
+/// that commits only after the stream ends cleanly never commits them.
 pub fn verified(
     expected: &Descriptor,
     op: Op,
@@ -23,6 +25,7 @@ pub fn verified(
     Box::pin(Verified {
         inner: body,
         op,
+        held: None,
         digester: Some(Digester::new(expected.digest.algorithm())),
         expected: expected.clone(),
         target: target.into(),
@@ -33,6 +36,8 @@ struct Verified {
     inner: ByteStream,
     /// The operation named in errors: a fetch that checks what it reads, a push what it receives.
     op: Op,
+    /// The chunk most recently read, passed on once the next one (or a verified end) arrives.
+    held: Option<Bytes>,
     /// `None` once the stream has finished or failed.
     digester: Option<Digester>,
     expected: Descriptor,
@@ -55,43 +60,53 @@ impl Stream for Verified {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let Some(digester) = this.digester.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                digester.update(&chunk);
-                if digester.bytes() > this.expected.size {
-                    let actual = digester.bytes();
-                    return this.fail(ErrorKind::SizeMismatch {
-                        expected: this.expected.size,
-                        actual,
-                        truncated: true,
-                    });
+        loop {
+            let Some(digester) = this.digester.as_mut() else {
+                // Finished: after a verified end, the held-back chunk goes out last.
+                return Poll::Ready(this.held.take().map(Ok));
+            };
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    digester.update(&chunk);
+                    if digester.bytes() > this.expected.size {
+                        let actual = digester.bytes();
+                        this.held = None;
+                        return this.fail(ErrorKind::SizeMismatch {
+                            expected: this.expected.size,
+                            actual,
+                            truncated: true,
+                        });
+                    }
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
                 }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.digester = None;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                let digester = this.digester.take().expect("checked above");
-                if digester.bytes() != this.expected.size {
-                    let actual = digester.bytes();
-                    return this.fail(ErrorKind::SizeMismatch {
-                        expected: this.expected.size,
-                        actual,
-                        truncated: false,
-                    });
+                Poll::Ready(Some(Err(e))) => {
+                    this.digester = None;
+                    this.held = None;
+                    return Poll::Ready(Some(Err(e)));
                 }
-                let actual = digester.finish();
-                if actual != this.expected.digest {
-                    let expected = this.expected.digest.clone();
-                    return this.fail(ErrorKind::DigestMismatch { expected, actual });
+                Poll::Ready(None) => {
+                    let digester = this.digester.take().expect("checked above");
+                    let kind = if digester.bytes() != this.expected.size {
+                        Some(ErrorKind::SizeMismatch {
+                            expected: this.expected.size,
+                            actual: digester.bytes(),
+                            truncated: false,
+                        })
+                    } else {
+                        let actual = digester.finish();
+                        (actual != this.expected.digest).then(|| ErrorKind::DigestMismatch {
+                            expected: this.expected.digest.clone(),
+                            actual,
+                        })
+                    };
+                    if let Some(kind) = kind {
+                        this.held = None;
+                        return this.fail(kind);
+                    }
                 }
-                Poll::Ready(None)
             }
         }
     }
@@ -129,6 +144,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn holds_back_the_last_chunk_of_wrong_content() {
+        let d = Descriptor::for_bytes(media_type::OCI_LAYER_TAR, b"hello world");
+        let mut s = verified(&d, Op::Fetch, "t", body(&[b"hello", b" worle"]));
+        assert_eq!(s.next().await.unwrap().unwrap(), "hello");
+        assert!(
+            s.next().await.unwrap().is_err(),
+            "the wrong last chunk never goes out"
+        );
+        assert!(s.next().await.is_none());
     }
 
     #[tokio::test]

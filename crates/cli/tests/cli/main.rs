@@ -3,5 +3,6 @@
 mod copy;
 mod demo;
 mod inspect;
+mod registry;
 mod serve;
 mod util;

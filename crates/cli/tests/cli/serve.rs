@@ -1,5 +1,5 @@
 use crate::util::{
-    Served, blob_files, files, htpasswd, http, peer, response_header, sample_layout, sha256_of,
+    blob_files, files, htpasswd, http, peer, response_header, sample_layout, serve, sha256_of,
     temp, wharf,
 };
 
@@ -9,7 +9,7 @@ fn skopeo_pushes_and_pulls_a_multi_arch_image_unchanged() {
     let dir = dir.path();
     let sample = sample_layout(dir);
     let source = format!("oci:{}:1.0", sample.display());
-    let mut served = Served::start(dir, &["--access-log", "access.log"]);
+    let mut served = serve(dir, &["--access-log", "access.log"]);
     let remote = format!("docker://{}/demo/app:1.0", served.addr());
 
     peer(
@@ -78,7 +78,7 @@ fn skopeo_needs_the_right_credentials() {
     let sample = sample_layout(dir);
     let source = format!("oci:{}:1.0", sample.display());
     let file = htpasswd(dir);
-    let served = Served::start(dir, &["--htpasswd", file.to_str().unwrap()]);
+    let served = serve(dir, &["--htpasswd", file.to_str().unwrap()]);
     let remote = format!("docker://{}/private/app:1.0", served.addr());
 
     let anonymous = peer(
@@ -145,7 +145,7 @@ fn gc_removes_only_unreferenced_blobs() {
     let dir = temp();
     let dir = dir.path();
     let sample = sample_layout(dir);
-    let mut served = Served::start(dir, &[]);
+    let mut served = serve(dir, &[]);
     let remote = format!("docker://{}/gc/app:1.0", served.addr());
     peer(
         dir,
@@ -219,7 +219,7 @@ fn a_killed_upload_never_becomes_visible() {
     use std::io::Write;
     let dir = temp();
     let dir = dir.path();
-    let mut served = Served::start(dir, &[]);
+    let mut served = serve(dir, &[]);
     let addr = served.addr().to_owned();
     let (status, response) = http(&addr, "POST", "/v2/crash/app/blobs/uploads/", b"");
     assert_eq!(status, 202, "{response}");
@@ -244,7 +244,7 @@ fn a_killed_upload_never_becomes_visible() {
 
     let blobs = files(&served.root.join("blobs"));
     assert!(blobs.is_empty(), "a partial blob became visible: {blobs:?}");
-    let restarted = Served::start(dir, &[]);
+    let restarted = serve(dir, &[]);
     let (status, _) = http(
         restarted.addr(),
         "HEAD",

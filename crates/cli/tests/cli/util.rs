@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use wharf_testkit::{DockerRegistry, Fault, FaultAction, TestProxy, TokenAuth, WharfServe};
+
 /// The result of a command, with text output.
 pub struct Run {
     pub status: std::process::ExitStatus,
@@ -134,70 +136,9 @@ pub fn sample_layout(dir: &Path) -> PathBuf {
     dir.join("sample/source")
 }
 
-/// A `wharf serve` process on a free port, stopped with SIGTERM when dropped.
-pub struct Served {
-    pub child: std::process::Child,
-    /// `127.0.0.1:PORT` of each listen address.
-    pub addrs: Vec<String>,
-    pub root: PathBuf,
-}
-
-impl Served {
-    /// Starts `wharf serve --root DIR/registry --listen 127.0.0.1:0 ARGS...`.
-    pub fn start(dir: &Path, args: &[&str]) -> Served {
-        Served::start_with_listeners(dir, 1, args)
-    }
-
-    pub fn start_with_listeners(dir: &Path, listeners: usize, args: &[&str]) -> Served {
-        use std::io::BufRead;
-        let root = dir.join("registry");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-        command
-            .current_dir(dir)
-            .arg("serve")
-            .arg("--root")
-            .arg(&root);
-        for _ in 0..listeners {
-            command.args(["--listen", "127.0.0.1:0"]);
-        }
-        let mut child = command
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("wharf serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let mut addrs = Vec::new();
-        for _ in 0..listeners {
-            let line = lines.next().expect("a listening line").unwrap();
-            let addr = line
-                .rsplit("://")
-                .next()
-                .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-            addrs.push(addr.to_owned());
-        }
-        Served { child, addrs, root }
-    }
-
-    pub fn addr(&self) -> &str {
-        &self.addrs[0]
-    }
-
-    /// Asks for a graceful stop and returns the exit status.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
-    }
+/// `wharf serve --root DIR/registry --listen 127.0.0.1:0 ARGS...`, stopped when dropped.
+pub fn serve(dir: &Path, args: &[&str]) -> WharfServe {
+    WharfServe::start(Path::new(env!("CARGO_BIN_EXE_wharf")), dir, 1, args)
 }
 
 /// An htpasswd file with user `alice`, password `s3cret` (bcrypt).
@@ -238,4 +179,134 @@ pub fn response_header(response: &str, name: &str) -> Option<String> {
         key.eq_ignore_ascii_case(name)
             .then(|| value.trim().to_owned())
     })
+}
+
+/// Runs `wharf` with extra environment variables.
+pub fn wharf_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("wharf runs");
+    Run::from(output)
+}
+
+/// Runs `wharf` with `stdin` as standard input.
+pub fn wharf_stdin(dir: &Path, args: &[&str], stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wharf runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    Run::from(child.wait_with_output().unwrap())
+}
+
+/// Writes a blob into a layout and returns its descriptor.
+fn layout_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> wharf_oci::Descriptor {
+    let descriptor = wharf_oci::Descriptor::for_bytes(media_type, bytes);
+    let path = layout.join("blobs/sha256").join(descriptor.digest.hex());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    descriptor
+}
+
+/// Adds an entry to a layout's index.json (tagged or not).
+fn layout_add_root(layout: &Path, mut entry: wharf_oci::Descriptor, tag: Option<&str>) {
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = std::fs::read(&index_path)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_else(|_| serde_json::json!({"schemaVersion": 2, "manifests": []}));
+    if let Some(tag) = tag {
+        entry
+            .annotations
+            .insert(wharf_oci::ANNOTATION_REF_NAME.into(), tag.into());
+    }
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&entry).unwrap());
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+}
+
+/// Adds a signature-like artifact whose subject is `subject` to a layout, as an untagged root (the way
+/// oras stores referrers); returns its descriptor.
+pub fn add_referrer(
+    layout: &Path,
+    subject: &wharf_oci::Descriptor,
+    artifact_type: &str,
+    payload: &[u8],
+) -> wharf_oci::Descriptor {
+    use wharf_oci::media_type;
+    let config = layout_blob(layout, media_type::OCI_EMPTY, b"{}");
+    let layer = layout_blob(layout, "application/vnd.example.payload", payload);
+    let mut subject = subject.clone();
+    subject.annotations.clear();
+    subject.platform = None;
+    let manifest = wharf_oci::Manifest::from_image(&wharf_oci::ImageManifest {
+        schema_version: 2,
+        media_type: Some(media_type::OCI_MANIFEST.into()),
+        artifact_type: Some(artifact_type.into()),
+        config,
+        layers: vec![layer],
+        subject: Some(subject),
+        annotations: [("org.example.note".to_owned(), "signed".to_owned())].into(),
+    });
+    let descriptor = layout_blob(layout, media_type::OCI_MANIFEST, manifest.raw());
+    layout_add_root(layout, descriptor.clone(), None);
+    descriptor
+}
+
+/// A single-platform image with one layer of `size` pseudo-random bytes, tagged `big`.
+pub fn big_image_layout(layout: &Path, size: usize) -> wharf_oci::Descriptor {
+    use wharf_oci::media_type;
+    let mut state: u64 = 0x9e3779b97f4a7c15;
+    let bytes: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let layer = layout_blob(layout, media_type::OCI_LAYER_GZIP, &bytes);
+    let config = layout_blob(
+        layout,
+        media_type::OCI_CONFIG,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    let manifest = wharf_oci::Manifest::from_image(&wharf_oci::ImageManifest {
+        schema_version: 2,
+        media_type: Some(media_type::OCI_MANIFEST.into()),
+        artifact_type: None,
+        config,
+        layers: vec![layer.clone()],
+        subject: None,
+        annotations: Default::default(),
+    });
+    let descriptor = layout_blob(layout, media_type::OCI_MANIFEST, manifest.raw());
+    layout_add_root(layout, descriptor, Some("big"));
+    layer
+}
+
+/// The descriptor `wharf inspect --output json` reports for a location.
+pub fn descriptor_of(dir: &Path, location: &str) -> wharf_oci::Descriptor {
+    let json: serde_json::Value =
+        serde_json::from_str(&wharf(dir, &["inspect", "--output", "json", location]).ok()).unwrap();
+    serde_json::from_value(json["descriptor"].clone()).unwrap()
 }

@@ -7,7 +7,7 @@
 //! again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -29,7 +29,7 @@ const MAX_ATTEMPTS: u32 = 5;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest wait between attempts, whatever `Retry-After` says.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// Tokens are renewed this long before they expire.
+/// Tokens are renewed this long before they expire (or at three quarters of a shorter lifetime).
 const TOKEN_SLACK: Duration = Duration::from_secs(10);
 /// Token lifetime when the token service does not say (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -92,11 +92,15 @@ impl Request {
     }
 }
 
+/// A bearer token and the moment to renew it.
+type TokenSlot = Arc<tokio::sync::Mutex<Option<(String, Instant)>>>;
+
 #[derive(Default)]
 struct AuthState {
     challenge: Option<Challenge>,
-    /// Bearer tokens by their space-joined scopes.
-    tokens: HashMap<String, (String, Instant)>,
+    /// Bearer tokens by their space-joined scopes. Each slot has its own lock, held while a token is
+    /// fetched, so concurrent requests for the same scopes share one fetch.
+    tokens: HashMap<String, TokenSlot>,
 }
 
 /// How wharf talks to one registry host.
@@ -251,22 +255,22 @@ impl Host {
                 _ => Ok(None),
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let key = scopes.join(" ");
-                let cached = {
-                    let auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-                    auth.tokens
-                        .get(&key)
-                        .filter(|(_, expires)| Instant::now() + TOKEN_SLACK < *expires)
-                        .map(|(token, _)| token.clone())
+                let slot = {
+                    let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+                    auth.tokens.entry(scopes.join(" ")).or_default().clone()
                 };
-                let token = match cached {
+                let mut slot = slot.lock().await;
+                let fresh = slot
+                    .as_ref()
+                    .filter(|(_, renew_at)| Instant::now() < *renew_at)
+                    .map(|(token, _)| token.clone());
+                let token = match fresh {
                     Some(token) => token,
                     None => {
                         let (token, lifetime) =
                             self.fetch_token(&realm, service.as_deref(), scopes).await?;
-                        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-                        auth.tokens
-                            .insert(key, (token.clone(), Instant::now() + lifetime));
+                        let renew_at = Instant::now() + lifetime - TOKEN_SLACK.min(lifetime / 4);
+                        *slot = Some((token.clone(), renew_at));
                         token
                     }
                 };

@@ -536,11 +536,25 @@ impl Repository {
                 let mut url = location;
                 url.query_pairs_mut()
                     .append_pair("digest", descriptor.digest.as_str());
+                // reqwest reports only that the body failed; keep the body's own error to report it.
+                let body_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
+                let slot = body_error.clone();
+                let body = body.map(move |item| {
+                    item.map_err(|e| {
+                        let message = e.to_string();
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        std::io::Error::other(message)
+                    })
+                });
                 let request = Request::new(Method::PUT, url, self.push_scope())
                     .header("content-type", "application/octet-stream")
                     .header("content-length", &descriptor.size.to_string())
                     .body(Body::Stream(Some(reqwest::Body::wrap_stream(body))));
-                self.host.send(request).await?
+                let sent = self.host.send(request).await;
+                if let Some(e) = body_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(*e.kind);
+                }
+                sent?
             }
         };
         if done.status() != StatusCode::CREATED && !done.status().is_success() {

@@ -1,0 +1,18 @@
+//! wharf's test harness: real servers on 127.0.0.1 with ports picked at run time, stopped when dropped.
+//!
+//! - [`WharfServe`] runs the `wharf serve` binary; [`DockerRegistry`] runs Debian's `docker-registry`
+//!   (distribution 2.8, no referrers API) with a temporary configuration, optionally with htpasswd auth.
+//! - [`TestProxy`] sits in front of a registry: it can demand bearer tokens it issues itself, and inject
+//!   faults (error statuses with `Retry-After`, connections cut mid-body, corrupted bytes, ignored
+//!   `Range`), and it records every request so tests can count them at the wire.
+//!
+//! Peers that are not installed fail the test with a hint to run `scripts/setup-peers`: interop tests
+//! never skip.
+
+#![allow(missing_docs)]
+
+mod proxy;
+mod servers;
+
+pub use proxy::{Fault, FaultAction, Record, TestProxy, TokenAuth};
+pub use servers::{DockerRegistry, WharfServe, free_port, wait_for_registry};

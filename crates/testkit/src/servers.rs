@@ -1,0 +1,146 @@
+//! Registry processes on loopback.
+
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until `http://addr/v2/` answers (any status).
+pub fn wait_for_registry(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no registry came up at {addr}");
+}
+
+fn stop(child: &mut Child) -> ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().expect("the process ends")
+}
+
+/// A `wharf serve` process, stopped with SIGTERM when dropped.
+pub struct WharfServe {
+    pub child: Child,
+    /// `127.0.0.1:PORT` of each listen address.
+    pub addrs: Vec<String>,
+    pub root: PathBuf,
+}
+
+impl WharfServe {
+    /// Starts `BINARY serve --root DIR/registry` on `listeners` free ports, plus `args`, in `dir`.
+    pub fn start(binary: &Path, dir: &Path, listeners: usize, args: &[&str]) -> WharfServe {
+        let root = dir.join("registry");
+        let mut command = Command::new(binary);
+        command
+            .current_dir(dir)
+            .arg("serve")
+            .arg("--root")
+            .arg(&root);
+        for _ in 0..listeners {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("wharf serve starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let addrs = (0..listeners)
+            .map(|_| {
+                let line = lines.next().expect("a listening line").expect("utf-8");
+                line.rsplit("://").next().expect("an address").to_owned()
+            })
+            .collect();
+        WharfServe { child, addrs, root }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addrs[0]
+    }
+
+    /// Asks for a graceful stop and returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        stop(&mut self.child)
+    }
+}
+
+impl Drop for WharfServe {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// Debian's `docker-registry` (CNCF distribution 2.8) with a temporary configuration.
+pub struct DockerRegistry {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DockerRegistry {
+    /// Starts it on a free port; with `htpasswd`, every request needs basic credentials.
+    pub fn start(htpasswd: Option<&Path>) -> DockerRegistry {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let auth = htpasswd.map_or(String::new(), |file| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: testkit\n    path: {}\n",
+                file.display()
+            )
+        });
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("config written");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("docker-registry is needed for this test ({e}); run scripts/setup-peers")
+            });
+        wait_for_registry(&addr);
+        DockerRegistry {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
