@@ -392,8 +392,10 @@ async fn copy_one_graph(
         )
         .await?;
     }
-    dst.push_manifest(root, root_manifest.raw().clone(), role)
-        .await?;
+    if !root_present || !already_named(dst, root, role).await? {
+        dst.push_manifest(root, root_manifest.raw().clone(), role)
+            .await?;
+    }
     let report = CopyReport {
         root: root.clone(),
         manifests_copied: order.len(),
@@ -414,6 +416,22 @@ async fn copy_one_graph(
         referrers_copied: 0,
     };
     Ok((report, manifests))
+}
+
+/// True if a present root needs no push: untagged, or its tag already points at it.
+async fn already_named(
+    dst: &dyn Store,
+    root: &Descriptor,
+    role: ManifestRole<'_>,
+) -> Result<bool, StoreError> {
+    match role {
+        ManifestRole::Tag(tag) => match dst.resolve(tag).await {
+            Ok(current) => Ok(current.digest == root.digest),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        },
+        ManifestRole::Child | ManifestRole::Root => Ok(true),
+    }
 }
 
 /// How one blob reached the destination.
@@ -452,6 +470,10 @@ async fn copy_blob(
                 tracing::warn!(digest = %blob.digest, "blob transfer failed ({e}); trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
+                // The failed upload may have completed after all; look before sending it again.
+                if dst.exists(blob).await? {
+                    return Ok(());
+                }
             }
             Err(e) => return Err(e),
         }

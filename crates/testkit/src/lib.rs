@@ -15,4 +15,4 @@ mod proxy;
 mod servers;
 
 pub use proxy::{Fault, FaultAction, Record, TestProxy, TokenAuth};
-pub use servers::{DockerRegistry, WharfServe, free_port, wait_for_registry};
+pub use servers::{DockerRegistry, TlsFiles, WharfServe, free_port, wait_for_registry};

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use wharf_testkit::{DockerRegistry, Fault, FaultAction, TestProxy, TokenAuth, WharfServe};
+pub use wharf_testkit::{
+    DockerRegistry, Fault, FaultAction, TestProxy, TlsFiles, TokenAuth, WharfServe,
+};
 
 /// The result of a command, with text output.
 pub struct Run {

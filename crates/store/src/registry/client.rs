@@ -110,7 +110,7 @@ pub struct Host {
     pub quirks: Quirks,
     client: reqwest::Client,
     /// Plain HTTP is allowed (loopback or marked insecure); HTTPS is still tried first.
-    insecure: bool,
+    allow_http: bool,
     base: OnceCell<Url>,
     credentials: OnceCell<Option<Credentials>>,
     explicit: Option<Credentials>,
@@ -129,7 +129,7 @@ impl Host {
     pub fn new(
         name: &str,
         client: reqwest::Client,
-        insecure: bool,
+        allow_http: bool,
         explicit: Option<Credentials>,
         source: CredentialSource,
     ) -> Host {
@@ -137,7 +137,7 @@ impl Host {
             name: name.to_owned(),
             quirks: quirks::for_host(name),
             client,
-            insecure,
+            allow_http,
             base: OnceCell::new(),
             credentials: OnceCell::new(),
             explicit,
@@ -150,7 +150,7 @@ impl Host {
         self.quirks.api_host.unwrap_or(&self.name)
     }
 
-    /// `https://host/` (or `http://` for an insecure host without TLS), found by pinging `/v2/` once;
+    /// `https://host/` (or `http://` where allowed and HTTPS fails), found by pinging `/v2/` once;
     /// the ping also learns how the host wants to be authenticated.
     pub async fn base(&self) -> Result<&Url, ErrorKind> {
         self.base
@@ -159,11 +159,17 @@ impl Host {
                     .map_err(|e| ErrorKind::Invalid(format!("registry host {}: {e}", self.name)))?;
                 match self.ping(&https).await {
                     Ok(()) => Ok(https),
-                    Err(e) if self.insecure => {
-                        tracing::debug!(host = %self.name, "HTTPS failed ({e}); trying HTTP");
+                    Err(https_error) if self.allow_http => {
+                        tracing::debug!(host = %self.name, "HTTPS failed ({https_error}); trying HTTP");
                         let http =
                             Url::parse(&format!("http://{}/", self.api_host())).expect("valid");
-                        self.ping(&http).await.map(|()| http)
+                        match self.ping(&http).await {
+                            Ok(()) => Ok(http),
+                            // Report both: the HTTPS failure is usually the one that explains.
+                            Err(http_error) => Err(ErrorKind::Network(format!(
+                                "{https_error}; over plain HTTP: {http_error}"
+                            ))),
+                        }
                     }
                     Err(e) => Err(e),
                 }

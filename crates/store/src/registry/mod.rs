@@ -134,8 +134,9 @@ impl Registries {
             .entry(host.to_owned())
             .or_insert_with(|| {
                 let options = &self.inner.options;
-                let insecure =
-                    is_loopback(host) || options.insecure_hosts.iter().any(|h| h == host);
+                // Hosts marked insecure skip certificate checks and may use HTTP; loopback hosts may
+                // use HTTP but a certificate they present is still checked.
+                let insecure = options.insecure_hosts.iter().any(|h| h == host);
                 let client = if insecure {
                     self.inner.lenient_client.clone()
                 } else {
@@ -144,7 +145,7 @@ impl Registries {
                 Arc::new(Host::new(
                     host,
                     client,
-                    insecure,
+                    insecure || is_loopback(host),
                     options.credentials.clone(),
                     options.source.clone(),
                 ))
