@@ -21,4 +21,6 @@ pub use manifest::{
     ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageManifest, MANIFEST_MAX_BYTES, Manifest,
     ManifestBody, ManifestError, Platform,
 };
-pub use reference::{Reference, ReferenceError, validate_repository, validate_tag};
+pub use reference::{
+    Reference, ReferenceError, is_valid_domain, validate_repository, validate_tag,
+};

@@ -347,6 +347,12 @@ pub fn validate_repository(path: &str) -> Result<(), ReferenceError> {
     Ok(())
 }
 
+/// True if `text` is a registry host as the grammar allows it: `host[:port]`, host a domain name or a
+/// bracketed IPv6 address.
+pub fn is_valid_domain(text: &str) -> bool {
+    !text.is_empty() && check_domain(text).is_ok()
+}
+
 /// Checks a tag on its own, for places that take a tag apart from a reference.
 pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     check_tag(tag).map_err(|reason| ReferenceError {
