@@ -349,15 +349,15 @@ fn drop_ins(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfError> {
 /// repository boundary (`:`, `/`, `@` or the end), and `*.domain` matches any subdomain of `domain`
 /// before the first `/`.
 pub fn matching_prefix_len(reference: &str, prefix: &str) -> Option<usize> {
-    if let Some(suffix) = prefix.strip_prefix('*') {
-        if suffix.starts_with('.') {
-            // The first occurrence of the suffix decides, as upstream (so `*.com` misses `a.comx.com`).
-            let index = reference.find(suffix)?;
-            if reference[..index].contains('/') {
-                return None;
-            }
-            return boundary(reference, index + suffix.len());
+    if let Some(suffix) = prefix.strip_prefix('*')
+        && suffix.starts_with('.')
+    {
+        // The first occurrence of the suffix decides, as upstream (so `*.com` misses `a.comx.com`).
+        let index = reference.find(suffix)?;
+        if reference[..index].contains('/') {
+            return None;
         }
+        return boundary(reference, index + suffix.len());
     }
     if !reference.starts_with(prefix) {
         return None;
