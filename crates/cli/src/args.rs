@@ -30,6 +30,9 @@ pub enum Command {
     /// Show the manifest a location names.
     #[command(after_help = INSPECT_HELP)]
     Inspect(InspectArgs),
+    /// Show where a pull of a reference goes: the registries.conf endpoints, in the order tried.
+    #[command(after_help = RESOLVE_HELP)]
+    Resolve(ResolveArgs),
     /// List the tags of a registry repository or an OCI layout.
     #[command(after_help = TAGS_HELP)]
     Tags(TagsArgs),
@@ -67,6 +70,17 @@ Examples:
 Locations:
   HOST/REPO[:TAG][@DIGEST]  a registry repository (docker://NAME for Docker Hub names)
   oci:PATH[:TAG][@DIGEST]   an OCI image layout directory";
+
+const RESOLVE_HELP: &str = "\
+wharf reads the registries.conf files skopeo and podman read and picks the same endpoints in the same
+order: the mirrors of the entry with the longest matching prefix (filtered by mirror-by-digest-only
+and pull-from-mirror), then the entry's location. Each line is one endpoint, marked (insecure) or
+(blocked) when set. Every read (copy, inspect, tags are excepted) tries them in this order.
+
+Examples:
+  wharf resolve quay.io/team/app:1.0
+  wharf resolve busybox --registries-conf ./registries.conf --output json
+  wharf resolve registry.example.com/app@sha256:4c1e… --registries-conf-dir ./conf.d";
 
 const TAGS_HELP: &str = "\
 Examples:
@@ -159,6 +173,23 @@ pub struct RegistryArgs {
     /// Upload blobs in chunks of at most this many bytes, for proxies that limit request bodies.
     #[arg(long, value_name = "BYTES")]
     pub chunk_size: Option<usize>,
+    #[command(flatten)]
+    pub conf: RegistriesConfArgs,
+}
+
+/// Which registries.conf files apply (mirrors, rewrites, insecure and blocked registries).
+#[derive(Debug, Args)]
+pub struct RegistriesConfArgs {
+    /// registries.conf to use instead of $CONTAINERS_REGISTRIES_CONF, ~/.config/containers/ or
+    /// /etc/containers/registries.conf.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_registries_conf")]
+    pub registries_conf: Option<PathBuf>,
+    /// The only directory of registries.conf drop-ins (*.conf, in lexical order).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_registries_conf")]
+    pub registries_conf_dir: Option<PathBuf>,
+    /// Ignore registries.conf: read every image from where its reference points.
+    #[arg(long)]
+    pub no_registries_conf: bool,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +237,18 @@ pub struct InspectArgs {
     pub raw: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// An image reference (`busybox`, `quay.io/team/app:1.0`, `host/repo@sha256:…`).
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+    #[command(flatten)]
+    pub conf: RegistriesConfArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,

@@ -135,6 +135,11 @@ impl Reference {
         self.with(self.tag.clone(), Some(digest))
     }
 
+    /// The same repository with only `digest` (no tag): a pull by digest.
+    pub fn at_digest(&self, digest: Digest) -> Reference {
+        self.with(None, Some(digest))
+    }
+
     /// The same repository with only `tag`.
     pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
         check_tag(tag).map_err(|reason| ReferenceError {

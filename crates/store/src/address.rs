@@ -90,7 +90,7 @@ impl Address {
     /// Opens the location to read from it; it must exist.
     pub async fn open_read(&self, registries: &Registries) -> Result<Box<dyn ReadStore>> {
         match self {
-            Address::Registry { repository, .. } => Ok(Box::new(registries.repository(repository))),
+            Address::Registry { repository, .. } => Ok(registries.pull(repository)),
             Address::Layout { path, .. } => Ok(Box::new(Layout::open(path.clone()).await?)),
         }
     }
@@ -98,7 +98,7 @@ impl Address {
     /// Opens the location to write to it, creating it on first write if it does not exist.
     pub async fn open_write(&self, registries: &Registries) -> Result<Box<dyn Store>> {
         match self {
-            Address::Registry { repository, .. } => Ok(Box::new(registries.repository(repository))),
+            Address::Registry { repository, .. } => Ok(Box::new(registries.push(repository)?)),
             Address::Layout { path, .. } => Ok(Box::new(Layout::create(path.clone()).await?)),
         }
     }

@@ -31,9 +31,13 @@ impl StoreError {
         }
     }
 
-    /// True if the content or name does not exist.
+    /// True if the content or name does not exist (at the primary location, for mirrored reads).
     pub fn is_not_found(&self) -> bool {
-        matches!(*self.kind, ErrorKind::NotFound(_))
+        match &*self.kind {
+            ErrorKind::NotFound(_) => true,
+            ErrorKind::EndpointsFailed { primary, .. } => primary.is_not_found(),
+            _ => false,
+        }
     }
 
     /// True if trying the same operation again may succeed.
@@ -135,6 +139,33 @@ pub enum ErrorKind {
     /// Credentials or a credential helper could not be read.
     #[error(transparent)]
     Credentials(#[from] crate::registry::CredentialsError),
+    /// Every registries.conf endpoint failed: the mirrors' errors, then the primary location's.
+    #[error("{}(primary) {}", mirror_failures(.mirrors), chain(.primary.as_ref()))]
+    EndpointsFailed {
+        /// `reference: error` for each mirror tried.
+        mirrors: Vec<String>,
+        /// The error of the registry's own location.
+        primary: Box<StoreError>,
+    },
+}
+
+fn mirror_failures(mirrors: &[String]) -> String {
+    if mirrors.is_empty() {
+        String::new()
+    } else {
+        format!("mirrors failed: [{}]; ", mirrors.join("]; ["))
+    }
+}
+
+/// An error and its sources on one line, `a: b: c`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out += &format!(": {e}");
+        source = e.source();
+    }
+    out
 }
 
 fn registry_error(status: u16, code: Option<&str>, message: &str) -> String {
@@ -150,6 +181,7 @@ impl ErrorKind {
     pub fn is_retryable(&self) -> bool {
         match self {
             ErrorKind::Network(_) => true,
+            ErrorKind::EndpointsFailed { primary, .. } => primary.is_retryable(),
             ErrorKind::Registry { status, .. } => {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }

@@ -5,6 +5,7 @@ mod demo;
 mod inspect;
 mod login;
 mod registry_args;
+mod resolve;
 mod serve;
 mod tags;
 
@@ -19,6 +20,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Copy(args) => copy::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Resolve(args) => resolve::run(args),
         Command::Tags(args) => tags::tags(args).await,
         Command::Catalog(args) => tags::catalog(args).await,
         Command::Login(args) => login::login(args).await,

@@ -1,9 +1,26 @@
 //! Turning registry flags into the library's connection settings.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
+use wharf_registries_conf::{Discovery, RegistriesConf};
 use wharf_store::registry::{CredentialSource, Credentials, Registries, RegistryOptions};
 
-use crate::args::RegistryArgs;
+use crate::args::{RegistriesConfArgs, RegistryArgs};
+
+/// The registries.conf in effect, or `None` with `--no-registries-conf`.
+pub fn registries_conf(args: &RegistriesConfArgs) -> Result<Option<Arc<RegistriesConf>>> {
+    if args.no_registries_conf {
+        return Ok(None);
+    }
+    let discovery = Discovery::from_env(
+        args.registries_conf.clone(),
+        args.registries_conf_dir.clone(),
+    );
+    let conf = RegistriesConf::load(&discovery)?;
+    tracing::debug!(files = ?conf.files(), "registries.conf loaded");
+    Ok(Some(Arc::new(conf)))
+}
 
 /// Settings for one side of an operation; `creds` overrides `--creds` (for `--src-creds`/`--dest-creds`).
 pub fn registries(args: &RegistryArgs, creds: Option<&str>) -> Result<Registries> {
@@ -22,6 +39,7 @@ pub fn registries(args: &RegistryArgs, creds: Option<&str>) -> Result<Registries
         cert_dir: args.cert_dir.clone(),
         insecure_hosts: args.insecure_registry.clone(),
         chunk_size: args.chunk_size,
+        registries_conf: registries_conf(&args.conf)?,
     };
     Ok(Registries::new(options)?)
 }

@@ -4,5 +4,6 @@ mod copy;
 mod demo;
 mod inspect;
 mod registry;
+mod resolve;
 mod serve;
 mod util;

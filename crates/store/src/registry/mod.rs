@@ -11,6 +11,7 @@
 mod challenge;
 mod client;
 mod credentials;
+mod mirrors;
 mod quirks;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::{
 };
 use client::{Body, Host, Request};
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
+use wharf_registries_conf::RegistriesConf;
 
 /// Upload chunk size when chunked uploads are needed and nothing else says how big.
 const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
@@ -54,6 +56,8 @@ pub struct RegistryOptions {
     pub insecure_hosts: Vec<String>,
     /// Upload blobs in chunks of at most this many bytes (for proxies that limit request bodies).
     pub chunk_size: Option<usize>,
+    /// Mirrors, rewrites, `insecure` and `blocked` from registries.conf; reads try its endpoints.
+    pub registries_conf: Option<Arc<RegistriesConf>>,
 }
 
 impl Default for RegistryOptions {
@@ -65,8 +69,18 @@ impl Default for RegistryOptions {
             cert_dir: None,
             insecure_hosts: Vec::new(),
             chunk_size: None,
+            registries_conf: None,
         }
     }
+}
+
+/// How to reach one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct HostMode {
+    /// Skip certificate checks and allow plain HTTP.
+    insecure: bool,
+    /// Send `--creds` (only to the registry the user named, never to a mirror elsewhere).
+    explicit_credentials: bool,
 }
 
 /// Connection settings plus per-host state (schemes, tokens, detected capabilities), shared by every
@@ -81,7 +95,7 @@ struct RegistriesInner {
     client: reqwest::Client,
     /// For insecure hosts: certificates are not checked.
     lenient_client: reqwest::Client,
-    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    hosts: Mutex<HashMap<(String, HostMode), Arc<Host>>>,
     /// Per `host/repository`: does the referrers API exist?
     referrers_api: Mutex<HashMap<String, bool>>,
 }
@@ -127,38 +141,114 @@ impl Registries {
         &self.inner.options
     }
 
-    /// The shared state for `host`.
-    fn host(&self, host: &str) -> Arc<Host> {
+    /// The shared state for `host` reached in `mode`.
+    fn host_with(&self, host: &str, mode: HostMode) -> Arc<Host> {
         let mut hosts = self.inner.hosts.lock().unwrap_or_else(|e| e.into_inner());
         hosts
-            .entry(host.to_owned())
+            .entry((host.to_owned(), mode))
             .or_insert_with(|| {
                 let options = &self.inner.options;
-                // Hosts marked insecure skip certificate checks and may use HTTP; loopback hosts may
-                // use HTTP but a certificate they present is still checked.
-                let insecure = options.insecure_hosts.iter().any(|h| h == host);
-                let client = if insecure {
+                // Insecure hosts skip certificate checks and may use HTTP; loopback hosts may use HTTP
+                // but a certificate they present is still checked.
+                let client = if mode.insecure {
                     self.inner.lenient_client.clone()
                 } else {
                     self.inner.client.clone()
                 };
+                let credentials = options
+                    .credentials
+                    .clone()
+                    .filter(|_| mode.explicit_credentials);
                 Arc::new(Host::new(
                     host,
                     client,
-                    insecure || is_loopback(host),
-                    options.credentials.clone(),
+                    mode.insecure || is_loopback(host),
+                    credentials,
                     options.source.clone(),
                 ))
             })
             .clone()
     }
 
-    /// A store for the repository `reference` names (its tag and digest are ignored).
+    /// `host` as the user named it: insecure if `--insecure-registry` or registries.conf says so.
+    fn host(&self, host: &str) -> Arc<Host> {
+        let options = &self.inner.options;
+        let configured = options
+            .registries_conf
+            .as_ref()
+            .and_then(|conf| conf.find(host))
+            .is_some_and(|r| r.insecure);
+        let insecure = configured || options.insecure_hosts.iter().any(|h| h == host);
+        self.host_with(
+            host,
+            HostMode {
+                insecure,
+                explicit_credentials: true,
+            },
+        )
+    }
+
+    /// A store for the repository `reference` names (its tag and digest are ignored), reached
+    /// directly: for writes, tag listings, and when no registries.conf applies.
     pub fn repository(&self, reference: &Reference) -> Repository {
         Repository {
             registries: self.clone(),
             host: self.host(reference.domain()),
             name: reference.path().to_owned(),
+        }
+    }
+
+    /// A store for reading `reference`'s repository: through the registries.conf endpoints (mirrors
+    /// first) when a configuration is loaded, else directly.
+    pub fn pull(&self, reference: &Reference) -> Box<dyn ReadStore> {
+        match &self.inner.options.registries_conf {
+            Some(conf) => Box::new(mirrors::Mirrored::new(
+                self.clone(),
+                conf.clone(),
+                reference.clone(),
+            )),
+            None => Box::new(self.repository(reference)),
+        }
+    }
+
+    /// A store for writing to `reference`'s repository; refused if registries.conf blocks it.
+    pub fn push(&self, reference: &Reference) -> Result<Repository> {
+        if let Some(conf) = &self.inner.options.registries_conf
+            && let Some(entry) = conf.find(&reference.name()).filter(|r| r.blocked)
+        {
+            return Err(StoreError::new(
+                Op::Open,
+                reference.name(),
+                ErrorKind::Unsupported(format!(
+                    "registry {} is blocked in registries.conf",
+                    entry.prefix
+                )),
+            ));
+        }
+        Ok(self.repository(reference))
+    }
+
+    /// The repository of one registries.conf endpoint.
+    fn endpoint(
+        &self,
+        endpoint: &wharf_registries_conf::Endpoint,
+        logical_domain: &str,
+    ) -> Repository {
+        let domain = endpoint.reference.domain();
+        let mode = HostMode {
+            insecure: endpoint.insecure
+                || self
+                    .inner
+                    .options
+                    .insecure_hosts
+                    .iter()
+                    .any(|h| h == domain),
+            explicit_credentials: domain == logical_domain,
+        };
+        Repository {
+            registries: self.clone(),
+            host: self.host_with(domain, mode),
+            name: endpoint.reference.path().to_owned(),
         }
     }
 
