@@ -22,7 +22,9 @@
 //! ```
 
 mod address;
+pub mod ctf;
 mod error;
+mod fsutil;
 pub mod layout;
 pub mod memory;
 pub mod registry;
@@ -147,6 +149,12 @@ pub trait Store: ReadStore {
     /// bytes. Returns false when the store cannot, and the caller copies instead.
     async fn mount(&self, _descriptor: &Descriptor, _from: &MountSource) -> Result<bool> {
         Ok(false)
+    }
+
+    /// Makes everything pushed so far durable where the store needs a final step (archives write
+    /// their tar here). Called once after a successful operation; a no-op for most stores.
+    async fn finish(&self) -> Result<()> {
+        Ok(())
     }
 }
 

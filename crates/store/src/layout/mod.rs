@@ -5,8 +5,6 @@
 //! the directory synced after, so a crash never leaves a partial blob or an `index.json` naming content
 //! that is not there.
 
-mod fsutil;
-
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +19,7 @@ use wharf_oci::{
     ANNOTATION_REF_NAME, Descriptor, Digest, ImageIndex, MANIFEST_MAX_BYTES, Manifest,
 };
 
+use crate::fsutil;
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
     referrers_among, verified,

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
-/// Prefix of temporary files inside a layout; never a valid blob or layout file name.
+/// Prefix of temporary files inside a layout or CTF; never a valid blob or index file name.
 const TEMP_PREFIX: &str = ".wharf-tmp-";
 
 /// A new temporary file in `dir`, removed when the returned path is dropped unless persisted.
-pub(super) async fn temp_file(dir: &Path) -> io::Result<(tokio::fs::File, TempPath)> {
+pub(crate) async fn temp_file(dir: &Path) -> io::Result<(tokio::fs::File, TempPath)> {
     let dir = dir.to_owned();
     let named = tokio::task::spawn_blocking(move || {
         tempfile::Builder::new()
@@ -24,7 +24,7 @@ pub(super) async fn temp_file(dir: &Path) -> io::Result<(tokio::fs::File, TempPa
 }
 
 /// Syncs `file` and renames it to `target`, creating the target's directory if needed.
-pub(super) async fn persist(
+pub(crate) async fn persist(
     mut file: tokio::fs::File,
     temp: TempPath,
     target: &Path,
@@ -44,7 +44,7 @@ pub(super) async fn persist(
 }
 
 /// Writes `bytes` to `target` atomically, with the temporary file in `temp_dir`.
-pub(super) async fn write_atomic(temp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_atomic(temp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
     let (mut file, temp) = temp_file(temp_dir).await?;
     file.write_all(bytes).await?;
     persist(file, temp, target).await
