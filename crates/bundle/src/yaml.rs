@@ -9,7 +9,10 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
         .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
 }
 
-/// Writes YAML.
+/// Writes YAML, long strings on one line (references and digests stay greppable).
 pub fn to_string<T: Serialize>(value: &T) -> String {
-    serde_saphyr::to_string(value).expect("JSON-shaped values always serialise to YAML")
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(value, options)
+        .expect("JSON-shaped values always serialise to YAML")
 }

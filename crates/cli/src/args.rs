@@ -45,6 +45,9 @@ pub enum Command {
     /// Remove stored credentials for a registry.
     #[command(after_help = LOGOUT_HELP)]
     Logout(LogoutArgs),
+    /// Build, transfer and read OCM component versions, with references that work under any URL.
+    #[command(subcommand)]
+    Component(ComponentCommand),
     /// Run wharf's embedded OCI registry (distribution spec 1.1) on a local directory.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -311,6 +314,190 @@ pub struct LogoutArgs {
     /// Remove from this auth file only.
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComponentCommand {
+    /// Build component versions from an OCM constructor file into a CTF or registry.
+    #[command(after_help = COMPONENT_BUILD_HELP)]
+    Build(ComponentBuildArgs),
+    /// Copy a component version (and its resources, with --copy-resources) to another location.
+    #[command(after_help = COMPONENT_TRANSFER_HELP)]
+    Transfer(ComponentTransferArgs),
+    /// Print a component version's descriptor, its normalised digest, or a component's versions.
+    #[command(after_help = COMPONENT_GET_HELP)]
+    Get(ComponentGetArgs),
+    /// Download a resource: a local blob to a file, an OCI artifact to an OCI layout.
+    #[command(after_help = COMPONENT_DOWNLOAD_HELP)]
+    Download(ComponentDownloadArgs),
+    /// Print the pullable reference of a resource, computed from the location read.
+    #[command(name = "image-ref", after_help = COMPONENT_IMAGE_REF_HELP)]
+    ImageRef(ComponentImageRefArgs),
+}
+
+const COMPONENT_BUILD_HELP: &str = "\
+The constructor file lists components: name, version, provider, labels, resources (an ociArtifact
+access with an imageReference, or an input of type file or dir stored as a local blob) and
+componentReferences. Image digests are looked up and recorded; paths are relative to the file.
+
+Examples:
+  wharf component build component-constructor.yaml --to ctf:./transport
+  wharf component build component-constructor.yaml --to localhost:5000/ocm
+
+Component versions are addressed as LOCATION//NAME[:VERSION], LOCATION being a registry base
+HOST[:PORT][/PATH] or ctf:PATH (a directory, .tar or .tgz).";
+
+const COMPONENT_TRANSFER_HELP: &str = "\
+With --copy-resources every OCI image resource is copied into the destination (under its original
+repository path below the destination's base, tag and digest kept) and referenced with a host-less
+relativeOciReference, so the component version stays valid under any URL the registry is read from
+(a reverse proxy, an in-cluster service name, a replica). --resource-mode local-blob stores the images
+inside the component version instead. Without --copy-resources, accesses stay as they are, except
+that references relative to the source become the absolute references they stand for. The
+descriptor's normalised digest (what signatures cover) never changes.
+
+Examples:
+  wharf component transfer ctf:./transport//acme.org/app:1.0.0 localhost:5000/local/components --copy-resources
+  wharf component transfer registry.example.com/ocm//acme.org/app:1.0.0 ctf:./airgap.tgz --copy-resources --recursive
+
+Component versions are addressed as LOCATION//NAME[:VERSION], LOCATION being a registry base
+HOST[:PORT][/PATH] or ctf:PATH (a directory, .tar or .tgz).";
+
+const COMPONENT_GET_HELP: &str = "\
+Examples:
+  wharf component get localhost:5000/ocm//acme.org/app:1.0.0
+  wharf component get localhost:5000/ocm//acme.org/app:1.0.0 --output json
+  wharf component get localhost:5000/ocm//acme.org/app:1.0.0 --digest
+  wharf component get ctf:./transport//acme.org/app            # lists the versions";
+
+const COMPONENT_DOWNLOAD_HELP: &str = "\
+Examples:
+  wharf component download localhost:5000/ocm//acme.org/app:1.0.0 --resource config -o config.yaml
+  wharf component download localhost:5000/ocm//acme.org/app:1.0.0 --resource image -o ./image-layout";
+
+const COMPONENT_IMAGE_REF_HELP: &str = "\
+Relative references and local artifacts resolve against the location given here, and absolute
+references into one of the descriptor's own repository contexts are rebased onto it (--no-rebase
+turns that off), so the answer is pullable from where the component version was read.
+
+Examples:
+  wharf component image-ref cluster-registry.svc/local/components//acme.org/app:1.0.0 --resource image";
+
+#[derive(Debug, Args)]
+pub struct ComponentBuildArgs {
+    /// The constructor file (YAML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where to store the component versions: ctf:PATH or HOST[:PORT][/PATH].
+    #[arg(long, value_name = "LOCATION")]
+    pub to: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ComponentTransferArgs {
+    /// The component version: LOCATION//NAME:VERSION.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// The destination: ctf:PATH or HOST[:PORT][/PATH].
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
+    /// Also transfer the component versions it references.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Copy OCI image resources into the destination.
+    #[arg(long)]
+    pub copy_resources: bool,
+    /// How copied images are referenced.
+    #[arg(long, value_enum, default_value_t = ResourceModeArg::Relative)]
+    pub resource_mode: ResourceModeArg,
+    /// Replace a destination version that has different content.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Do not rebase absolute references into the source's own repository contexts.
+    #[arg(long)]
+    pub no_rebase: bool,
+    /// Blobs to transfer at once.
+    #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Credentials USER:PASSWORD for the source only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials USER:PASSWORD for the destination only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+/// How copied images are referenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResourceModeArg {
+    /// A host-less relativeOciReference to the copy beside the component version.
+    Relative,
+    /// A localBlob: the image stored inside the component version.
+    LocalBlob,
+}
+
+#[derive(Debug, Args)]
+pub struct ComponentGetArgs {
+    /// LOCATION//NAME[:VERSION]; without a version, the versions are listed.
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+    /// Print only the normalised descriptor digest (jsonNormalisation/v3, SHA-256).
+    #[arg(long, conflicts_with = "output")]
+    pub digest: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DocumentFormat::Yaml)]
+    pub output: DocumentFormat,
+}
+
+/// Descriptor output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocumentFormat {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ComponentDownloadArgs {
+    /// LOCATION//NAME:VERSION.
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+    /// The resource's name.
+    #[arg(long, value_name = "NAME")]
+    pub resource: String,
+    /// Output file (local blobs) or OCI layout directory (images).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// Do not rebase absolute references into the descriptor's own repository contexts.
+    #[arg(long)]
+    pub no_rebase: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ComponentImageRefArgs {
+    /// LOCATION//NAME:VERSION.
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+    /// The resource's name.
+    #[arg(long, value_name = "NAME")]
+    pub resource: String,
+    /// Do not rebase absolute references into the descriptor's own repository contexts.
+    #[arg(long)]
+    pub no_rebase: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

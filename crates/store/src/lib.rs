@@ -37,7 +37,7 @@ use futures_util::stream::BoxStream;
 use wharf_oci::{Descriptor, MANIFEST_MAX_BYTES, Manifest};
 
 pub use address::{Address, AddressError};
-pub use error::{ErrorKind, Op, Result, StoreError};
+pub use error::{ErrorKind, Op, Result, StoreError, chain};
 pub use verify::verified;
 
 /// A stream of blob bytes.

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns typed arguments into library calls and prints the result.
 
+mod component;
 mod copy;
 mod demo;
 mod inspect;
@@ -25,6 +26,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Catalog(args) => tags::catalog(args).await,
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
+        Command::Component(command) => component::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }

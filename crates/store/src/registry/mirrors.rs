@@ -118,15 +118,23 @@ impl Mirrored {
         ))
     }
 
-    /// The endpoint for content addressed by `digest`: the chosen one, else the first that has it.
-    async fn for_digest(&self, op: Op, digest: &Digest) -> Result<Arc<Repository>> {
+    /// The endpoint for `descriptor`'s content: the chosen one, else the first that has it.
+    async fn for_content(&self, op: Op, descriptor: &Descriptor) -> Result<Arc<Repository>> {
         if let Some(chosen) = self.chosen() {
             return Ok(chosen);
         }
-        let reference = self.logical_reference(digest.as_str())?;
+        let reference = self.logical_reference(descriptor.digest.as_str())?;
         let (_, repository) = self
-            .try_endpoints(op, &reference, |repository, rewritten| async move {
-                repository.resolve(&rewritten.tag_or_digest()).await
+            .try_endpoints(op, &reference, |repository, _| async move {
+                if repository.exists(descriptor).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::new(
+                        op,
+                        repository.location(),
+                        ErrorKind::NotFound(None),
+                    ))
+                }
             })
             .await?;
         Ok(repository)
@@ -151,14 +159,14 @@ impl ReadStore for Mirrored {
     }
 
     async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
-        self.for_digest(Op::Fetch, &descriptor.digest)
+        self.for_content(Op::Fetch, descriptor)
             .await?
             .fetch(descriptor)
             .await
     }
 
     async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
-        match self.for_digest(Op::Exists, &descriptor.digest).await {
+        match self.for_content(Op::Exists, descriptor).await {
             Ok(repository) => repository.exists(descriptor).await,
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -175,7 +183,7 @@ impl ReadStore for Mirrored {
         subject: &Descriptor,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        self.for_digest(Op::Referrers, &subject.digest)
+        self.for_content(Op::Referrers, subject)
             .await?
             .referrers(subject, artifact_type)
             .await

@@ -1,0 +1,456 @@
+//! Where component versions live, and how one is laid out there.
+//!
+//! An OCM repository is a registry base (`host[:port][/path]`) or a CTF. A component version is the
+//! manifest tagged `<version>` (`+` written `.build-`) in `<base>/component-descriptors/<name>`: its
+//! config (`application/vnd.ocm.software.component.config.v1+json`) names the descriptor layer, a tar
+//! holding `component-descriptor.yaml`; further layers are local blobs. When OCI artifacts are stored
+//! inside the component version, the tag points to an index whose first manifest (annotated
+//! `software.ocm.descriptor: "true"`) is the descriptor manifest and whose other entries are the
+//! artifacts, as OCM's newer layout does.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use wharf_oci::{
+    Descriptor, ImageIndex, ImageManifest, Manifest, ManifestBody, Reference, media_type,
+};
+use wharf_store::ctf::Ctf;
+use wharf_store::registry::Registries;
+use wharf_store::{ManifestRole, Op, ReadStore, Store, StoreError, verified};
+
+use super::OcmError;
+use super::descriptor::{ComponentDescriptor, tag_to_version, version_to_tag};
+
+/// Config media type of a component version manifest.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.ocm.software.component.config.v1+json";
+/// The descriptor as a tar holding `component-descriptor.yaml` (what OCM writes and every version reads).
+pub const DESCRIPTOR_YAML_TAR: &str =
+    "application/vnd.ocm.software.component-descriptor.v2+yaml+tar";
+const DESCRIPTOR_JSON: &str = "application/vnd.ocm.software.component-descriptor.v2+json";
+const DESCRIPTOR_YAML: &str = "application/vnd.ocm.software.component-descriptor.v2+yaml";
+const LEGACY_YAML_TAR: [&str; 2] = [
+    "application/vnd.gardener.cloud.cnudie.component-descriptor.v2+yaml+tar",
+    "application/vnd.oci.gardener.cloud.cnudie.component-descriptor.config.v2+yaml+tar",
+];
+const LEGACY_JSON: &str = "application/vnd.gardener.cloud.cnudie.component-descriptor.v2+json";
+const LEGACY_CONFIG: [&str; 2] = [
+    "application/vnd.gardener.cloud.cnudie.component.config.v1+json",
+    "application/vnd.oci.gardener.cloud.cnudie.component-descriptor-metadata.config.v2+json",
+];
+/// Marks the descriptor manifest in the index form.
+const DESCRIPTOR_ANNOTATION: &str = "software.ocm.descriptor";
+const VERSION_ANNOTATION: &str = "software.ocm.componentversion";
+/// Descriptors larger than this are refused.
+const DESCRIPTOR_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Modification time of the descriptor tar entry, fixed so equal descriptors give equal digests.
+const DESCRIPTOR_MTIME: u64 = 1_640_995_200;
+
+/// A registry base or a CTF holding component versions.
+#[derive(Clone)]
+pub enum OcmRepository {
+    /// `host[:port][/base]` of a registry.
+    Registry {
+        /// How to reach registries.
+        registries: Registries,
+        /// `host[:port]`.
+        host: String,
+        /// Path prefix of every repository (may be empty).
+        base: String,
+    },
+    /// A Common Transport Format.
+    Ctf(Arc<Ctf>),
+}
+
+/// A component version as read from a repository.
+pub struct ComponentVersion {
+    /// The descriptor.
+    pub descriptor: ComponentDescriptor,
+    /// What the version tag points at (the descriptor manifest, or the index).
+    pub root: Descriptor,
+    /// Content stored in the component version (local blobs and artifacts), by digest.
+    pub local: BTreeMap<String, Descriptor>,
+}
+
+impl OcmRepository {
+    /// A registry base, `host[:port][/path]`.
+    pub fn registry(registries: Registries, text: &str) -> Result<OcmRepository, OcmError> {
+        let text = text.trim_end_matches('/');
+        let (host, base) = text.split_once('/').unwrap_or((text, ""));
+        // Parse through a reference to validate the host and path.
+        let probe = if base.is_empty() {
+            format!("{host}/x")
+        } else {
+            format!("{host}/{base}")
+        };
+        Reference::parse(&probe)
+            .map_err(|e| OcmError::Location(format!("{text}: {}", e.reason)))?;
+        Ok(OcmRepository::Registry {
+            registries,
+            host: host.to_owned(),
+            base: base.to_owned(),
+        })
+    }
+
+    /// `host/base` or `ctf:PATH`, as users write it.
+    pub fn location(&self) -> String {
+        match self {
+            OcmRepository::Registry { host, base, .. } if base.is_empty() => host.clone(),
+            OcmRepository::Registry { host, base, .. } => format!("{host}/{base}"),
+            OcmRepository::Ctf(ctf) => ctf.location(),
+        }
+    }
+
+    /// The repository path of `repository` under the base.
+    pub fn path(&self, repository: &str) -> String {
+        match self {
+            OcmRepository::Registry { base, .. } if !base.is_empty() => {
+                format!("{base}/{repository}")
+            }
+            _ => repository.to_owned(),
+        }
+    }
+
+    /// `repository` made relative to the base again, if it lies under it.
+    pub fn strip_base<'a>(&self, repository: &'a str) -> &'a str {
+        match self {
+            OcmRepository::Registry { base, .. } if !base.is_empty() => repository
+                .strip_prefix(base.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(repository),
+            _ => repository,
+        }
+    }
+
+    /// The registry host, for registries.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            OcmRepository::Registry { host, .. } => Some(host),
+            OcmRepository::Ctf(_) => None,
+        }
+    }
+
+    fn reference(&self, host: &str, full_path: &str) -> Result<Reference, OcmError> {
+        Reference::parse(&format!("{host}/{full_path}"))
+            .map_err(|e| OcmError::Location(format!("{host}/{full_path}: {}", e.reason)))
+    }
+
+    /// A store for reading the repository at `full_path` (a path from the registry root, base included).
+    pub fn read_store(&self, full_path: &str) -> Result<Box<dyn ReadStore>, OcmError> {
+        Ok(match self {
+            OcmRepository::Registry {
+                registries, host, ..
+            } => registries.pull(&self.reference(host, full_path)?),
+            OcmRepository::Ctf(ctf) => Box::new(ctf.repository(full_path)),
+        })
+    }
+
+    /// A store for writing the repository at `full_path`.
+    pub fn write_store(&self, full_path: &str) -> Result<Box<dyn Store>, OcmError> {
+        Ok(match self {
+            OcmRepository::Registry {
+                registries, host, ..
+            } => Box::new(registries.push(&self.reference(host, full_path)?)?),
+            OcmRepository::Ctf(ctf) => Box::new(ctf.repository(full_path)),
+        })
+    }
+
+    /// The repository path of a component's versions.
+    pub fn component_path(&self, name: &str) -> String {
+        self.path(&format!("component-descriptors/{name}"))
+    }
+
+    /// The `repositoryContexts` entry recorded in descriptors stored here.
+    pub fn context(&self) -> Value {
+        match self {
+            OcmRepository::Registry { host, base, .. } => json!({
+                "type": "OCIRegistry",
+                "baseUrl": host,
+                "subPath": base,
+                "componentNameMapping": "urlPath",
+            }),
+            OcmRepository::Ctf(ctf) => json!({
+                "type": "CommonTransportFormat/v1",
+                "filePath": ctf.path().display().to_string(),
+            }),
+        }
+    }
+
+    /// Makes the repository durable (writes a CTF archive).
+    pub async fn finish(&self) -> Result<(), OcmError> {
+        if let OcmRepository::Ctf(ctf) = self {
+            ctf.repository("component-descriptors").finish().await?;
+        }
+        Ok(())
+    }
+
+    /// The versions of component `name`, from its tags.
+    pub async fn versions(&self, name: &str) -> Result<Vec<String>, OcmError> {
+        let store = self.read_store(&self.component_path(name))?;
+        let tags = match store.tags().await {
+            Ok(tags) => tags,
+            Err(e) if e.is_not_found() => {
+                return Err(OcmError::UnknownComponent(name.to_owned(), self.location()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(tags
+            .iter()
+            .map(|t| tag_to_version(t))
+            .filter(|v| super::validate_version(v).is_ok())
+            .collect())
+    }
+
+    /// Reads component version `name:version`.
+    pub async fn read(&self, name: &str, version: &str) -> Result<ComponentVersion, OcmError> {
+        let store = self.read_store(&self.component_path(name))?;
+        let root = store.resolve(&version_to_tag(version)).await.map_err(|e| {
+            if e.is_not_found() {
+                OcmError::UnknownVersion(format!("{name}:{version}"), self.location())
+            } else {
+                e.into()
+            }
+        })?;
+        let root_manifest = store.fetch_manifest(&root).await?;
+        let mut local = BTreeMap::new();
+        let (descriptor_manifest, manifest) = match root_manifest.body() {
+            ManifestBody::Image(_) => (root.clone(), root_manifest),
+            ManifestBody::Index(index) => {
+                let marked: Vec<&Descriptor> = index
+                    .manifests
+                    .iter()
+                    .filter(|d| {
+                        d.annotations.get(DESCRIPTOR_ANNOTATION).map(String::as_str) == Some("true")
+                    })
+                    .collect();
+                let chosen = match marked.as_slice() {
+                    [one] => (*one).clone(),
+                    [] => index
+                        .manifests
+                        .first()
+                        .cloned()
+                        .ok_or_else(|| invalid("an empty component index"))?,
+                    _ => return Err(invalid("an index with several descriptor manifests")),
+                };
+                for entry in index.manifests.iter().filter(|d| d.digest != chosen.digest) {
+                    local.insert(entry.digest.to_string(), plain(entry));
+                }
+                let manifest = store.fetch_manifest(&chosen).await?;
+                (chosen, manifest)
+            }
+        };
+        let ManifestBody::Image(image) = manifest.body() else {
+            return Err(invalid("the descriptor manifest is an index"));
+        };
+        if image.config.media_type != CONFIG_MEDIA_TYPE
+            && !LEGACY_CONFIG.contains(&image.config.media_type.as_str())
+        {
+            return Err(invalid(&format!(
+                "config media type {} is not OCM's",
+                image.config.media_type
+            )));
+        }
+        let config: Value =
+            serde_json::from_slice(&read_small(store.as_ref(), &image.config).await?)
+                .map_err(|e| invalid(&format!("config is not JSON: {e}")))?;
+        let layer: Descriptor = serde_json::from_value(config["componentDescriptorLayer"].clone())
+            .map_err(|e| {
+                invalid(&format!(
+                    "config has no usable componentDescriptorLayer: {e}"
+                ))
+            })?;
+        let bytes = read_small(store.as_ref(), &layer).await?;
+        let text = match layer.media_type.as_str() {
+            DESCRIPTOR_YAML_TAR => untar_descriptor(&bytes)?,
+            t if LEGACY_YAML_TAR.contains(&t) => untar_descriptor(&bytes)?,
+            DESCRIPTOR_JSON | DESCRIPTOR_YAML | LEGACY_JSON => bytes.to_vec(),
+            other => {
+                return Err(invalid(&format!(
+                    "descriptor layer media type {other} is unknown"
+                )));
+            }
+        };
+        let descriptor = ComponentDescriptor::parse(&text)?;
+        if descriptor.name() != name || descriptor.version() != version {
+            return Err(invalid(&format!(
+                "the descriptor stored as {name}:{version} describes {}:{}",
+                descriptor.name(),
+                descriptor.version()
+            )));
+        }
+        for blob in image.layers.iter().filter(|l| l.digest != layer.digest) {
+            local.insert(blob.digest.to_string(), plain(blob));
+        }
+        tracing::debug!(manifest = %descriptor_manifest.digest, "read component version {name}:{version}");
+        Ok(ComponentVersion {
+            descriptor,
+            root,
+            local,
+        })
+    }
+
+    /// Stores a component version whose local content (`blobs` as layers, `artifacts` as index
+    /// members) is already in the component's repository, and tags it with its version.
+    pub async fn write(
+        &self,
+        descriptor: &ComponentDescriptor,
+        blobs: &[Descriptor],
+        artifacts: &[Descriptor],
+    ) -> Result<Descriptor, OcmError> {
+        let store = self.write_store(&self.component_path(descriptor.name()))?;
+        let layer = tar_descriptor(&descriptor.to_yaml());
+        let layer_descriptor = Descriptor::for_bytes(DESCRIPTOR_YAML_TAR, &layer);
+        push_bytes(store.as_ref(), &layer_descriptor, layer).await?;
+        let config = serde_json::to_vec(&json!({"componentDescriptorLayer": layer_descriptor}))
+            .expect("json");
+        let config_descriptor = Descriptor::for_bytes(CONFIG_MEDIA_TYPE, &config);
+        push_bytes(store.as_ref(), &config_descriptor, Bytes::from(config)).await?;
+        let mut layers = vec![layer_descriptor];
+        layers.extend(blobs.iter().cloned());
+        let manifest = Manifest::from_image(&ImageManifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.to_owned()),
+            artifact_type: None,
+            config: config_descriptor,
+            layers,
+            subject: None,
+            annotations: [(
+                VERSION_ANNOTATION.to_owned(),
+                format!("{}:{}", descriptor.name(), descriptor.version()),
+            )]
+            .into(),
+        });
+        let tag = version_to_tag(descriptor.version());
+        let mut manifest_descriptor = manifest.descriptor();
+        if artifacts.is_empty() {
+            store
+                .push_manifest(
+                    &manifest_descriptor,
+                    manifest.raw().clone(),
+                    ManifestRole::Tag(&tag),
+                )
+                .await?;
+            return Ok(manifest_descriptor);
+        }
+        store
+            .push_manifest(
+                &manifest_descriptor,
+                manifest.raw().clone(),
+                ManifestRole::Child,
+            )
+            .await?;
+        manifest_descriptor
+            .annotations
+            .insert(DESCRIPTOR_ANNOTATION.to_owned(), "true".to_owned());
+        let mut index = ImageIndex::new();
+        index.manifests.push(manifest_descriptor);
+        index.manifests.extend(artifacts.iter().map(plain));
+        let index = Manifest::from_index(&index);
+        let root = index.descriptor();
+        store
+            .push_manifest(&root, index.raw().clone(), ManifestRole::Tag(&tag))
+            .await?;
+        Ok(root)
+    }
+}
+
+fn invalid(what: &str) -> OcmError {
+    OcmError::Invalid(what.to_owned())
+}
+
+/// A descriptor without platform or annotations: as an index member or a layer list entry.
+fn plain(descriptor: &Descriptor) -> Descriptor {
+    let mut plain = Descriptor::new(
+        &descriptor.media_type,
+        descriptor.digest.clone(),
+        descriptor.size,
+    );
+    plain.annotations = descriptor
+        .annotations
+        .iter()
+        .filter(|(k, _)| k.as_str() != DESCRIPTOR_ANNOTATION)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    plain
+}
+
+/// Reads and verifies a small blob (config, descriptor).
+async fn read_small(store: &dyn ReadStore, descriptor: &Descriptor) -> Result<Bytes, OcmError> {
+    if descriptor.size > DESCRIPTOR_MAX_BYTES {
+        return Err(invalid(&format!(
+            "{} is {} bytes, over the descriptor limit",
+            descriptor.digest, descriptor.size
+        )));
+    }
+    let target = format!("{} {}", store.location(), descriptor.digest);
+    let mut body = verified(
+        descriptor,
+        Op::Fetch,
+        target,
+        store.fetch(descriptor).await?,
+    );
+    let mut out = BytesMut::with_capacity(descriptor.size as usize);
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out.freeze())
+}
+
+/// Pushes bytes unless the store has them.
+pub(super) async fn push_bytes(
+    store: &dyn Store,
+    descriptor: &Descriptor,
+    bytes: Bytes,
+) -> Result<(), StoreError> {
+    if store.exists(descriptor).await? {
+        return Ok(());
+    }
+    store
+        .push(descriptor, Box::pin(stream::once(async { Ok(bytes) })))
+        .await
+}
+
+/// The descriptor YAML as a one-file tar, as OCM writes it.
+fn tar_descriptor(yaml: &str) -> Bytes {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(yaml.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(DESCRIPTOR_MTIME);
+    header.set_cksum();
+    tar.append_data(&mut header, "component-descriptor.yaml", yaml.as_bytes())
+        .expect("writing a tar to memory cannot fail");
+    Bytes::from(tar.into_inner().expect("in-memory tar"))
+}
+
+/// `component-descriptor.yaml` out of the descriptor tar, refusing anything else in it.
+fn untar_descriptor(bytes: &[u8]) -> Result<Vec<u8>, OcmError> {
+    let mut archive = tar::Archive::new(bytes);
+    let entries = archive
+        .entries()
+        .map_err(|e| invalid(&format!("descriptor tar: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| invalid(&format!("descriptor tar: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| invalid(&format!("descriptor tar: {e}")))?
+            .into_owned();
+        if path.to_str() == Some("component-descriptor.yaml")
+            && entry.header().entry_type().is_file()
+        {
+            let mut out = Vec::new();
+            entry
+                .by_ref()
+                .take(DESCRIPTOR_MAX_BYTES)
+                .read_to_end(&mut out)
+                .map_err(|e| invalid(&format!("descriptor tar: {e}")))?;
+            return Ok(out);
+        }
+    }
+    Err(invalid(
+        "the descriptor tar has no component-descriptor.yaml",
+    ))
+}

@@ -1,0 +1,248 @@
+//! `wharf component build | transfer | get | download | image-ref`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use serde_json::json;
+use wharf_bundle::ocm::{
+    self, ComponentAddress, ComponentVersion, Located, OcmRepository, RepositorySpec, ResourceMode,
+    TransferOptions,
+};
+use wharf_copy::{CopyOptions, copy_graph};
+use wharf_store::layout::Layout;
+use wharf_store::registry::Registries;
+use wharf_store::{ManifestRole, Op, Store, verified};
+
+use super::registry_args::registries;
+use crate::args::{
+    ComponentBuildArgs, ComponentCommand, ComponentDownloadArgs, ComponentGetArgs,
+    ComponentImageRefArgs, ComponentTransferArgs, DocumentFormat, Format, ResourceModeArg,
+};
+
+pub async fn run(command: ComponentCommand) -> Result<ExitCode> {
+    match command {
+        ComponentCommand::Build(args) => build(args).await,
+        ComponentCommand::Transfer(args) => transfer(args).await,
+        ComponentCommand::Get(args) => get(args).await,
+        ComponentCommand::Download(args) => download(args).await,
+        ComponentCommand::ImageRef(args) => image_ref(args).await,
+    }
+}
+
+async fn build(args: ComponentBuildArgs) -> Result<ExitCode> {
+    let registries = registries(&args.registry, None)?;
+    let target = RepositorySpec::parse(&args.to)?;
+    let repository = target.open_write(&registries).await?;
+    let built = ocm::build(&args.file, &repository, &registries).await?;
+    for descriptor in built {
+        println!(
+            "built {}:{} into {target}  (descriptor digest {})",
+            descriptor.name(),
+            descriptor.version(),
+            descriptor.normalised_digest()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
+    let source = ComponentAddress::parse(&args.source).context("source")?;
+    let Some(version) = source.version.clone() else {
+        bail!(
+            "source {:?}: name the version to transfer (LOCATION//NAME:VERSION)",
+            args.source
+        );
+    };
+    let destination = RepositorySpec::parse(&args.destination).context("destination")?;
+    let sources = registries(&args.registry, args.src_creds.as_deref())?;
+    let destinations = registries(&args.registry, args.dest_creds.as_deref())?;
+    let src = source.repository.open_read(&sources).await?;
+    let dst = destination.open_write(&destinations).await?;
+    let options = TransferOptions {
+        recursive: args.recursive,
+        copy_resources: args.copy_resources,
+        mode: match args.resource_mode {
+            ResourceModeArg::Relative => ResourceMode::Relative,
+            ResourceModeArg::LocalBlob => ResourceMode::LocalBlob,
+        },
+        overwrite: args.overwrite,
+        rebase: !args.no_rebase,
+        copy: CopyOptions {
+            concurrency: usize::from(args.jobs),
+            ..CopyOptions::default()
+        },
+    };
+    let done = ocm::transfer(&src, &dst, &source.name, &version, &sources, &options).await?;
+    match args.output {
+        Format::Json => {
+            let items: Vec<_> = done
+                .iter()
+                .map(|t| {
+                    json!({"component": t.component, "copied": t.copied, "resourcesCopied": t.resources_copied, "digest": t.digest})
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"destination": destination.to_string(), "components": items})
+            );
+        }
+        Format::Text => {
+            for t in &done {
+                let what = if t.copied {
+                    "transferred"
+                } else {
+                    "already present:"
+                };
+                println!(
+                    "{what} {} to {destination} ({} resources copied, descriptor digest {})",
+                    t.component, t.resources_copied, t.digest
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the address's repository and reads its version.
+async fn read(
+    address: &str,
+    registries: &Registries,
+) -> Result<(ComponentAddress, OcmRepository, ComponentVersion)> {
+    let parsed = ComponentAddress::parse(address)?;
+    let Some(version) = parsed.version.clone() else {
+        bail!("{address:?}: name the version (LOCATION//NAME:VERSION)");
+    };
+    let repository = parsed.repository.open_read(registries).await?;
+    let cv = repository.read(&parsed.name, &version).await?;
+    Ok((parsed, repository, cv))
+}
+
+async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
+    let registries = registries(&args.registry, None)?;
+    let address = ComponentAddress::parse(&args.component)?;
+    if address.version.is_none() {
+        let repository = address.repository.open_read(&registries).await?;
+        let versions = repository.versions(&address.name).await?;
+        match args.output {
+            DocumentFormat::Json => println!(
+                "{}",
+                json!({"component": address.name, "versions": versions})
+            ),
+            DocumentFormat::Yaml => {
+                for version in versions {
+                    println!("{version}");
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (_, _, cv) = read(&args.component, &registries).await?;
+    if args.digest {
+        println!("{}", cv.descriptor.normalised_digest());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        DocumentFormat::Json => {
+            stdout.write_all(&cv.descriptor.to_json())?;
+            writeln!(stdout)?;
+        }
+        DocumentFormat::Yaml => write!(stdout, "{}", cv.descriptor.to_yaml())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The resource named `name` of a component version, located from where it was read.
+fn located(
+    repository: &OcmRepository,
+    cv: &ComponentVersion,
+    name: &str,
+    rebase: bool,
+) -> Result<Located> {
+    let resources = cv.descriptor.resources();
+    let Some(resource) = resources.iter().find(|r| r.name == name) else {
+        let names: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+        bail!(
+            "{}:{} has no resource {name:?} (it has: {})",
+            cv.descriptor.name(),
+            cv.descriptor.version(),
+            names.join(", ")
+        );
+    };
+    Ok(ocm::locate(repository, cv, resource, rebase)?)
+}
+
+async fn image_ref(args: ComponentImageRefArgs) -> Result<ExitCode> {
+    let registries = registries(&args.registry, None)?;
+    let (_, repository, cv) = read(&args.component, &registries).await?;
+    let located = located(&repository, &cv, &args.resource, !args.no_rebase)?;
+    if matches!(located, Located::Blob { .. }) {
+        bail!(
+            "resource {:?} is a local blob, not an image; use wharf component download",
+            args.resource
+        );
+    }
+    println!("{located}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
+    let registries = registries(&args.registry, None)?;
+    let (_, repository, cv) = read(&args.component, &registries).await?;
+    let located = located(&repository, &cv, &args.resource, !args.no_rebase)?;
+    if let Located::Blob { digest, .. } = &located {
+        let blob =
+            cv.local.get(digest.as_str()).cloned().with_context(|| {
+                format!("local blob {digest} is not part of the component version")
+            })?;
+        let store = repository.read_store(&repository.component_path(cv.descriptor.name()))?;
+        let target = format!("{} {}", store.location(), blob.digest);
+        let mut body = verified(&blob, Op::Fetch, target, store.fetch(&blob).await?);
+        let output = &args.output;
+        let parent = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let mut temp = tempfile::NamedTempFile::new_in(parent)
+            .with_context(|| format!("writing {}", output.display()))?;
+        while let Some(chunk) = body.next().await {
+            temp.write_all(&chunk?)?;
+        }
+        temp.persist(output)
+            .with_context(|| format!("writing {}", output.display()))?;
+        println!(
+            "downloaded {} ({}, {} bytes) to {}",
+            args.resource,
+            blob.digest,
+            blob.size,
+            output.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (store, root) = ocm::resolve_image(&located, &registries).await?;
+    let layout = Layout::create(args.output.clone()).await?;
+    let tag = match &located {
+        Located::Within { tag, .. } => tag.clone(),
+        Located::External(reference) => reference.tag().map(str::to_owned),
+        Located::Blob { .. } => None,
+    };
+    let role = tag.as_deref().map_or(ManifestRole::Root, ManifestRole::Tag);
+    copy_graph(
+        store.as_ref(),
+        &layout,
+        &root,
+        role,
+        &CopyOptions::default(),
+    )
+    .await?;
+    layout.finish().await?;
+    println!(
+        "downloaded {} ({}) to oci:{}",
+        args.resource,
+        root.digest,
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
