@@ -142,8 +142,11 @@ Examples:
   wharf serve gc --root ./registry --grace 0s";
 
 const DEMO_HELP: &str = "\
-The demo generates a multi-arch image (linux/amd64 and linux/arm64) in one OCI layout, copies it to a
-second layout, checks that every digest arrived unchanged, and removes everything unless --keep is given.
+The demo runs the problem wharf exists for (OCM issue 1410) on the embedded registry: one registry
+reachable under two URLs, a component version with an image built into a CTF, transferred with its
+resources through the first URL and read through the second. The image reference resolves under the
+second URL because wharf stores it relative; the image is pulled and its digest checked. Everything
+is removed at the end unless --keep is given.
 
 Examples:
   wharf demo

@@ -16,3 +16,21 @@ mod servers;
 
 pub use proxy::{Fault, FaultAction, Record, TestProxy, TokenAuth};
 pub use servers::{DockerRegistry, TlsFiles, WharfServe, free_port, wait_for_registry};
+
+/// Writes the demo's multi-arch sample image (linux/amd64, linux/arm64/v8; two layers each) into an OCI
+/// layout at `path` under `tag`.
+pub fn sample_layout(path: &std::path::Path, tag: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let layout = wharf_store::layout::Layout::create(path)
+            .await
+            .expect("layout");
+        wharf_sample::Sample::multi_arch("wharf-demo/app", 2026)
+            .push(&layout, wharf_store::ManifestRole::Tag(tag))
+            .await
+            .expect("sample written");
+    });
+}

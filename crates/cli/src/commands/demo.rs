@@ -1,106 +1,212 @@
-//! `wharf demo`: the main job on generated content, narrated.
+//! `wharf demo`: the seed-000 story on the embedded registry, narrated.
+//!
+//! A component version is built into a CTF and transferred with its image through one URL of a
+//! registry (the "upload URL", as through a port-forward), then read through another URL of the same
+//! registry (the "cluster URL"): every reference resolves, because wharf wrote it relative.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, ensure};
-use futures_util::TryStreamExt;
-use wharf_copy::{CopyOptions, copy_image};
+use futures_util::StreamExt;
+use wharf_bundle::ocm::{
+    self, Access, Located, OcmRepository, RepositorySpec, ResourceMode, TransferOptions,
+};
+use wharf_copy::{CopyOptions, copy_graph};
+use wharf_oci::Reference;
 use wharf_sample::Sample;
+use wharf_server::{Registry, ServeOptions};
 use wharf_store::layout::Layout;
 use wharf_store::registry::{Registries, RegistryOptions};
-use wharf_store::{Address, ManifestRole, Op, ReadStore, verified};
+use wharf_store::{ManifestRole, Op, verified};
 
 use crate::args::DemoArgs;
 use crate::output::human_bytes;
 
+const COMPONENT: &str = "example.com/component-1";
+const VERSION: &str = "0.1.0";
+
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
-    let kept = args.keep.is_some();
     let temp;
-    let base: PathBuf = match args.keep {
-        Some(dir) => dir,
+    let base = match args.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir
+        }
         None => {
             temp = tempfile::tempdir().context("creating a temporary directory")?;
             temp.path().to_owned()
         }
     };
-    let source_dir = base.join("source");
-    let mirror_dir = base.join("mirror");
 
-    println!("1. Generating a multi-arch image (linux/amd64, linux/arm64) in an OCI layout");
-    let source_layout = Layout::create(&source_dir).await?;
-    let sample = Sample::multi_arch("wharf-demo/app", 2026);
-    let pushed = sample
-        .push(&source_layout, ManifestRole::Tag("1.0"))
-        .await?;
-    let total: u64 = pushed.blobs.iter().map(|b| b.size).sum();
-    println!(
-        "   oci:{}:1.0  {}  ({} manifests, {} blobs, {})",
-        source_dir.display(),
-        pushed.root.digest,
-        pushed.manifests.len(),
-        pushed.blobs.len(),
-        human_bytes(total)
-    );
-
-    println!("2. Copying it to a second layout");
-    let source = Address::parse(&format!("oci:{}:1.0", source_dir.display()))?;
-    let mirror = Address::parse(&format!("oci:{}:1.0", mirror_dir.display()))?;
-    let registries = Registries::new(RegistryOptions::default())?;
-    let report = copy_image(
-        &source,
-        &mirror,
-        &registries,
-        &registries,
-        &CopyOptions::default(),
+    println!("1. Starting wharf's registry with two addresses for one storage");
+    let loopback = "127.0.0.1:0".parse().expect("valid address");
+    let registry = Registry::bind(
+        base.join("registry"),
+        ServeOptions::new(vec![loopback, loopback]),
     )
     .await?;
+    let (upload_port, cluster_port) = (
+        registry.local_addrs()[0].port(),
+        registry.local_addrs()[1].port(),
+    );
+    let upload = format!("127.0.0.1:{upload_port}");
+    let cluster = format!("localhost:{cluster_port}");
+    println!("   upload URL  http://{upload}   (the address a release engineer pushes through)");
+    println!("   cluster URL http://{cluster}   (the address consumers inside the cluster read)");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(registry.run(async {
+        let _ = stopped.await;
+    }));
+
+    let result = story(&base, &upload, &cluster).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    result?;
     println!(
-        "   {} manifests and {} blobs ({}) copied",
-        report.manifests_copied,
-        report.blobs_copied,
-        human_bytes(report.bytes_copied)
+        "Demo finished: the component version transferred through {upload} resolves completely through {cluster}."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
+    let registries = Registries::new(RegistryOptions::default())?;
+
+    println!("2. Publishing a multi-arch image the component will ship");
+    let image = Reference::parse(&format!("{upload}/upstream/busybox:1.36.1"))?;
+    let pushed = Sample::multi_arch("busybox", 1361)
+        .push(&registries.push(&image)?, ManifestRole::Tag("1.36.1"))
+        .await?;
+    let bytes: u64 = pushed.blobs.iter().map(|b| b.size).sum();
+    println!(
+        "   {image}  {}  ({})",
+        pushed.root.digest,
+        human_bytes(bytes)
     );
 
-    println!("3. Re-hashing every manifest and blob at the destination");
-    let mirror_layout = Layout::open(&mirror_dir).await?;
-    let resolved = mirror_layout.resolve("1.0").await?;
+    println!("3. Building the component version into a CTF (OCM's transport format)");
+    std::fs::write(base.join("config.yaml"), "replicas: 3\n")?;
+    let constructor = base.join("component-constructor.yaml");
+    std::fs::write(
+        &constructor,
+        format!(
+            "components:\n- name: {COMPONENT}\n  version: {VERSION}\n  provider:\n    name: example.com\n  resources:\n  - name: image--busybox\n    type: ociImage\n    version: v1.36.1\n    access:\n      type: ociArtifact\n      imageReference: {image}\n  - name: config\n    type: blob\n    input:\n      type: file\n      path: config.yaml\n      mediaType: application/yaml\n"
+        ),
+    )?;
+    let ctf = RepositorySpec::Ctf(base.join("transport.tgz"));
+    let built = ocm::build(
+        &constructor,
+        &ctf.open_write(&registries).await?,
+        &registries,
+    )
+    .await?;
+    let digest = built[0].normalised_digest();
+    println!("   {ctf}//{COMPONENT}:{VERSION}  descriptor digest {digest}");
+
+    println!("4. Transferring it with its resources through the upload URL");
+    let uploaded =
+        OcmRepository::registry(registries.clone(), &format!("{upload}/local/components"))?;
+    let options = TransferOptions {
+        recursive: false,
+        copy_resources: true,
+        mode: ResourceMode::Relative,
+        overwrite: false,
+        rebase: true,
+        copy: CopyOptions::default(),
+    };
+    let source = ctf.open_read(&registries).await?;
+    ocm::transfer(
+        &source,
+        &uploaded,
+        COMPONENT,
+        VERSION,
+        &registries,
+        &options,
+    )
+    .await?;
+    println!("   {upload}/local/components//{COMPONENT}:{VERSION}");
+
+    println!("5. Reading it through the cluster URL");
+    let in_cluster =
+        OcmRepository::registry(registries.clone(), &format!("{cluster}/local/components"))?;
+    let cv = in_cluster.read(COMPONENT, VERSION).await?;
     ensure!(
-        resolved.digest == pushed.root.digest,
-        "the mirror's 1.0 is {}, expected {}",
-        resolved.digest,
+        cv.descriptor.normalised_digest() == digest,
+        "the descriptor digest changed in transfer"
+    );
+    let resource = cv
+        .descriptor
+        .resources()
+        .into_iter()
+        .find(|r| r.name == "image--busybox")
+        .context("the image resource is missing")?;
+    if let Some(Access::RelativeOciReference { reference }) = &resource.access {
+        println!("   stored access: relativeOciReference {reference}");
+        ensure!(
+            !reference.contains(upload),
+            "the upload URL leaked into the descriptor"
+        );
+    }
+    let located = ocm::locate(&in_cluster, &cv, &resource, true)?;
+    println!("   image reference for this URL: {located}");
+    ensure!(
+        located.to_string().starts_with(cluster),
+        "the image does not resolve through the cluster URL"
+    );
+
+    println!("6. Pulling the image through the cluster URL and checking its digest");
+    let (store, root) = ocm::resolve_image(&located, &registries).await?;
+    ensure!(
+        root.digest == pushed.root.digest,
+        "pulled {}, published {}",
+        root.digest,
         pushed.root.digest
     );
-    for descriptor in pushed.manifests.iter().chain(&pushed.blobs) {
-        let target = format!("{} {}", mirror_layout.location(), descriptor.digest);
-        let body = mirror_layout.fetch(descriptor).await?;
-        let mut checked = verified(descriptor, Op::Fetch, target, body);
-        while checked.try_next().await?.is_some() {}
-    }
-    println!(
-        "   all {} digests match; the root is still {}",
-        pushed.manifests.len() + pushed.blobs.len(),
-        resolved.digest
-    );
-
-    println!("4. Copying again: nothing left to move");
-    let again = copy_image(
-        &source,
-        &mirror,
-        &registries,
-        &registries,
+    let pulled = Layout::create(base.join("pulled")).await?;
+    let report = copy_graph(
+        store.as_ref(),
+        &pulled,
+        &root,
+        ManifestRole::Tag("1.36.1"),
         &CopyOptions::default(),
     )
     .await?;
-    ensure!(
-        again.blobs_copied == 0 && again.manifests_copied == 0,
-        "second copy moved content"
+    println!(
+        "   {} manifests and {} blobs ({}) pulled, root {} as published",
+        report.manifests_copied,
+        report.blobs_copied,
+        human_bytes(report.bytes_copied),
+        root.digest
     );
-    println!("   root already present, 0 blobs copied");
-
-    if kept {
-        println!("Kept {source} and {mirror}");
+    let config = cv
+        .descriptor
+        .resources()
+        .into_iter()
+        .find(|r| r.name == "config")
+        .context("config resource")?;
+    if let Located::Blob { digest, .. } = ocm::locate(&in_cluster, &cv, &config, true)? {
+        let blob = cv
+            .local
+            .get(digest.as_str())
+            .context("the config blob is missing")?;
+        let store = in_cluster.read_store(&in_cluster.component_path(COMPONENT))?;
+        let mut body = verified(
+            blob,
+            Op::Fetch,
+            digest.to_string(),
+            store.fetch(blob).await?,
+        );
+        let mut content = Vec::new();
+        while let Some(chunk) = body.next().await {
+            content.extend_from_slice(&chunk?);
+        }
+        ensure!(
+            content == b"replicas: 3\n",
+            "the config resource came back different"
+        );
+        println!(
+            "   the config resource, stored inside the component version, reads back intact: {digest}"
+        );
     }
-    println!("Demo finished: the image arrived with every digest intact.");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

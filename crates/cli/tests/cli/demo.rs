@@ -6,6 +6,23 @@ fn demo_narrates_and_cleans_up() {
     let out = wharf(dir.path(), &["demo"]).ok();
     assert!(out.contains("Demo finished"), "{out}");
     assert!(out.contains("6 blobs"), "{out}");
+    let cluster = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cluster URL http://"))
+        .unwrap();
+    let cluster = cluster.split_whitespace().next().unwrap();
+    let reference = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image reference for this URL: "))
+        .unwrap();
+    assert!(
+        reference.starts_with(cluster),
+        "{reference} does not use {cluster}"
+    );
+    assert!(
+        out.contains("stored access: relativeOciReference local/components/"),
+        "{out}"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,

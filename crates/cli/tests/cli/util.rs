@@ -132,10 +132,13 @@ pub fn sha256_of(dir: &Path, text: &[u8]) -> String {
     format!("sha256:{}", out.split_whitespace().next().unwrap())
 }
 
-/// The demo's multi-arch sample written by wharf into `dir/name` under tag `1.0`.
+/// The demo's multi-arch sample image in an OCI layout at `dir/sample`, tagged `1.0`.
 pub fn sample_layout(dir: &Path) -> PathBuf {
-    wharf(dir, &["demo", "--keep", "sample"]).ok();
-    dir.join("sample/source")
+    let path = dir.join("sample");
+    if !path.exists() {
+        wharf_testkit::sample_layout(&path, "1.0");
+    }
+    path
 }
 
 /// `wharf serve --root DIR/registry --listen 127.0.0.1:0 ARGS...`, stopped when dropped.
