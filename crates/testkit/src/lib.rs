@@ -15,7 +15,7 @@ mod proxy;
 mod servers;
 
 pub use proxy::{Fault, FaultAction, Record, TestProxy, TokenAuth};
-pub use servers::{DockerRegistry, TlsFiles, WharfServe, free_port, wait_for_registry};
+pub use servers::{DockerRegistry, Nginx, TlsFiles, WharfServe, free_port, wait_for_registry};
 
 /// Writes the demo's multi-arch sample image (linux/amd64, linux/arm64/v8; two layers each) into an OCI
 /// layout at `path` under `tag`.

@@ -227,3 +227,60 @@ impl TlsFiles {
         TlsFiles { ca, cert, key }
     }
 }
+
+/// nginx (Debian's nginx-light) as a reverse proxy in front of `upstream`, on a free port.
+pub struct Nginx {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Proxies every request to `upstream` (`127.0.0.1:PORT`), streaming bodies both ways.
+    pub fn start(upstream: &str) -> Nginx {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let prefix = dir.path();
+        let config = format!(
+            "worker_processes 1;\npid {pid};\nerror_log {prefix}/error.log warn;\nevents {{ worker_connections 256; }}\n\
+             http {{\n  access_log {prefix}/access.log;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
+               fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
+               server {{\n    listen {addr};\n    client_max_body_size 0;\n    location / {{\n      proxy_pass http://{upstream};\n\
+                 proxy_http_version 1.1;\n      proxy_set_header Host $http_host;\n      proxy_request_buffering off;\n\
+                 proxy_buffering off;\n    }}\n  }}\n}}\n",
+            pid = prefix.join("nginx.pid").display(),
+            prefix = prefix.display(),
+        );
+        let config_path = prefix.join("nginx.conf");
+        std::fs::write(&config_path, config).expect("config written");
+        let binary = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|b| Path::new(b).exists() || *b == "nginx")
+            .expect("a candidate");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("nginx is needed for this test ({e}); run scripts/setup-peers")
+            });
+        wait_for_registry(&addr);
+        Nginx {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

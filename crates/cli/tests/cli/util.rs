@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use wharf_testkit::{
-    DockerRegistry, Fault, FaultAction, TestProxy, TlsFiles, TokenAuth, WharfServe,
+    DockerRegistry, Fault, FaultAction, Nginx, TestProxy, TlsFiles, TokenAuth, WharfServe,
 };
 
 /// The result of a command, with text output.
