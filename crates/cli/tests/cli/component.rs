@@ -787,3 +787,72 @@ fn bad_input_fails_in_one_line_without_output() {
     .fails_with(&["does not match its digest"]);
     assert!(!dir.join("never").exists());
 }
+
+#[test]
+fn recursive_transfer_brings_referenced_components() {
+    let dir = temp();
+    let dir = dir.path();
+    std::fs::write(dir.join("notes.txt"), "notes").unwrap();
+    std::fs::write(
+        dir.join("constructor.yaml"),
+        r#"components:
+- name: acme.org/platform
+  version: 2.0.0
+  provider: acme.org
+  componentReferences:
+  - name: base
+    componentName: acme.org/base
+    version: 1.0.0+build.7
+- name: acme.org/base
+  version: 1.0.0+build.7
+  provider: acme.org
+  resources:
+  - name: notes
+    type: blob
+    input:
+      type: file
+      path: notes.txt
+"#,
+    )
+    .unwrap();
+    wharf(
+        dir,
+        &["component", "build", "constructor.yaml", "--to", "ctf:src"],
+    )
+    .ok();
+    wharf(
+        dir,
+        &[
+            "component",
+            "transfer",
+            "ctf:src//acme.org/platform:2.0.0",
+            "ctf:flat",
+        ],
+    )
+    .ok();
+    wharf(
+        dir,
+        &["component", "get", "ctf:flat//acme.org/base:1.0.0+build.7"],
+    )
+    .fails_with(&["not found"]);
+    let out = wharf(
+        dir,
+        &[
+            "component",
+            "transfer",
+            "--recursive",
+            "ctf:src//acme.org/platform:2.0.0",
+            "ctf:deep",
+        ],
+    )
+    .ok();
+    assert!(out.contains("acme.org/base:1.0.0+build.7"), "{out}");
+    let versions = wharf(dir, &["component", "get", "ctf:deep//acme.org/base"]).ok();
+    assert_eq!(
+        versions.trim(),
+        "1.0.0+build.7",
+        "the + survives as .build- in the tag"
+    );
+    let index = std::fs::read_to_string(dir.join("deep/artifact-index.json")).unwrap();
+    assert!(index.contains("\"tag\":\"1.0.0.build-build.7\""), "{index}");
+}
