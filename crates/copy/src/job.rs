@@ -1,0 +1,431 @@
+//! A copy job: any number of graphs copied concurrently with shared state, so that a blob several
+//! images use is uploaded once per destination registry and mounted into the other repositories, and
+//! the number of blob transfers in flight is bounded for the whole job.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::sync::{Semaphore, watch};
+use wharf_oci::{Descriptor, Digest, ManifestBody, Platform};
+use wharf_store::registry::Registries;
+use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Store, StoreError};
+
+use crate::graph::{Plan, discover, push_order};
+use crate::{CopyError, CopyOptions, CopyReport, select_platforms};
+
+/// What the job reports as it goes, for progress displays. Every method defaults to nothing.
+pub trait Observer: Send + Sync {
+    /// A blob transfer starts (after deduplication: only blobs that will move bytes).
+    fn blob_started(&self, _blob: &Descriptor) {}
+    /// Bytes of a blob arrived at the destination.
+    fn blob_bytes(&self, _blob: &Descriptor, _bytes: u64) {}
+    /// A blob is done (streamed, mounted or found present).
+    fn blob_finished(&self, _blob: &Descriptor) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Where a blob stands in this job, per destination.
+enum BlobState {
+    /// Being uploaded; the receiver turns true when that attempt ends.
+    InFlight(watch::Receiver<bool>),
+    /// Uploaded; the repository holding it, when it can be mounted from.
+    Done(Option<MountSource>),
+}
+
+/// How one blob reached the destination.
+enum Transfer {
+    Streamed(u64),
+    Mounted,
+    Present,
+}
+
+/// Shared state of many concurrent copies.
+pub struct Job {
+    options: CopyOptions,
+    observer: Arc<dyn Observer>,
+    blobs: Mutex<HashMap<(String, Digest), BlobState>>,
+    transfers: Semaphore,
+}
+
+impl Job {
+    /// A job copying with `options`, reporting to `observer`.
+    pub fn new(options: CopyOptions, observer: Arc<dyn Observer>) -> Job {
+        let transfers = Semaphore::new(options.concurrency.max(1));
+        Job {
+            options,
+            observer,
+            blobs: Mutex::new(HashMap::new()),
+            transfers,
+        }
+    }
+
+    /// The job's options.
+    pub fn options(&self) -> &CopyOptions {
+        &self.options
+    }
+
+    /// Copies the image one location names to another. The destination is named by its own tag, else
+    /// by the source's tag, else listed as an untagged root. `sources` and `destinations` carry the
+    /// registry settings (credentials, TLS, mirrors) of each side. With `platforms`, only those of a
+    /// multi-platform image are copied, under a new index listing just them.
+    pub async fn copy_image(
+        &self,
+        source: &Address,
+        destination: &Address,
+        sources: &Registries,
+        destinations: &Registries,
+        platforms: &[Platform],
+    ) -> Result<CopyReport, CopyError> {
+        let src = source.open_read(sources).await?;
+        let mut root = source.resolve_in(src.as_ref()).await?;
+        let mut chosen = None;
+        if !platforms.is_empty() {
+            let manifest = src.fetch_manifest(&root).await?;
+            if let ManifestBody::Index(index) = manifest.body() {
+                let selected = select_platforms(index, platforms, &src.location())?;
+                root = selected.descriptor();
+                chosen = Some(selected);
+            }
+        }
+        if let Some(wanted) = destination.digest()
+            && *wanted != root.digest
+        {
+            return Err(CopyError::DigestConflict {
+                destination: destination.to_string(),
+                wanted: wanted.clone(),
+                actual: root.digest,
+            });
+        }
+        let dst = destination.open_write(destinations).await?;
+        let role = match destination.tag().or(source.tag()) {
+            Some(tag) => ManifestRole::Tag(tag),
+            None => ManifestRole::Root,
+        };
+        let report = match chosen {
+            None => self.copy(src.as_ref(), dst.as_ref(), &root, role).await?,
+            Some(index) => {
+                // Each chosen child graph first, then the new index, so the destination never holds
+                // an index naming manifests it lacks.
+                let mut report = CopyReport::empty(root.clone());
+                let ManifestBody::Index(body) = index.body() else {
+                    unreachable!("select_platforms builds an index")
+                };
+                for child in &body.manifests {
+                    let part = self
+                        .copy(src.as_ref(), dst.as_ref(), child, ManifestRole::Child)
+                        .await?;
+                    report.add(&part);
+                }
+                if dst.exists(&root).await? {
+                    report.manifests_present += 1;
+                } else {
+                    report.manifests_copied += 1;
+                }
+                if !self.options.dry_run {
+                    dst.push_manifest(&root, index.raw().clone(), role).await?;
+                }
+                report
+            }
+        };
+        if !self.options.dry_run {
+            dst.finish().await?;
+        }
+        Ok(report)
+    }
+
+    /// Copies the graph below `root` from `src` to `dst`, names the root as `role` says, then (unless
+    /// turned off) copies the referrers of every manifest in the graph.
+    pub async fn copy(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        root: &Descriptor,
+        role: ManifestRole<'_>,
+    ) -> Result<CopyReport, CopyError> {
+        let (mut report, manifests) = self.copy_one(src, dst, root, role).await?;
+        if !self.options.referrers {
+            return Ok(report);
+        }
+        let mut visited: HashSet<Digest> = manifests.iter().map(|d| d.digest.clone()).collect();
+        let mut subjects = manifests;
+        while let Some(subject) = subjects.pop() {
+            for referrer in src.referrers(&subject, None).await? {
+                if !visited.insert(referrer.digest.clone()) {
+                    continue;
+                }
+                tracing::info!(subject = %subject.digest, referrer = %referrer.digest, "copying referrer");
+                let (part, found) = self
+                    .copy_one(src, dst, &referrer, ManifestRole::Root)
+                    .await?;
+                report.add(&part);
+                report.referrers_copied += 1;
+                // Referrers can have referrers of their own (a signature on an SBOM).
+                for manifest in found {
+                    if manifest.digest == referrer.digest || visited.insert(manifest.digest.clone())
+                    {
+                        subjects.push(manifest);
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// One graph, without referrers; also returns the manifests known to be in it.
+    async fn copy_one(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        root: &Descriptor,
+        role: ManifestRole<'_>,
+    ) -> Result<(CopyReport, Vec<Descriptor>), CopyError> {
+        let concurrency = self.options.concurrency.max(1);
+        let root_manifest = src.fetch_manifest(root).await?;
+        let root_present = dst.exists(root).await?;
+        let mut plan = Plan::default();
+        let mut manifests = vec![root.clone()];
+        if root_present {
+            plan.manifests_present += 1;
+            // The subtree is there; its direct child manifests may still have referrers to copy.
+            manifests.extend(
+                root_manifest
+                    .successors()
+                    .into_iter()
+                    .filter(|d| d.is_manifest())
+                    .cloned(),
+            );
+        } else {
+            discover(
+                src,
+                dst,
+                root.clone(),
+                root_manifest.clone(),
+                &mut plan,
+                concurrency,
+            )
+            .await?;
+            manifests.extend(
+                plan.nodes
+                    .values()
+                    .map(|n| n.descriptor.clone())
+                    .filter(|d| d.digest != root.digest),
+            );
+        }
+        let mut order = Vec::new();
+        if !root_present {
+            push_order(&plan, &root.digest, &mut order);
+        }
+        let mut blobs: Vec<Descriptor> = plan.blobs.values().cloned().collect();
+        blobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
+        tracing::info!(
+            manifests = order.len(),
+            blobs = blobs.len(),
+            manifests_present = plan.manifests_present,
+            blobs_present = plan.blobs_present,
+            "discovered what to copy"
+        );
+        let mut report = CopyReport {
+            root: root.clone(),
+            manifests_copied: order.len(),
+            manifests_present: plan.manifests_present,
+            blobs_copied: blobs.len(),
+            blobs_mounted: 0,
+            blobs_present: plan.blobs_present,
+            bytes_copied: blobs.iter().map(|b| b.size).sum(),
+            referrers_copied: 0,
+        };
+        if self.options.dry_run {
+            return Ok((report, manifests));
+        }
+
+        let outcomes: Vec<Transfer> = stream::iter(blobs)
+            .map(|blob| async move { self.transfer_blob(src, dst, &blob).await })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        report.blobs_copied = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Transfer::Present))
+            .count();
+        report.blobs_mounted = outcomes
+            .iter()
+            .filter(|o| matches!(o, Transfer::Mounted))
+            .count();
+        report.blobs_present += outcomes
+            .iter()
+            .filter(|o| matches!(o, Transfer::Present))
+            .count();
+        report.bytes_copied = outcomes
+            .iter()
+            .map(|o| match o {
+                Transfer::Streamed(size) => *size,
+                Transfer::Mounted | Transfer::Present => 0,
+            })
+            .sum();
+
+        for digest in order.iter().filter(|d| **d != root.digest) {
+            let node = &plan.nodes[digest];
+            tracing::info!(digest = %digest, "pushing manifest");
+            dst.push_manifest(
+                &node.descriptor,
+                node.manifest.raw().clone(),
+                ManifestRole::Child,
+            )
+            .await?;
+        }
+        if !root_present || !already_named(dst, root, role).await? {
+            dst.push_manifest(root, root_manifest.raw().clone(), role)
+                .await?;
+        }
+        Ok((report, manifests))
+    }
+
+    /// Moves one blob, at most once per destination registry for the whole job: the first image to
+    /// need it uploads (or mounts it from its source repository), the others wait and mount it from
+    /// there.
+    async fn transfer_blob(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        blob: &Descriptor,
+    ) -> Result<Transfer, CopyError> {
+        let here = dst.mount_source();
+        let key = (
+            here.as_ref()
+                .map_or_else(|| dst.location(), |m| m.host.clone()),
+            blob.digest.clone(),
+        );
+        loop {
+            enum Next {
+                Upload(watch::Sender<bool>),
+                Wait(watch::Receiver<bool>),
+                Elsewhere(Option<MountSource>),
+            }
+            let next = {
+                let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+                match blobs.get(&key) {
+                    None => {
+                        let (tx, rx) = watch::channel(false);
+                        blobs.insert(key.clone(), BlobState::InFlight(rx));
+                        Next::Upload(tx)
+                    }
+                    Some(BlobState::InFlight(rx)) => Next::Wait(rx.clone()),
+                    Some(BlobState::Done(from)) => Next::Elsewhere(from.clone()),
+                }
+            };
+            match next {
+                Next::Wait(mut rx) => {
+                    let _ = rx.wait_for(|done| *done).await;
+                }
+                Next::Elsewhere(from) => {
+                    if let (Some(from), Some(here)) = (&from, &here)
+                        && from.repository != here.repository
+                        && dst.mount(blob, from).await?
+                    {
+                        self.observer.blob_finished(blob);
+                        return Ok(Transfer::Mounted);
+                    }
+                    if dst.exists(blob).await? {
+                        self.observer.blob_finished(blob);
+                        return Ok(Transfer::Present);
+                    }
+                    return self.upload(src, dst, blob).await;
+                }
+                Next::Upload(tx) => {
+                    let result = match src.mount_source() {
+                        Some(from) if dst.mount(blob, &from).await? => {
+                            self.observer.blob_finished(blob);
+                            Ok(Transfer::Mounted)
+                        }
+                        _ => self.upload(src, dst, blob).await,
+                    };
+                    let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+                    if result.is_ok() {
+                        blobs.insert(key, BlobState::Done(here));
+                    } else {
+                        blobs.remove(&key);
+                    }
+                    drop(blobs);
+                    let _ = tx.send(true);
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Streams one blob, starting over (with a fresh read of the source) when the failure may pass.
+    async fn upload(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        blob: &Descriptor,
+    ) -> Result<Transfer, CopyError> {
+        let _slot = self
+            .transfers
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        self.observer.blob_started(blob);
+        let mut attempt = 1;
+        loop {
+            tracing::debug!(digest = %blob.digest, size = blob.size, attempt, "copying blob");
+            let result = async {
+                let observer = self.observer.clone();
+                let counted = blob.clone();
+                let body = src.fetch(blob).await?.map(move |chunk| {
+                    if let Ok(bytes) = &chunk {
+                        observer.blob_bytes(&counted, bytes.len() as u64);
+                    }
+                    chunk
+                });
+                dst.push(blob, Box::pin(body))
+                    .await
+                    .map_err(|error| CopyError::Transfer {
+                        source_location: src.location(),
+                        error,
+                    })
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!(digest = %blob.digest, size = blob.size, "copied blob");
+                    self.observer.blob_finished(blob);
+                    return Ok(Transfer::Streamed(blob.size));
+                }
+                Err(e) if e.is_retryable() && attempt < self.options.attempts.max(1) => {
+                    let wait = Duration::from_millis(500 << attempt.min(6));
+                    tracing::warn!(digest = %blob.digest, "blob transfer failed ({e}); trying again in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    // The failed upload may have completed after all; look before sending it again.
+                    if dst.exists(blob).await? {
+                        self.observer.blob_finished(blob);
+                        return Ok(Transfer::Streamed(blob.size));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// True if a present root needs no push: untagged, or its tag already points at it.
+async fn already_named(
+    dst: &dyn Store,
+    root: &Descriptor,
+    role: ManifestRole<'_>,
+) -> Result<bool, StoreError> {
+    match role {
+        ManifestRole::Tag(tag) => match dst.resolve(tag).await {
+            Ok(current) => Ok(current.digest == root.digest),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        },
+        ManifestRole::Child | ManifestRole::Root => Ok(true),
+    }
+}
