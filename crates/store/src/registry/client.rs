@@ -21,6 +21,7 @@ use tokio::sync::OnceCell;
 use super::challenge::{self, Challenge};
 use super::credentials::{CredentialSource, Credentials};
 use super::quirks::{self, Quirks};
+use super::throttle::Throttle;
 use crate::error::ErrorKind;
 
 /// Attempts per request before giving up on retryable failures.
@@ -116,6 +117,11 @@ pub struct Host {
     explicit: Option<Credentials>,
     source: CredentialSource,
     auth: Mutex<AuthState>,
+    /// How many blob downloads this host serves at once. Downloads and uploads have separate windows,
+    /// so a copy within one registry never waits on itself.
+    pub pull_throttle: Arc<Throttle>,
+    /// How many blob uploads this host takes at once.
+    pub push_throttle: Arc<Throttle>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +149,8 @@ impl Host {
             explicit,
             source,
             auth: Mutex::new(AuthState::default()),
+            pull_throttle: Arc::default(),
+            push_throttle: Arc::default(),
         }
     }
 
@@ -422,6 +430,16 @@ impl Host {
                     continue;
                 }
                 return Ok(response);
+            }
+            let throttle = if matches!(request.method, Method::GET | Method::HEAD) {
+                &self.pull_throttle
+            } else {
+                &self.push_throttle
+            };
+            if matches!(status.as_u16(), 429 | 503) {
+                throttle.congested();
+            } else if status.is_success() {
+                throttle.succeeded();
             }
             let retryable = matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504);
             if retryable && can_retry {

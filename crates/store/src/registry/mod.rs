@@ -13,6 +13,7 @@ mod client;
 mod credentials;
 mod mirrors;
 mod quirks;
+mod throttle;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -599,6 +600,7 @@ impl Repository {
 
     /// Uploads a blob: POST, then one streamed PUT, or PATCHes then PUT.
     async fn upload(&self, descriptor: &Descriptor, body: ByteStream) -> Result<(), ErrorKind> {
+        let _permit = self.host.push_throttle.acquire().await;
         let start = self.url("blobs/uploads/").await?;
         let response = self
             .host
@@ -817,6 +819,7 @@ impl ReadStore for Repository {
             .url(&format!("blobs/{}", descriptor.digest))
             .await
             .map_err(fail)?;
+        let permit = self.host.pull_throttle.acquire().await;
         let response = self
             .host
             .send(Request::new(Method::GET, url.clone(), self.pull_scope()))
@@ -834,6 +837,7 @@ impl ReadStore for Repository {
             self.pull_scope(),
             response,
             self.target(&what),
+            permit,
         ))
     }
 
@@ -1012,8 +1016,11 @@ fn resumable_download(
     scopes: Vec<String>,
     first: Response,
     target: String,
+    permit: throttle::Permit,
 ) -> ByteStream {
     struct State {
+        /// The transfer slot, held until the stream is dropped.
+        _permit: throttle::Permit,
         host: Arc<Host>,
         url: Url,
         scopes: Vec<String>,
@@ -1026,6 +1033,7 @@ fn resumable_download(
         done: bool,
     }
     let state = State {
+        _permit: permit,
         host,
         url,
         scopes,
