@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use wharf_oci::{Descriptor, Digest, Reference, validate_tag};
 
+use crate::ctf::Ctf;
 use crate::layout::Layout;
 use crate::registry::Registries;
 use crate::{ReadStore, Result, Store};
@@ -16,6 +17,17 @@ pub enum Address {
     Registry {
         /// The repository (its tag, if any, is `latest` by normalisation and not used).
         repository: Reference,
+        /// The tag as given.
+        tag: Option<String>,
+        /// The digest as given.
+        digest: Option<Digest>,
+    },
+    /// `ctf:PATH//REPO[:TAG][@DIGEST]`: a repository of an OCM Common Transport Format.
+    Ctf {
+        /// The CTF (directory, `.tar` or `.tgz`).
+        path: PathBuf,
+        /// The repository inside it.
+        repository: String,
         /// The tag as given.
         tag: Option<String>,
         /// The digest as given.
@@ -46,9 +58,13 @@ pub struct AddressError {
 type PrefixParser = fn(&str) -> Result<Address, String>;
 
 /// The transports wharf knows, by prefix; anything else must be a registry reference with a host.
-const PREFIXES: &[(&str, PrefixParser)] = &[("oci:", parse_layout), ("docker://", parse_registry)];
+const PREFIXES: &[(&str, PrefixParser)] = &[
+    ("oci:", parse_layout),
+    ("ctf:", parse_ctf),
+    ("docker://", parse_registry),
+];
 
-const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub) or oci:PATH[:TAG] for an OCI image layout";
+const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub), oci:PATH[:TAG] for an OCI image layout or ctf:PATH//REPO[:TAG] for a CTF";
 
 impl Address {
     /// Parses a location: `HOST/REPO[:TAG][@DIGEST]`, `docker://REFERENCE`, `oci:PATH[:TAG][@DIGEST]`.
@@ -76,14 +92,18 @@ impl Address {
     /// The tag the location names, if any.
     pub fn tag(&self) -> Option<&str> {
         match self {
-            Address::Registry { tag, .. } | Address::Layout { tag, .. } => tag.as_deref(),
+            Address::Registry { tag, .. }
+            | Address::Layout { tag, .. }
+            | Address::Ctf { tag, .. } => tag.as_deref(),
         }
     }
 
     /// The digest the location names, if any.
     pub fn digest(&self) -> Option<&Digest> {
         match self {
-            Address::Registry { digest, .. } | Address::Layout { digest, .. } => digest.as_ref(),
+            Address::Registry { digest, .. }
+            | Address::Layout { digest, .. }
+            | Address::Ctf { digest, .. } => digest.as_ref(),
         }
     }
 
@@ -92,6 +112,11 @@ impl Address {
         match self {
             Address::Registry { repository, .. } => Ok(registries.pull(repository)),
             Address::Layout { path, .. } => Ok(Box::new(Layout::open(path.clone()).await?)),
+            Address::Ctf {
+                path, repository, ..
+            } => Ok(Box::new(
+                Ctf::open(path.clone()).await?.repository(repository),
+            )),
         }
     }
 
@@ -99,7 +124,10 @@ impl Address {
     pub async fn open_write(&self, registries: &Registries) -> Result<Box<dyn Store>> {
         match self {
             Address::Registry { repository, .. } => Ok(Box::new(registries.push(repository)?)),
-            Address::Layout { path, .. } => Ok(Box::new(Layout::create(path.clone()).await?)),
+            Address::Layout { path, .. } => Ok(Box::new(registries.layout(path).await?)),
+            Address::Ctf {
+                path, repository, ..
+            } => Ok(Box::new(registries.ctf(path).await?.repository(repository))),
         }
     }
 
@@ -126,6 +154,29 @@ fn parse_registry(rest: &str) -> Result<Address, String> {
     let digest = repository.digest().cloned();
     Ok(Address::Registry {
         repository,
+        tag,
+        digest,
+    })
+}
+
+fn parse_ctf(rest: &str) -> Result<Address, String> {
+    let (path, repository) = rest
+        .split_once("//")
+        .ok_or("expected ctf:PATH//REPOSITORY[:TAG][@DIGEST]")?;
+    if path.is_empty() {
+        return Err("the CTF path is empty".into());
+    }
+    let Address::Registry {
+        repository: reference,
+        tag,
+        digest,
+    } = parse_registry(&format!("ctf.invalid/{repository}"))?
+    else {
+        unreachable!("parse_registry makes registry addresses")
+    };
+    Ok(Address::Ctf {
+        path: PathBuf::from(path),
+        repository: reference.path().to_owned(),
         tag,
         digest,
     })
@@ -162,6 +213,9 @@ impl fmt::Display for Address {
         match self {
             Address::Registry { repository, .. } => write!(f, "{}", repository.name())?,
             Address::Layout { path, .. } => write!(f, "oci:{}", path.display())?,
+            Address::Ctf {
+                path, repository, ..
+            } => write!(f, "ctf:{}//{repository}", path.display())?,
         }
         if let Some(tag) = tag {
             write!(f, ":{tag}")?;
@@ -257,6 +311,8 @@ mod tests {
             ("oci:dir@md5:abc", "unsupported digest algorithm"),
             ("localhost:5000/UPPER", "must be lowercase"),
             ("docker://a/b@sha256:12", "64 hex characters"),
+            ("ctf:x", "ctf:PATH//REPOSITORY"),
+            ("ctf://a:1", "CTF path is empty"),
         ] {
             let err = Address::parse(input).unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");

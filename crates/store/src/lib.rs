@@ -158,6 +158,63 @@ pub trait Store: ReadStore {
     }
 }
 
+/// A shared store is a store: every method forwards, provided ones included.
+#[async_trait]
+impl<T: ReadStore + ?Sized> ReadStore for std::sync::Arc<T> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        (**self).resolve(reference).await
+    }
+    async fn resolve_default(&self) -> Result<Descriptor> {
+        (**self).resolve_default().await
+    }
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        (**self).fetch(descriptor).await
+    }
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
+        (**self).exists(descriptor).await
+    }
+    async fn fetch_manifest(&self, descriptor: &Descriptor) -> Result<Manifest> {
+        (**self).fetch_manifest(descriptor).await
+    }
+    async fn tags(&self) -> Result<Vec<String>> {
+        (**self).tags().await
+    }
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        (**self).referrers(subject, artifact_type).await
+    }
+    fn mount_source(&self) -> Option<MountSource> {
+        (**self).mount_source()
+    }
+}
+
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
+        (**self).push(descriptor, body).await
+    }
+    async fn push_manifest(
+        &self,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+    ) -> Result<()> {
+        (**self).push_manifest(descriptor, raw, role).await
+    }
+    async fn mount(&self, descriptor: &Descriptor, from: &MountSource) -> Result<bool> {
+        (**self).mount(descriptor, from).await
+    }
+    async fn finish(&self) -> Result<()> {
+        (**self).finish().await
+    }
+}
+
 /// The manifests among `candidates` whose subject is `subject`, for stores that find referrers by
 /// looking at their manifests.
 pub(crate) async fn referrers_among(

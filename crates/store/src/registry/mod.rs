@@ -35,6 +35,9 @@ use client::{Body, Host, Request};
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
 use wharf_registries_conf::RegistriesConf;
 
+use crate::ctf::Ctf;
+use crate::layout::Layout;
+
 /// Upload chunk size when chunked uploads are needed and nothing else says how big.
 const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
 /// Page size asked for when listing tags.
@@ -85,7 +88,7 @@ struct HostMode {
 }
 
 /// Connection settings plus per-host state (schemes, tokens, detected capabilities), shared by every
-/// repository opened through it.
+/// repository opened through it, and the layouts and CTFs being written in the same run.
 #[derive(Clone)]
 pub struct Registries {
     inner: Arc<RegistriesInner>,
@@ -97,6 +100,10 @@ struct RegistriesInner {
     /// For insecure hosts: certificates are not checked.
     lenient_client: reqwest::Client,
     hosts: Mutex<HashMap<(String, HostMode), Arc<Host>>>,
+    /// Layouts and CTFs opened for writing, one instance per path, so that concurrent copies into
+    /// one of them share its index.
+    layouts: tokio::sync::Mutex<HashMap<PathBuf, Arc<Layout>>>,
+    ctfs: tokio::sync::Mutex<HashMap<PathBuf, Arc<Ctf>>>,
     /// Per `host/repository`: does the referrers API exist?
     referrers_api: Mutex<HashMap<String, bool>>,
 }
@@ -132,6 +139,8 @@ impl Registries {
                 client,
                 lenient_client,
                 hosts: Mutex::new(HashMap::new()),
+                layouts: tokio::sync::Mutex::new(HashMap::new()),
+                ctfs: tokio::sync::Mutex::new(HashMap::new()),
                 referrers_api: Mutex::new(HashMap::new()),
             }),
         })
@@ -251,6 +260,28 @@ impl Registries {
             host: self.host_with(domain, mode),
             name: endpoint.reference.path().to_owned(),
         }
+    }
+
+    /// The layout at `path` for writing, shared by everything this context writes there.
+    pub async fn layout(&self, path: &std::path::Path) -> Result<Arc<Layout>> {
+        let mut layouts = self.inner.layouts.lock().await;
+        if let Some(layout) = layouts.get(path) {
+            return Ok(layout.clone());
+        }
+        let layout = Arc::new(Layout::create(path).await?);
+        layouts.insert(path.to_owned(), layout.clone());
+        Ok(layout)
+    }
+
+    /// The CTF at `path` for writing, shared by everything this context writes there.
+    pub async fn ctf(&self, path: &std::path::Path) -> Result<Arc<Ctf>> {
+        let mut ctfs = self.inner.ctfs.lock().await;
+        if let Some(ctf) = ctfs.get(path) {
+            return Ok(ctf.clone());
+        }
+        let ctf = Ctf::create(path).await?;
+        ctfs.insert(path.to_owned(), ctf.clone());
+        Ok(ctf)
     }
 
     /// Checks that the registry accepts this context's credentials (`wharf login`).
