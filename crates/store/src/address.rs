@@ -114,9 +114,15 @@ impl Address {
             Address::Layout { path, .. } => Ok(Box::new(Layout::open(path.clone()).await?)),
             Address::Ctf {
                 path, repository, ..
-            } => Ok(Box::new(
-                Ctf::open(path.clone()).await?.repository(repository),
-            )),
+            } => {
+                // Opened once per run (an archive is unpacked once), and never created for reading.
+                let ctf = if path.exists() {
+                    registries.ctf(path).await?
+                } else {
+                    Ctf::open(path.clone()).await?
+                };
+                Ok(Box::new(ctf.repository(repository)))
+            }
         }
     }
 
