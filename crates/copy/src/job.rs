@@ -10,7 +10,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::{Semaphore, watch};
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform};
 use wharf_store::registry::Registries;
-use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Store, StoreError};
+use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Store};
 
 use crate::graph::{Plan, discover, push_order};
 use crate::{CopyError, CopyOptions, CopyReport, select_platforms};
@@ -185,10 +185,27 @@ impl Job {
         role: ManifestRole<'_>,
     ) -> Result<(CopyReport, Vec<Descriptor>), CopyError> {
         let concurrency = self.options.concurrency.max(1);
-        let root_manifest = src.fetch_manifest(root).await?;
-        let root_present = dst.exists(root).await?;
+        // One request answers "there and named" for a tagged root: the no-op re-run's only check.
+        let named = match role {
+            ManifestRole::Tag(tag) => match dst.resolve(tag).await {
+                Ok(current) => current.digest == root.digest,
+                Err(e) if e.is_not_found() => false,
+                Err(e) => return Err(e.into()),
+            },
+            ManifestRole::Child | ManifestRole::Root => false,
+        };
+        let root_present = named || dst.exists(root).await?;
         let mut plan = Plan::default();
         let mut manifests = vec![root.clone()];
+        if root_present && !self.options.referrers {
+            let mut report = CopyReport::empty(root.clone());
+            report.manifests_present = 1;
+            if !named && !self.options.dry_run {
+                self.name_present_root(src, dst, root, role).await?;
+            }
+            return Ok((report, manifests));
+        }
+        let root_manifest = src.fetch_manifest(root).await?;
         if root_present {
             plan.manifests_present += 1;
             // The subtree is there; its direct child manifests may still have referrers to copy.
@@ -278,11 +295,28 @@ impl Job {
             )
             .await?;
         }
-        if !root_present || !already_named(dst, root, role).await? {
+        // A present root needs a push only to set its tag.
+        if !root_present || (!named && matches!(role, ManifestRole::Tag(_))) {
             dst.push_manifest(root, root_manifest.raw().clone(), role)
                 .await?;
         }
         Ok((report, manifests))
+    }
+
+    /// Tags a root the destination already has (its graph is complete there).
+    async fn name_present_root(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        root: &Descriptor,
+        role: ManifestRole<'_>,
+    ) -> Result<(), CopyError> {
+        if matches!(role, ManifestRole::Tag(_)) {
+            let manifest = src.fetch_manifest(root).await?;
+            dst.push_manifest(root, manifest.raw().clone(), role)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Moves one blob, at most once per destination registry for the whole job: the first image to
@@ -411,21 +445,5 @@ impl Job {
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-/// True if a present root needs no push: untagged, or its tag already points at it.
-async fn already_named(
-    dst: &dyn Store,
-    root: &Descriptor,
-    role: ManifestRole<'_>,
-) -> Result<bool, StoreError> {
-    match role {
-        ManifestRole::Tag(tag) => match dst.resolve(tag).await {
-            Ok(current) => Ok(current.digest == root.digest),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        },
-        ManifestRole::Child | ManifestRole::Root => Ok(true),
     }
 }
