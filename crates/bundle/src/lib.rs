@@ -3,4 +3,4 @@
 //! and transfers that keep every resource reference valid under any URL.
 
 pub mod ocm;
-mod yaml;
+pub mod yaml;
