@@ -27,6 +27,9 @@ pub enum Command {
     /// Copy an image or index, with everything it references, from one location to another.
     #[command(after_help = COPY_HELP)]
     Copy(CopyArgs),
+    /// Copy many images and component versions in one run: repositories, tags, sync files.
+    #[command(after_help = SYNC_HELP)]
+    Sync(SyncArgs),
     /// Show the manifest a location names.
     #[command(after_help = INSPECT_HELP)]
     Inspect(InspectArgs),
@@ -109,6 +112,32 @@ const LOGOUT_HELP: &str = "\
 Examples:
   wharf logout registry.example.com
   wharf logout localhost:5000 --authfile ./auth.json";
+
+const SYNC_HELP: &str = "\
+Every source keeps its repository path below the destination prefix (rewritten by --repo-map
+FROM=TO): registry.example.com/team/app synced --to mirror.local/copy lands at
+mirror.local/copy/team/app. A source without a tag brings all its tags. All images run as one job:
+a blob shared by several images moves once per destination registry and is mounted into the other
+repositories, and an image already at the destination costs one request. A failing source never
+stops the others; the exit status is non-zero if any failed, and --retry-failed REPORT (a report
+written with --output json) reruns exactly those.
+
+A sync file lists images (source, and optionally tags, digests, platforms, destination) and OCM
+components (source LOCATION//NAME:VERSION, destination, copyResources, recursive):
+
+  images:
+  - source: registry.example.com/team/app
+    tags: [\"1.0\", \"1.1\"]
+  - source: quay.io/org/tool:2.3
+    platforms: [linux/amd64]
+  components:
+  - source: ctf:./transport//acme.org/app:1.0.0
+
+Examples:
+  wharf sync registry.example.com/team/app quay.io/org/tool:2.3 --to mirror.local/copy
+  wharf sync --file sync.yaml --to mirror.local/copy --dry-run
+  wharf sync --file sync.yaml --to ctf:./airgap.tgz --output json > report.json
+  wharf sync --retry-failed report.json --to mirror.local/copy";
 
 const INSPECT_HELP: &str = "\
 Examples:
@@ -231,6 +260,62 @@ pub struct CopyArgs {
 
 fn parse_platform(text: &str) -> Result<wharf_oci::Platform, String> {
     wharf_oci::Platform::parse(text)
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Sources: repositories (all tags) or images (with a tag or digest).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// A sync file (YAML) of images and components.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Rerun exactly the failed entries of a previous run's JSON report.
+    #[arg(long, value_name = "REPORT", conflicts_with_all = ["file", "sources"])]
+    pub retry_failed: Option<PathBuf>,
+    /// Destination prefix: a registry HOST[/PATH], oci:DIR or ctf:PATH.
+    #[arg(long, value_name = "PREFIX")]
+    pub to: Option<String>,
+    /// Rewrite source repository paths starting with FROM to start with TO; repeatable, first match wins.
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_repo_map)]
+    pub repo_map: Vec<(String, String)>,
+    /// Only this platform of multi-platform images given on the command line; repeatable.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<String>,
+    /// Blobs transferred at once across all images.
+    #[arg(short = 'j', long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Images in progress at once (discovery of some overlaps transfer of others).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub images_at_once: u16,
+    /// Show what would be copied, skipped and mounted, and how much, without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not copy referrers (signatures, SBOMs, attestations).
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// No progress display.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Credentials USER:PASSWORD for the sources only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials USER:PASSWORD for the destinations only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+fn parse_repo_map(text: &str) -> Result<(String, String), String> {
+    let (from, to) = text.split_once('=').ok_or("expected FROM=TO")?;
+    Ok((
+        from.trim_matches('/').to_owned(),
+        to.trim_matches('/').to_owned(),
+    ))
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,28 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Writes a line to stdout. When the reader has gone away (`wharf … | head`), exits quietly instead
+/// of panicking, as command-line tools do.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for command output; see [`write_line`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
 #[cfg(test)]
 mod tests {
     use super::*;

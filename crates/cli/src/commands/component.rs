@@ -1,5 +1,6 @@
 //! `wharf component build | transfer | get | download | image-ref`.
 
+use crate::output::out;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -37,7 +38,7 @@ async fn build(args: ComponentBuildArgs) -> Result<ExitCode> {
     let repository = target.open_write(&registries).await?;
     let built = ocm::build(&args.file, &repository, &registries).await?;
     for descriptor in built {
-        println!(
+        out!(
             "built {}:{} into {target}  (descriptor digest {})",
             descriptor.name(),
             descriptor.version(),
@@ -83,7 +84,7 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
                     json!({"component": t.component, "copied": t.copied, "resourcesCopied": t.resources_copied, "digest": t.digest})
                 })
                 .collect();
-            println!(
+            out!(
                 "{}",
                 json!({"destination": destination.to_string(), "components": items})
             );
@@ -95,9 +96,11 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
                 } else {
                     "already present:"
                 };
-                println!(
+                out!(
                     "{what} {} to {destination} ({} resources copied, descriptor digest {})",
-                    t.component, t.resources_copied, t.digest
+                    t.component,
+                    t.resources_copied,
+                    t.digest
                 );
             }
         }
@@ -126,13 +129,13 @@ async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
         let repository = address.repository.open_read(&registries).await?;
         let versions = repository.versions(&address.name).await?;
         match args.output {
-            DocumentFormat::Json => println!(
+            DocumentFormat::Json => out!(
                 "{}",
                 json!({"component": address.name, "versions": versions})
             ),
             DocumentFormat::Yaml => {
                 for version in versions {
-                    println!("{version}");
+                    out!("{version}");
                 }
             }
         }
@@ -140,7 +143,7 @@ async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
     }
     let (_, _, cv) = read(&args.component, &registries).await?;
     if args.digest {
-        println!("{}", cv.descriptor.normalised_digest());
+        out!("{}", cv.descriptor.normalised_digest());
         return Ok(ExitCode::SUCCESS);
     }
     let mut stdout = std::io::stdout().lock();
@@ -184,7 +187,7 @@ async fn image_ref(args: ComponentImageRefArgs) -> Result<ExitCode> {
             args.resource
         );
     }
-    println!("{located}");
+    out!("{located}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,7 +215,7 @@ async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
         }
         temp.persist(output)
             .with_context(|| format!("writing {}", output.display()))?;
-        println!(
+        out!(
             "downloaded {} ({}, {} bytes) to {}",
             args.resource,
             blob.digest,
@@ -238,7 +241,7 @@ async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
     )
     .await?;
     layout.finish().await?;
-    println!(
+    out!(
         "downloaded {} ({}) to oci:{}",
         args.resource,
         root.digest,

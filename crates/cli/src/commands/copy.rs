@@ -9,7 +9,7 @@ use wharf_copy::{CopyOptions, copy_image};
 use super::parse_address;
 use super::registry_args::registries;
 use crate::args::{CopyArgs, Format};
-use crate::output::human_bytes;
+use crate::output::{human_bytes, out};
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     let source = parse_address(&args.source, "source")?;
@@ -24,7 +24,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     };
     let report = copy_image(&source, &destination, &sources, &destinations, &options).await?;
     match args.output {
-        Format::Json => println!(
+        Format::Json => out!(
             "{}",
             json!({
                 "source": source.to_string(),
@@ -41,9 +41,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
             })
         ),
         Format::Text => {
-            println!("Copied {source} to {destination}");
-            println!("  digest {}", report.root.digest);
-            println!(
+            out!("Copied {source} to {destination}");
+            out!("  digest {}", report.root.digest);
+            out!(
                 "  {} manifests and {} blobs ({}) copied, {} manifests and {} blobs already there",
                 report.manifests_copied,
                 report.blobs_copied,
@@ -52,13 +52,13 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
                 report.blobs_present,
             );
             if report.blobs_mounted > 0 {
-                println!(
+                out!(
                     "  {} blobs mounted from the source repository",
                     report.blobs_mounted
                 );
             }
             if report.referrers_copied > 0 {
-                println!("  {} referrers copied along", report.referrers_copied);
+                out!("  {} referrers copied along", report.referrers_copied);
             }
         }
     }

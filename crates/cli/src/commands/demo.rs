@@ -21,7 +21,7 @@ use wharf_store::registry::{Registries, RegistryOptions};
 use wharf_store::{ManifestRole, Op, verified};
 
 use crate::args::DemoArgs;
-use crate::output::human_bytes;
+use crate::output::{human_bytes, out};
 
 const COMPONENT: &str = "example.com/component-1";
 const VERSION: &str = "0.1.0";
@@ -39,7 +39,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     };
 
-    println!("1. Starting wharf's registry with two addresses for one storage");
+    out!("1. Starting wharf's registry with two addresses for one storage");
     let loopback = "127.0.0.1:0".parse().expect("valid address");
     let registry = Registry::bind(
         base.join("registry"),
@@ -52,8 +52,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let upload = format!("127.0.0.1:{upload_port}");
     let cluster = format!("localhost:{cluster_port}");
-    println!("   upload URL  http://{upload}   (the address a release engineer pushes through)");
-    println!("   cluster URL http://{cluster}   (the address consumers inside the cluster read)");
+    out!("   upload URL  http://{upload}   (the address a release engineer pushes through)");
+    out!("   cluster URL http://{cluster}   (the address consumers inside the cluster read)");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(registry.run(async {
         let _ = stopped.await;
@@ -63,7 +63,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let _ = stop.send(());
     let _ = server.await;
     result?;
-    println!(
+    out!(
         "Demo finished: the component version transferred through {upload} resolves completely through {cluster}."
     );
     Ok(ExitCode::SUCCESS)
@@ -72,19 +72,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
     let registries = Registries::new(RegistryOptions::default())?;
 
-    println!("2. Publishing a multi-arch image the component will ship");
+    out!("2. Publishing a multi-arch image the component will ship");
     let image = Reference::parse(&format!("{upload}/upstream/busybox:1.36.1"))?;
     let pushed = Sample::multi_arch("busybox", 1361)
         .push(&registries.push(&image)?, ManifestRole::Tag("1.36.1"))
         .await?;
     let bytes: u64 = pushed.blobs.iter().map(|b| b.size).sum();
-    println!(
+    out!(
         "   {image}  {}  ({})",
         pushed.root.digest,
         human_bytes(bytes)
     );
 
-    println!("3. Building the component version into a CTF (OCM's transport format)");
+    out!("3. Building the component version into a CTF (OCM's transport format)");
     std::fs::write(base.join("config.yaml"), "replicas: 3\n")?;
     let constructor = base.join("component-constructor.yaml");
     std::fs::write(
@@ -101,9 +101,9 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
     )
     .await?;
     let digest = built[0].normalised_digest();
-    println!("   {ctf}//{COMPONENT}:{VERSION}  descriptor digest {digest}");
+    out!("   {ctf}//{COMPONENT}:{VERSION}  descriptor digest {digest}");
 
-    println!("4. Transferring it with its resources through the upload URL");
+    out!("4. Transferring it with its resources through the upload URL");
     let uploaded =
         OcmRepository::registry(registries.clone(), &format!("{upload}/local/components"))?;
     let options = TransferOptions {
@@ -124,9 +124,9 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
         &options,
     )
     .await?;
-    println!("   {upload}/local/components//{COMPONENT}:{VERSION}");
+    out!("   {upload}/local/components//{COMPONENT}:{VERSION}");
 
-    println!("5. Reading it through the cluster URL");
+    out!("5. Reading it through the cluster URL");
     let in_cluster =
         OcmRepository::registry(registries.clone(), &format!("{cluster}/local/components"))?;
     let cv = in_cluster.read(COMPONENT, VERSION).await?;
@@ -141,20 +141,20 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
         .find(|r| r.name == "image--busybox")
         .context("the image resource is missing")?;
     if let Some(Access::RelativeOciReference { reference }) = &resource.access {
-        println!("   stored access: relativeOciReference {reference}");
+        out!("   stored access: relativeOciReference {reference}");
         ensure!(
             !reference.contains(upload),
             "the upload URL leaked into the descriptor"
         );
     }
     let located = ocm::locate(&in_cluster, &cv, &resource, true)?;
-    println!("   image reference for this URL: {located}");
+    out!("   image reference for this URL: {located}");
     ensure!(
         located.to_string().starts_with(cluster),
         "the image does not resolve through the cluster URL"
     );
 
-    println!("6. Pulling the image through the cluster URL and checking its digest");
+    out!("6. Pulling the image through the cluster URL and checking its digest");
     let (store, root) = ocm::resolve_image(&located, &registries).await?;
     ensure!(
         root.digest == pushed.root.digest,
@@ -171,7 +171,7 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
         &CopyOptions::default(),
     )
     .await?;
-    println!(
+    out!(
         "   {} manifests and {} blobs ({}) pulled, root {} as published",
         report.manifests_copied,
         report.blobs_copied,
@@ -204,7 +204,7 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
             content == b"replicas: 3\n",
             "the config resource came back different"
         );
-        println!(
+        out!(
             "   the config resource, stored inside the component version, reads back intact: {digest}"
         );
     }

@@ -10,7 +10,7 @@ use wharf_oci::{Descriptor, ManifestBody};
 use super::parse_address;
 use super::registry_args::registries;
 use crate::args::{Format, InspectArgs};
-use crate::output::human_bytes;
+use crate::output::{human_bytes, out};
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let location = parse_address(&args.location, "inspected")?;
@@ -30,7 +30,7 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     if args.output == Format::Json {
         let body: serde_json::Value =
             serde_json::from_slice(manifest.raw()).context("manifest is not JSON")?;
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "location": location.to_string(),
@@ -40,40 +40,40 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{location}");
-    println!("Digest:      {}", descriptor.digest);
-    println!("Media type:  {}", manifest.media_type());
-    println!("Size:        {} bytes", descriptor.size);
+    out!("{location}");
+    out!("Digest:      {}", descriptor.digest);
+    out!("Media type:  {}", manifest.media_type());
+    out!("Size:        {} bytes", descriptor.size);
     match manifest.body() {
         ManifestBody::Index(index) => {
-            println!("Manifests:");
+            out!("Manifests:");
             for entry in &index.manifests {
                 let platform = entry
                     .platform
                     .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_else(|| "-".into());
-                println!("  {platform:<16} {}", line(entry));
+                out!("  {platform:<16} {}", line(entry));
             }
         }
         ManifestBody::Image(image) => {
             if let Some(artifact_type) = &image.artifact_type {
-                println!("Artifact:    {artifact_type}");
+                out!("Artifact:    {artifact_type}");
             }
-            println!("Config:      {}", line(&image.config));
-            println!("Layers:");
+            out!("Config:      {}", line(&image.config));
+            out!("Layers:");
             for layer in &image.layers {
-                println!("  {}", line(layer));
+                out!("  {}", line(layer));
             }
         }
     }
     if let Some(subject) = manifest.subject() {
-        println!("Subject:     {}", line(subject));
+        out!("Subject:     {}", line(subject));
     }
     if !manifest.annotations().is_empty() {
-        println!("Annotations:");
+        out!("Annotations:");
         for (key, value) in manifest.annotations() {
-            println!("  {key}: {value}");
+            out!("  {key}: {value}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! `wharf login HOST` and `wharf logout HOST`.
 
+use crate::output::out;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -42,7 +43,7 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("login to {}", args.host))?;
     let file = source.store(&args.host, &credentials).await?;
-    println!(
+    out!(
         "Login succeeded: credentials for {} stored in {}",
         args.host,
         file.display()
@@ -57,6 +58,6 @@ pub async fn logout(args: LogoutArgs) -> Result<ExitCode> {
     if !source.erase(&args.host).await? {
         bail!("not logged in to {}", args.host);
     }
-    println!("Removed credentials for {}", args.host);
+    out!("Removed credentials for {}", args.host);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod login;
 mod registry_args;
 mod resolve;
 mod serve;
+mod sync;
 mod tags;
 
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use crate::args::Command;
 pub async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Copy(args) => copy::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Resolve(args) => resolve::run(args),
         Command::Tags(args) => tags::tags(args).await,

@@ -1,5 +1,6 @@
 //! `wharf resolve REFERENCE`.
 
+use crate::output::out;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -31,7 +32,7 @@ pub fn run(args: ResolveArgs) -> Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!(
+            out!(
                 "{}",
                 json!({"reference": reference.to_string(), "endpoints": endpoints})
             );
@@ -45,7 +46,7 @@ pub fn run(args: ResolveArgs) -> Result<ExitCode> {
                 if endpoint.blocked {
                     line += " (blocked)";
                 }
-                println!("{line}");
+                out!("{line}");
             }
         }
     }

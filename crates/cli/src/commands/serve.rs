@@ -9,7 +9,7 @@ use wharf_server::storage::Storage;
 use wharf_server::{Registry, ServeOptions};
 
 use crate::args::{GcArgs, ServeAction, ServeArgs};
-use crate::output::human_bytes;
+use crate::output::{human_bytes, out};
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(ServeAction::Gc(gc_args)) = args.action {
@@ -82,7 +82,7 @@ async fn gc(args: GcArgs) -> Result<ExitCode> {
         .gc(args.grace)
         .await
         .with_context(|| format!("garbage collection in {}", args.root.display()))?;
-    println!(
+    out!(
         "removed {} blobs ({}) and {} abandoned uploads; kept {} blobs",
         report.blobs_removed,
         human_bytes(report.bytes_removed),

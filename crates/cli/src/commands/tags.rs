@@ -1,5 +1,6 @@
 //! `wharf tags REPOSITORY` and `wharf catalog REGISTRY`.
 
+use crate::output::out;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -34,10 +35,10 @@ pub async fn catalog(args: CatalogArgs) -> Result<ExitCode> {
 
 fn print_list(format: Format, key: &str, items: &[String], name: &str) {
     match format {
-        Format::Json => println!("{}", json!({"name": name, key: items})),
+        Format::Json => out!("{}", json!({"name": name, key: items})),
         Format::Text => {
             for item in items {
-                println!("{item}");
+                out!("{item}");
             }
         }
     }
