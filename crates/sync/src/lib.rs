@@ -268,8 +268,10 @@ async fn expand_image(
             if tags.is_empty() {
                 return Err(format!("{source} has no tags"));
             }
-            for tag in tags {
-                selected.push(with(&source, Some(&tag), None));
+            // `sha256-<hex>` tags are referrers indexes (the tag schema): they travel with their
+            // subjects, not as images of their own.
+            for tag in tags.iter().filter(|t| !is_referrers_tag(t)) {
+                selected.push(with(&source, Some(tag), None));
             }
         }
     }
@@ -285,6 +287,12 @@ async fn expand_image(
             })
         })
         .collect()
+}
+
+/// True for tags of the referrers tag schema: `<algorithm>-<hex digest>`.
+fn is_referrers_tag(tag: &str) -> bool {
+    tag.split_once('-')
+        .is_some_and(|(algorithm, hex)| Digest::parse(&format!("{algorithm}:{hex}")).is_ok())
 }
 
 /// `address` with another tag or digest.
@@ -586,6 +594,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(explicit.to_string(), "other.local/x:1.0");
+    }
+
+    #[test]
+    fn recognises_referrers_tags() {
+        assert!(is_referrers_tag(&format!("sha256-{}", "a".repeat(64))));
+        assert!(!is_referrers_tag("sha256-abc"));
+        assert!(!is_referrers_tag("v1.0-rc1"));
     }
 
     #[test]

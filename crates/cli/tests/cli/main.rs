@@ -7,4 +7,5 @@ mod inspect;
 mod registry;
 mod resolve;
 mod serve;
+mod sync;
 mod util;

@@ -1,0 +1,325 @@
+//! `wharf sync`: many images into wharf serve and docker-registry, no-op re-runs counted at the wire,
+//! and failures retried from the report.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{
+    DockerRegistry, TestProxy, add_referrer, blob_files, descriptor_of, peer, sample_layout, serve,
+    temp, wharf,
+};
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// 30 single-platform images sharing 3 base layers (as `team/app0..29:v1`) and the multi-arch sample
+/// with a signature referrer (as `multi/app:1.0`), pushed into `registry`; returns the source names.
+fn seed(dir: &Path, registry: &str) -> Vec<String> {
+    let layout = dir.join("generated");
+    let status = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen-layout.py"))
+        .arg(&layout)
+        .args([
+            "--images",
+            "30",
+            "--layers",
+            "5",
+            "--layer-size",
+            "20K",
+            "--shared",
+            "3",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut file = String::from("images:\n");
+    let mut names = Vec::new();
+    for i in 0..30 {
+        file += &format!(
+            "- source: oci:{}:img{i}\n  destination: {registry}/team/app{i}:v1\n",
+            layout.display()
+        );
+        names.push(format!("{registry}/team/app{i}"));
+    }
+    let sample = sample_layout(dir);
+    let root = descriptor_of(dir, &format!("oci:{}:1.0", sample.display()));
+    add_referrer(
+        &sample,
+        &root,
+        "application/vnd.example.signature",
+        b"signed",
+    );
+    file += &format!(
+        "- source: oci:{}:1.0\n  destination: {registry}/multi/app:1.0\n",
+        sample.display()
+    );
+    names.push(format!("{registry}/multi/app"));
+    std::fs::write(dir.join("seed.yaml"), file).unwrap();
+    let out = wharf(dir, &["sync", "--file", "seed.yaml", "--output", "json"]).ok();
+    assert_eq!(json(&out)["roots"].as_array().unwrap().len(), 31);
+    names
+}
+
+/// Every image of `names` (under `from`) arrived under `to` with the same digest, and pulling all of
+/// them back yields exactly the source's blobs.
+fn assert_mirrored(dir: &Path, names: &[String], from: &str, to: &str, check: &str) {
+    for name in names {
+        let tag = if name.contains("multi") { "1.0" } else { "v1" };
+        let source = descriptor_of(dir, &format!("{name}:{tag}"));
+        let mirrored = descriptor_of(dir, &format!("{}:{tag}", name.replacen(from, to, 1)));
+        assert_eq!(source.digest, mirrored.digest, "{name}");
+    }
+    let mirrored: Vec<String> = names.iter().map(|n| n.replacen(from, to, 1)).collect();
+    let mut args = vec!["sync", "--to"];
+    let target = format!("oci:{check}");
+    args.push(&target);
+    args.extend(mirrored.iter().map(String::as_str));
+    wharf(dir, &args).ok();
+    let originals = format!("oci:{check}-original");
+    let mut args = vec!["sync", "--to", &originals];
+    args.extend(names.iter().map(String::as_str));
+    wharf(dir, &args).ok();
+    let mirrored = blob_files(&dir.join(check));
+    let original = blob_files(&dir.join(format!("{check}-original")));
+    let differ: Vec<_> = mirrored.symmetric_difference(&original).collect();
+    assert!(differ.is_empty(), "{check}: blobs differ: {differ:?}");
+}
+
+#[test]
+fn syncs_thirty_images_into_both_registries_and_reruns_for_free() {
+    let dir = temp();
+    let dir = dir.path();
+    let source = serve(dir, &[]);
+    let names = seed(dir, source.addr());
+    let sources: Vec<&str> = names.iter().map(String::as_str).collect();
+
+    // Into wharf serve.
+    std::fs::create_dir_all(dir.join("w")).unwrap();
+    let target = crate::util::WharfServe::start(
+        Path::new(env!("CARGO_BIN_EXE_wharf")),
+        &dir.join("w"),
+        1,
+        &[],
+    );
+    let prefix = format!("{}/mirror", target.addr());
+    let mut args = vec!["sync", "--output", "json", "--to", &prefix];
+    args.extend(&sources);
+    let report = json(&wharf(dir, &args).ok());
+    let roots = report["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 31);
+    assert!(roots.iter().all(|r| r["status"] == "copied"), "{report}");
+    let mounted: u64 = roots.iter().map(|r| r["mounted"].as_u64().unwrap()).sum();
+    assert!(
+        mounted >= 29 * 3,
+        "shared base layers are mounted, not uploaded again: {mounted}"
+    );
+    assert_mirrored(dir, &names, source.addr(), &prefix, "check-wharf");
+    let (_, listing) = crate::util::http(
+        target.addr(),
+        "GET",
+        &format!(
+            "/v2/mirror/multi/app/referrers/{}",
+            descriptor_of(dir, &format!("{}/multi/app:1.0", source.addr())).digest
+        ),
+        b"",
+    );
+    assert!(
+        listing.contains("application/vnd.example.signature"),
+        "{listing}"
+    );
+
+    // Into docker-registry, counted at the wire.
+    let docker = DockerRegistry::start(None);
+    let proxy = TestProxy::start(&docker.addr, None);
+    let prefix = format!("{}/mirror", proxy.host());
+    let mut args = vec!["sync", "--output", "json", "--to", &prefix];
+    args.extend(&sources);
+    let report = json(&wharf(dir, &args).ok());
+    assert!(
+        report["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "copied"),
+        "{report}"
+    );
+    assert_mirrored(dir, &names, source.addr(), &prefix, "check-docker");
+    let fallback = peer(
+        dir,
+        "skopeo",
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/mirror/multi/app", docker.addr),
+        ],
+    )
+    .ok();
+    assert!(
+        fallback.contains("sha256-"),
+        "the signature travels by the tag schema: {fallback}"
+    );
+
+    // The re-run: everything skipped, not one blob request, about one request per image.
+    proxy.clear_records();
+    let mut args = vec![
+        "sync",
+        "--no-referrers",
+        "--output",
+        "json",
+        "--to",
+        &prefix,
+    ];
+    args.extend(&sources);
+    let report = json(&wharf(dir, &args).ok());
+    assert!(
+        report["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "skipped"),
+        "{report}"
+    );
+    let records = proxy.records();
+    assert!(
+        records.iter().all(|r| !r.path.contains("/blobs/")),
+        "blob requests on a no-op run: {records:?}"
+    );
+    let per_image = records
+        .iter()
+        .filter(|r| r.path.contains("/manifests/"))
+        .count() as f64
+        / 31.0;
+    assert!(
+        per_image <= 1.0,
+        "{per_image} destination requests per image"
+    );
+}
+
+#[test]
+fn failures_do_not_stop_the_rest_and_retry_reruns_only_them() {
+    let dir = temp();
+    let dir = dir.path();
+    let source = serve(dir, &[]);
+    let sample = sample_layout(dir);
+    let s = source.addr().to_owned();
+    wharf(
+        dir,
+        &[
+            "copy",
+            &format!("oci:{}:1.0", sample.display()),
+            &format!("{s}/present/one:1.0"),
+        ],
+    )
+    .ok();
+    wharf(
+        dir,
+        &[
+            "copy",
+            &format!("oci:{}:1.0", sample.display()),
+            &format!("{s}/present/two:1.0"),
+        ],
+    )
+    .ok();
+    std::fs::create_dir_all(dir.join("t")).unwrap();
+    let target = crate::util::WharfServe::start(
+        Path::new(env!("CARGO_BIN_EXE_wharf")),
+        &dir.join("t"),
+        1,
+        &[],
+    );
+    let prefix = format!("{}/m", target.addr());
+    let sources = [
+        format!("{s}/present/one"),
+        format!("{s}/absent/first"),
+        format!("{s}/present/two:1.0"),
+        format!("{s}/absent/second:9.9"),
+    ];
+    let mut args = vec!["sync", "--output", "json", "--to", &prefix];
+    args.extend(sources.iter().map(String::as_str));
+    let run = wharf(dir, &args);
+    assert!(
+        !run.status.success(),
+        "failures make the exit status non-zero"
+    );
+    let report = json(&run.stdout);
+    std::fs::write(dir.join("report.json"), &run.stdout).unwrap();
+    let status = |source: &str| {
+        report["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source"].as_str().unwrap().starts_with(source))
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status(&format!("{s}/present/one")), "copied");
+    assert_eq!(status(&format!("{s}/present/two")), "copied");
+    assert_eq!(status(&format!("{s}/absent/first")), "failed");
+    assert_eq!(status(&format!("{s}/absent/second")), "failed");
+    assert_eq!(report["retry"]["images"].as_array().unwrap().len(), 2);
+
+    // The missing images appear; the retry reruns exactly those two.
+    wharf(
+        dir,
+        &[
+            "copy",
+            &format!("oci:{}:1.0", sample.display()),
+            &format!("{s}/absent/first:1.0"),
+        ],
+    )
+    .ok();
+    wharf(
+        dir,
+        &[
+            "copy",
+            &format!("oci:{}:1.0", sample.display()),
+            &format!("{s}/absent/second:9.9"),
+        ],
+    )
+    .ok();
+    let retry = json(
+        &wharf(
+            dir,
+            &[
+                "sync",
+                "--retry-failed",
+                "report.json",
+                "--to",
+                &prefix,
+                "--output",
+                "json",
+            ],
+        )
+        .ok(),
+    );
+    let roots = retry["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 2, "{retry}");
+    assert!(
+        roots
+            .iter()
+            .all(|r| r["status"] == "copied" && r["source"].as_str().unwrap().contains("/absent/")),
+        "{retry}"
+    );
+
+    // A dry run writes nothing.
+    let plan = wharf(
+        dir,
+        &[
+            "sync",
+            "--dry-run",
+            "--to",
+            &format!("{}/planned", target.addr()),
+            &format!("{s}/present/one"),
+        ],
+    )
+    .ok();
+    assert!(plan.contains("would copy"), "{plan}");
+    wharf(
+        dir,
+        &["tags", &format!("{}/planned/present/one", target.addr())],
+    )
+    .fails_with(&["not found"]);
+    wharf(dir, &["sync", "--to", &prefix]).fails_with(&["nothing to sync"]);
+}
