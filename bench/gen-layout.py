@@ -30,7 +30,9 @@ def write_blob(root, data):
 
 
 def random_bytes(rng, n):
-    return rng.randbytes(n)
+    # randbytes is limited to 2^31 bits per call; build large blobs from 64 MiB pieces.
+    piece = 64 << 20
+    return b"".join(rng.randbytes(min(piece, n - i)) for i in range(0, n, piece))
 
 
 def main():

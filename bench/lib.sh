@@ -33,7 +33,7 @@ wait_for() {
 }
 
 # start_docker_registry NAME: starts Debian's docker-registry (distribution 2.8) under /usr/bin/time;
-# sets ADDR and PID.
+# sets ADDR and PID. With ACCESSLOG_DISABLED=false its log ($work/NAME/log) has a line per request.
 start_docker_registry() {
   local name=$1 port
   port=$(free_port)
@@ -43,7 +43,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: ${ACCESSLOG_DISABLED:-true}
 storage:
   filesystem:
     rootdirectory: $work/$name/data
@@ -72,6 +72,27 @@ start_wharf_serve() {
   pids+=("$PID")
   ADDR=127.0.0.1:$port
   wait_for "$ADDR"
+}
+
+# requests NAME: the number of requests a docker-registry started with its access log has served.
+requests() {
+  grep -c '"[A-Z]* /v2/' "$work/$1/log" || true
+}
+
+# timed_rss NAME COMMAND...: runs COMMAND under /usr/bin/time; sets SECS and RSS (MiB).
+timed_rss() {
+  local name=$1
+  shift
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -v -o "$work/$name.time" "$@" >"$work/$name.out" 2>&1 || {
+    echo "$name failed:" >&2
+    tail -5 "$work/$name.out" >&2
+    return 1
+  }
+  t1=$(now)
+  SECS=$(elapsed "$t0" "$t1")
+  RSS=$(awk '/Maximum resident set size/ {printf "%.1f", $6/1024}' "$work/$name.time")
 }
 
 # stop NAME PID: stops a server started above; sets RSS to its peak RSS in MiB and CPU to its user +
