@@ -283,10 +283,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Vec<String>,
     /// Blobs transferred at once across all images.
-    #[arg(short = 'j', long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'j', long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
     /// Images in progress at once (discovery of some overlaps transfer of others).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub images_at_once: u16,
     /// Show what would be copied, skipped and mounted, and how much, without writing.
     #[arg(long)]
