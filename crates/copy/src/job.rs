@@ -132,9 +132,6 @@ impl Job {
                 report
             }
         };
-        if !self.options.dry_run {
-            dst.finish().await?;
-        }
         Ok(report)
     }
 

@@ -156,8 +156,8 @@ impl CopyError {
     }
 }
 
-/// Copies the image one location names to another (`wharf copy SRC DST`) as a job of its own; see
-/// [`Job::copy_image`].
+/// Copies the image one location names to another (`wharf copy SRC DST`) as a job of its own, see
+/// [`Job::copy_image`], and finishes the destination (an archive is written out) when it succeeds.
 pub async fn copy_image(
     source: &Address,
     destination: &Address,
@@ -165,7 +165,7 @@ pub async fn copy_image(
     destinations: &Registries,
     options: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
-    Job::new(options.clone(), Arc::new(Silent))
+    let report = Job::new(options.clone(), Arc::new(Silent))
         .copy_image(
             source,
             destination,
@@ -173,7 +173,11 @@ pub async fn copy_image(
             destinations,
             &options.platforms,
         )
-        .await
+        .await?;
+    if !options.dry_run {
+        destinations.finish().await?;
+    }
+    Ok(report)
 }
 
 /// The entries of `index` matching `wanted`, as a new index with the same media type and annotations.

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use wharf_oci::{Descriptor, Digest, Reference, validate_tag};
 
-use crate::ctf::Ctf;
 use crate::layout::Layout;
 use crate::registry::Registries;
 use crate::{ReadStore, Result, Store};
@@ -33,10 +32,13 @@ pub enum Address {
         /// The digest as given.
         digest: Option<Digest>,
     },
-    /// `oci:PATH[:TAG][@DIGEST]`: an OCI image layout directory.
+    /// `oci:PATH[:TAG][@DIGEST]`: an OCI image layout directory, or `oci-archive:FILE[:TAG][@DIGEST]`: a
+    /// tar of one.
     Layout {
-        /// The layout directory.
+        /// The layout directory or tar file.
         path: PathBuf,
+        /// A tar file (`oci-archive:`) rather than a directory.
+        archive: bool,
         /// The image's tag (`org.opencontainers.image.ref.name`).
         tag: Option<String>,
         /// The image's digest.
@@ -60,14 +62,16 @@ type PrefixParser = fn(&str) -> Result<Address, String>;
 /// The transports wharf knows, by prefix; anything else must be a registry reference with a host.
 const PREFIXES: &[(&str, PrefixParser)] = &[
     ("oci:", parse_layout),
+    ("oci-archive:", parse_archive),
     ("ctf:", parse_ctf),
     ("docker://", parse_registry),
 ];
 
-const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub), oci:PATH[:TAG] for an OCI image layout or ctf:PATH//REPO[:TAG] for a CTF";
+const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub), oci:PATH[:TAG] for an OCI image layout, oci-archive:FILE[:TAG] for a tar of one or ctf:PATH//REPO[:TAG] for a CTF";
 
 impl Address {
-    /// Parses a location: `HOST/REPO[:TAG][@DIGEST]`, `docker://REFERENCE`, `oci:PATH[:TAG][@DIGEST]`.
+    /// Parses a location: `HOST/REPO[:TAG][@DIGEST]`, `docker://REFERENCE`, `oci:PATH[:TAG][@DIGEST]`,
+    /// `oci-archive:FILE[:TAG][@DIGEST]`, `ctf:PATH//REPO[:TAG][@DIGEST]`.
     pub fn parse(input: &str) -> Result<Address, AddressError> {
         let fail = |reason: String| AddressError {
             input: input.to_owned(),
@@ -111,18 +115,22 @@ impl Address {
     pub async fn open_read(&self, registries: &Registries) -> Result<Box<dyn ReadStore>> {
         match self {
             Address::Registry { repository, .. } => Ok(registries.pull(repository)),
-            Address::Layout { path, .. } => Ok(Box::new(Layout::open(path.clone()).await?)),
+            Address::Layout {
+                path,
+                archive: false,
+                ..
+            } => Ok(Box::new(Layout::open(path.clone()).await?)),
+            // Opened once per run: an archive is indexed (or decompressed) once.
+            Address::Layout {
+                path,
+                archive: true,
+                ..
+            } => Ok(Box::new(registries.archive(path, false).await?)),
             Address::Ctf {
                 path, repository, ..
-            } => {
-                // Opened once per run (an archive is unpacked once), and never created for reading.
-                let ctf = if path.exists() {
-                    registries.ctf(path).await?
-                } else {
-                    Ctf::open(path.clone()).await?
-                };
-                Ok(Box::new(ctf.repository(repository)))
-            }
+            } => Ok(Box::new(
+                registries.ctf(path, false).await?.repository(repository),
+            )),
         }
     }
 
@@ -130,10 +138,21 @@ impl Address {
     pub async fn open_write(&self, registries: &Registries) -> Result<Box<dyn Store>> {
         match self {
             Address::Registry { repository, .. } => Ok(Box::new(registries.push(repository)?)),
-            Address::Layout { path, .. } => Ok(Box::new(registries.layout(path).await?)),
+            Address::Layout {
+                path,
+                archive: false,
+                ..
+            } => Ok(Box::new(registries.layout(path).await?)),
+            Address::Layout {
+                path,
+                archive: true,
+                ..
+            } => Ok(Box::new(registries.archive(path, true).await?)),
             Address::Ctf {
                 path, repository, ..
-            } => Ok(Box::new(registries.ctf(path).await?.repository(repository))),
+            } => Ok(Box::new(
+                registries.ctf(path, true).await?.repository(repository),
+            )),
         }
     }
 
@@ -189,6 +208,14 @@ fn parse_ctf(rest: &str) -> Result<Address, String> {
 }
 
 fn parse_layout(rest: &str) -> Result<Address, String> {
+    parse_layout_kind(rest, false)
+}
+
+fn parse_archive(rest: &str) -> Result<Address, String> {
+    parse_layout_kind(rest, true)
+}
+
+fn parse_layout_kind(rest: &str, archive: bool) -> Result<Address, String> {
     let (rest, digest) = match rest.rsplit_once('@') {
         Some((before, after)) if after.contains(':') && !after.contains('/') => (
             before,
@@ -204,10 +231,16 @@ fn parse_layout(rest: &str) -> Result<Address, String> {
         None => (rest, None),
     };
     if path.is_empty() {
-        return Err("the layout path is empty".into());
+        return Err(if archive {
+            "the archive path is empty"
+        } else {
+            "the layout path is empty"
+        }
+        .into());
     }
     Ok(Address::Layout {
         path: PathBuf::from(path),
+        archive,
         tag,
         digest,
     })
@@ -218,7 +251,16 @@ impl fmt::Display for Address {
         let (tag, digest) = (self.tag(), self.digest());
         match self {
             Address::Registry { repository, .. } => write!(f, "{}", repository.name())?,
-            Address::Layout { path, .. } => write!(f, "oci:{}", path.display())?,
+            Address::Layout {
+                path,
+                archive: false,
+                ..
+            } => write!(f, "oci:{}", path.display())?,
+            Address::Layout {
+                path,
+                archive: true,
+                ..
+            } => write!(f, "oci-archive:{}", path.display())?,
             Address::Ctf {
                 path, repository, ..
             } => write!(f, "ctf:{}//{repository}", path.display())?,
@@ -252,6 +294,7 @@ mod tests {
             ),
             (&format!("oci:x:t@{DIGEST}"), "x", Some("t"), Some(DIGEST)),
             ("oci:user@host/dir:t", "user@host/dir", Some("t"), None),
+            ("oci-archive:out.tar:v1", "out.tar", Some("v1"), None),
         ];
         for (input, path, tag, digest) in cases {
             let a = Address::parse(input).unwrap();
@@ -313,6 +356,7 @@ mod tests {
             ("oci-dir:x", "unknown kind of location"),
             ("oci:", "path is empty"),
             ("oci::tag", "path is empty"),
+            ("oci-archive:", "archive path is empty"),
             ("oci:dir:-bad", "tag \"-bad\" is invalid"),
             ("oci:dir@md5:abc", "unsupported digest algorithm"),
             ("localhost:5000/UPPER", "must be lowercase"),

@@ -22,8 +22,10 @@
 //! ```
 
 mod address;
+mod archive;
 pub mod ctf;
 mod error;
+mod files;
 mod fsutil;
 pub mod layout;
 pub mod memory;

@@ -119,7 +119,7 @@ impl SyncSpec {
 /// How the destination of each root is chosen, and how the run goes.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
-    /// Destination prefix: a registry `HOST[/PATH]`, `oci:DIR` or `ctf:PATH`.
+    /// Destination prefix: a registry `HOST[/PATH]`, `oci:DIR`, `oci-archive:FILE` or `ctf:PATH`.
     pub to: Option<String>,
     /// `FROM=TO` rewrites of source repository paths (first match wins).
     pub repo_map: Vec<(String, String)>,
@@ -366,12 +366,16 @@ pub fn destination_for(
         })
         .unwrap_or(path);
     let named = |tag: &Option<String>| tag.as_ref().map(|t| format!("{path}:{t}"));
+    let layout = |path: &str, archive| Address::Layout {
+        path: PathBuf::from(path),
+        archive,
+        tag: named(&tag),
+        digest: None,
+    };
     Ok(if let Some(dir) = prefix.strip_prefix("oci:") {
-        Address::Layout {
-            path: PathBuf::from(dir),
-            tag: named(&tag),
-            digest: None,
-        }
+        layout(dir, false)
+    } else if let Some(file) = prefix.strip_prefix("oci-archive:") {
+        layout(file, true)
     } else if let Some(file) = prefix.strip_prefix("ctf:") {
         Address::Ctf {
             path: PathBuf::from(file),
@@ -575,9 +579,14 @@ mod tests {
             "maps whole components only"
         );
         assert_eq!(mapped("oci:./out", &[]), "oci:./out:team/app:1.0");
+        assert_eq!(
+            mapped("oci-archive:out.tar", &[]),
+            "oci-archive:out.tar:team/app:1.0"
+        );
         assert_eq!(mapped("ctf:./out.tgz", &[]), "ctf:./out.tgz//team/app:1.0");
         let layout = Address::Layout {
             path: "in".into(),
+            archive: false,
             tag: Some("team/app:1.0".into()),
             digest: None,
         };

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use wharf_store::ctf::Ctf;
 use wharf_store::registry::Registries;
 
 use super::descriptor::{validate_name, validate_version};
@@ -47,15 +46,16 @@ impl RepositorySpec {
     pub async fn open_read(&self, registries: &Registries) -> Result<OcmRepository, OcmError> {
         match self {
             RepositorySpec::Registry(text) => OcmRepository::registry(registries.clone(), text),
-            RepositorySpec::Ctf(path) => Ok(OcmRepository::Ctf(Ctf::open(path.clone()).await?)),
+            RepositorySpec::Ctf(path) => Ok(OcmRepository::Ctf(registries.ctf(path, false).await?)),
         }
     }
 
-    /// Opens it for writing; a CTF is created if missing.
+    /// Opens it for writing; a CTF is created if missing, and written out by
+    /// [`Registries::finish`].
     pub async fn open_write(&self, registries: &Registries) -> Result<OcmRepository, OcmError> {
         match self {
             RepositorySpec::Registry(text) => OcmRepository::registry(registries.clone(), text),
-            RepositorySpec::Ctf(path) => Ok(OcmRepository::Ctf(Ctf::create(path.clone()).await?)),
+            RepositorySpec::Ctf(path) => Ok(OcmRepository::Ctf(registries.ctf(path, true).await?)),
         }
     }
 }

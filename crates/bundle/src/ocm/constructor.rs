@@ -224,7 +224,6 @@ pub async fn build(
         repository.write(&descriptor, &layers, &[]).await?;
         written.push(descriptor);
     }
-    repository.finish().await?;
     Ok(written)
 }
 

@@ -179,14 +179,6 @@ impl OcmRepository {
         }
     }
 
-    /// Makes the repository durable (writes a CTF archive).
-    pub async fn finish(&self) -> Result<(), OcmError> {
-        if let OcmRepository::Ctf(ctf) = self {
-            ctf.repository("component-descriptors").finish().await?;
-        }
-        Ok(())
-    }
-
     /// The versions of component `name`, from its tags.
     pub async fn versions(&self, name: &str) -> Result<Vec<String>, OcmError> {
         let store = self.read_store(&self.component_path(name))?;

@@ -51,7 +51,8 @@ pub struct Transferred {
 }
 
 /// Transfers `name:version` (and, recursively, its references) from `src` to `dst`. External images
-/// are read through `external`. The destination is finished (archives written) at the end.
+/// are read through `external`. Archives written to are not finished here: see
+/// [`Registries::finish`].
 pub async fn transfer(
     src: &OcmRepository,
     dst: &OcmRepository,
@@ -74,7 +75,6 @@ pub async fn transfer(
             pending.extend(references);
         }
     }
-    dst.finish().await?;
     Ok(done)
 }
 
@@ -191,7 +191,6 @@ async fn transfer_one(
                         let role = tag.as_deref().map_or(ManifestRole::Root, ManifestRole::Tag);
                         copy_graph(store.as_ref(), target.as_ref(), &root, role, &options.copy)
                             .await?;
-                        target.finish().await?;
                         Access::RelativeOciReference {
                             reference: format!("{path}{tag_suffix}@{}", root.digest),
                         }

@@ -37,6 +37,7 @@ async fn build(args: ComponentBuildArgs) -> Result<ExitCode> {
     let target = RepositorySpec::parse(&args.to)?;
     let repository = target.open_write(&registries).await?;
     let built = ocm::build(&args.file, &repository, &registries).await?;
+    registries.finish().await?;
     for descriptor in built {
         out!(
             "built {}:{} into {target}  (descriptor digest {})",
@@ -76,6 +77,7 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
         },
     };
     let done = ocm::transfer(&src, &dst, &source.name, &version, &sources, &options).await?;
+    destinations.finish().await?;
     match args.output {
         Format::Json => {
             let items: Vec<_> = done

@@ -100,6 +100,7 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
         &registries,
     )
     .await?;
+    registries.finish().await?;
     let digest = built[0].normalised_digest();
     out!("   {ctf}//{COMPONENT}:{VERSION}  descriptor digest {digest}");
 

@@ -64,6 +64,18 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     progress.clear();
     report.roots.extend(failures);
     report.retry.images.extend(retry.images);
+    if !args.dry_run && report.failures() == 0 {
+        destinations.finish().await?;
+    } else if !args.dry_run {
+        // Archives stay unfinished, so that nothing incomplete passes for a whole export; their
+        // partial files keep what was written for the next run.
+        for archive in destinations.checkpoint().await? {
+            eprintln!(
+                "note: {} is not written because some images failed; what was copied is kept and the next sync to it carries on",
+                archive.display()
+            );
+        }
+    }
 
     match args.output {
         Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),

@@ -6,11 +6,9 @@
 //! ```
 //!
 //! A [`Ctf`] holds many repositories; [`Ctf::repository`] gives a [`Store`] for one. Archives are read
-//! by extracting them (checked entry by entry) into a temporary directory and written at
-//! [`Store::finish`]: `artifact-index.json` first, then the blobs, with fixed times and modes, as OCM
-//! writes them. Referrers use the `sha256-<hex>` tag schema, as OCM's own CTF store does.
-
-mod archive;
+//! in place and written as [`crate::archive`] describes, with fixed times and modes as OCM writes them;
+//! they appear, complete, at [`Store::finish`]. Referrers use the `sha256-<hex>` tag schema, as OCM's
+//! own CTF store does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,14 +17,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::io::ReaderStream;
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest};
 
-pub use archive::ArchiveError;
+pub use crate::archive::ArchiveError;
 
-use crate::fsutil;
+use crate::archive::Archive;
+use crate::files::Files;
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
     verified,
@@ -86,103 +84,105 @@ struct ArtifactIndex {
 
 /// A Common Transport Format archive or directory.
 pub struct Ctf {
-    path: PathBuf,
-    format: CtfFormat,
-    /// Where the files are: the directory itself, or a temporary copy of an archive's content.
-    dir: PathBuf,
-    _unpacked: Option<tempfile::TempDir>,
+    files: Files,
     entries: Mutex<Vec<ArtifactEntry>>,
 }
 
 impl Ctf {
-    /// Opens an existing CTF for reading (and writing).
+    /// Opens an existing CTF for reading.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Arc<Ctf>> {
         let path = path.into();
-        let format = CtfFormat::for_path(&path);
-        let location = format!("ctf:{}", path.display());
-        let fail = |kind| StoreError::new(Op::Open, location.clone(), kind);
+        let fail = |kind| StoreError::new(Op::Open, format!("ctf:{}", path.display()), kind);
         if !path.exists() {
             return Err(fail(ErrorKind::NotFound(Some(
                 "no such file or directory".into(),
             ))));
         }
-        let (dir, unpacked) = match format {
-            CtfFormat::Directory => (path.clone(), None),
-            CtfFormat::Tar | CtfFormat::Tgz => {
-                let temp = tempfile::tempdir().map_err(|e| fail(e.into()))?;
-                let (archive, target) = (path.clone(), temp.path().to_owned());
-                let gzip = format == CtfFormat::Tgz;
-                tokio::task::spawn_blocking(move || archive::extract(&archive, gzip, &target))
+        let files = match CtfFormat::for_path(&path) {
+            CtfFormat::Directory => Files::Dir(path.clone()),
+            format => Files::Archive(Box::new(
+                Archive::open(&path, format == CtfFormat::Tgz)
                     .await
-                    .map_err(|e| fail(ErrorKind::Io(std::io::Error::other(e))))?
-                    .map_err(|e| fail(ErrorKind::Invalid(e.to_string())))?;
-                (temp.path().to_owned(), Some(temp))
-            }
+                    .map_err(|e| fail(e.into()))?,
+            )),
         };
-        let text = tokio::fs::read(dir.join(INDEX_FILE)).await.map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                ErrorKind::Invalid(format!("not a Common Transport Format: no {INDEX_FILE}"))
-            } else {
-                e.into()
-            };
-            StoreError::new(Op::Open, location.clone(), kind)
-        })?;
-        let index: ArtifactIndex = serde_json::from_slice(&text).map_err(|e| {
-            StoreError::new(
-                Op::Open,
-                format!("{location} {INDEX_FILE}"),
-                ErrorKind::Invalid(e.to_string()),
-            )
-        })?;
-        if index.schema_version != 1 {
-            return Err(fail(ErrorKind::Invalid(format!(
-                "{INDEX_FILE} has schemaVersion {}, only 1 is known",
-                index.schema_version
-            ))));
-        }
-        Ok(Arc::new(Ctf {
-            path,
-            format,
-            dir,
-            _unpacked: unpacked,
-            entries: Mutex::new(index.artifacts.unwrap_or_default()),
-        }))
+        Ctf::with_files(files, true).await
     }
 
-    /// Opens a CTF for writing: an existing one, or a new one made on the first write (a directory) or
-    /// at [`Store::finish`] (an archive).
+    /// Opens a CTF for writing: an existing one, a partial archive left by an interrupted write
+    /// (resumed), or a new one made on the first write (a directory) or at [`Store::finish`] (an
+    /// archive).
     pub async fn create(path: impl Into<PathBuf>) -> Result<Arc<Ctf>> {
         let path = path.into();
-        if path.exists() {
-            return Ctf::open(path).await;
-        }
-        let format = CtfFormat::for_path(&path);
-        let (dir, unpacked) = match format {
-            CtfFormat::Directory => (path.clone(), None),
-            _ => {
-                let temp = tempfile::tempdir().map_err(|e| {
-                    StoreError::new(Op::Open, format!("ctf:{}", path.display()), e.into())
+        let files = match CtfFormat::for_path(&path) {
+            CtfFormat::Directory => Files::Dir(path.clone()),
+            format => Files::Archive(Box::new(
+                Archive::open_for_write(&path, format == CtfFormat::Tgz, blob_digest)
+                    .await
+                    .map_err(|e| {
+                        StoreError::new(Op::Open, format!("ctf:{}", path.display()), e.into())
+                    })?,
+            )),
+        };
+        let exists = match &files {
+            Files::Dir(dir) => dir.exists(),
+            Files::Archive(archive) => archive.len(INDEX_FILE).is_some(),
+        };
+        Ctf::with_files(files, exists).await
+    }
+
+    /// A CTF over `files`, whose `artifact-index.json` must be there when `existing`.
+    async fn with_files(files: Files, existing: bool) -> Result<Arc<Ctf>> {
+        let location = format!("ctf:{}", files.path().display());
+        let entries = if existing {
+            let text = files
+                .read(INDEX_FILE)
+                .await
+                .map_err(|e| StoreError::new(Op::Open, location.clone(), e.into()))?
+                .ok_or_else(|| {
+                    StoreError::new(
+                        Op::Open,
+                        location.clone(),
+                        ErrorKind::Invalid(format!(
+                            "not a Common Transport Format: no {INDEX_FILE}"
+                        )),
+                    )
                 })?;
-                (temp.path().to_owned(), Some(temp))
+            let index: ArtifactIndex = serde_json::from_slice(&text).map_err(|e| {
+                StoreError::new(
+                    Op::Open,
+                    format!("{location} {INDEX_FILE}"),
+                    ErrorKind::Invalid(e.to_string()),
+                )
+            })?;
+            if index.schema_version != 1 {
+                return Err(StoreError::new(
+                    Op::Open,
+                    location,
+                    ErrorKind::Invalid(format!(
+                        "{INDEX_FILE} has schemaVersion {}, only 1 is known",
+                        index.schema_version
+                    )),
+                ));
             }
+            index.artifacts.unwrap_or_default()
+        } else {
+            Vec::new()
         };
         Ok(Arc::new(Ctf {
-            path,
-            format,
-            dir,
-            _unpacked: unpacked,
-            entries: Mutex::new(Vec::new()),
+            files,
+            entries: Mutex::new(entries),
         }))
     }
 
     /// `ctf:PATH`.
     pub fn location(&self) -> String {
-        format!("ctf:{}", self.path.display())
+        format!("ctf:{}", self.files.path().display())
     }
 
     /// The CTF's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.files.path()
     }
 
     /// The store for one repository of the CTF.
@@ -198,49 +198,34 @@ impl Ctf {
         self.entries.lock().await.clone()
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join("blobs")
-            .join(format!("{}.{}", digest.algorithm(), digest.hex()))
-    }
-
     fn error(&self, op: Op, what: &str, kind: ErrorKind) -> StoreError {
         StoreError::new(op, format!("{} {what}", self.location()), kind)
     }
 
     /// Sorted as OCM writes it: by repository, then tag.
-    fn index_bytes(entries: &[ArtifactEntry]) -> Vec<u8> {
+    fn index_bytes(entries: &[ArtifactEntry]) -> Bytes {
         let mut sorted = entries.to_vec();
         sorted.sort_by(|a, b| {
             a.repository
                 .cmp(&b.repository)
                 .then_with(|| a.tag.cmp(&b.tag))
         });
-        serde_json::to_vec(&ArtifactIndex {
-            schema_version: 1,
-            artifacts: Some(sorted),
-        })
-        .expect("index serialises")
-    }
-
-    /// Writes `artifact-index.json` (directories keep it current after every change).
-    async fn save_index(&self, entries: &[ArtifactEntry]) -> Result<()> {
-        if self.format != CtfFormat::Directory {
-            return Ok(());
-        }
-        fsutil::write_atomic(
-            &self.dir,
-            &self.dir.join(INDEX_FILE),
-            &Self::index_bytes(entries),
+        Bytes::from(
+            serde_json::to_vec(&ArtifactIndex {
+                schema_version: 1,
+                artifacts: Some(sorted),
+            })
+            .expect("index serialises"),
         )
-        .await
-        .map_err(|e| self.error(Op::Tag, INDEX_FILE, e.into()))
     }
 
-    async fn ensure_dir(&self) -> Result<()> {
-        tokio::fs::create_dir_all(self.dir.join("blobs"))
+    /// Writes `artifact-index.json` (a directory keeps it current after every change, an archive at
+    /// the end).
+    async fn save_index(&self, entries: &[ArtifactEntry]) -> Result<()> {
+        self.files
+            .replace(INDEX_FILE, Self::index_bytes(entries))
             .await
-            .map_err(|e| self.error(Op::Push, "blobs", e.into()))
+            .map_err(|e| self.error(Op::Tag, INDEX_FILE, e.into()))
     }
 
     /// Records a pushed root: a tag moves to it (clearing the tag on the entry that had it), an
@@ -276,43 +261,44 @@ impl Ctf {
         self.save_index(&entries).await
     }
 
-    async fn write_archive(&self) -> Result<()> {
-        let entries = self.entries.lock().await.clone();
-        self.ensure_dir().await?;
-        tokio::fs::write(self.dir.join(INDEX_FILE), Self::index_bytes(&entries))
+    /// Writes an archive written to out, its index included; a directory is always current.
+    pub async fn finish(&self) -> Result<()> {
+        self.save_unfinished_index().await?;
+        self.files
+            .finish()
             .await
-            .map_err(|e| self.error(Op::Push, INDEX_FILE, e.into()))?;
-        let mut files = vec![PathBuf::from(INDEX_FILE)];
-        let mut blobs: Vec<PathBuf> = std::fs::read_dir(self.dir.join("blobs"))
-            .map_err(|e| self.error(Op::Push, "blobs", e.into()))?
-            .filter_map(|e| e.ok())
-            .map(|e| PathBuf::from("blobs").join(e.file_name()))
-            .filter(|p| !p.to_string_lossy().contains(".wharf-tmp"))
-            .collect();
-        blobs.sort();
-        files.extend(blobs);
-        let parent = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let temp = tempfile::Builder::new()
-            .prefix(".wharf-tmp-")
-            .tempfile_in(parent)
-            .map_err(|e| self.error(Op::Push, "", e.into()))?
-            .into_temp_path();
-        let (dir, output, gzip) = (
-            self.dir.clone(),
-            temp.to_path_buf(),
-            self.format == CtfFormat::Tgz,
-        );
-        tokio::task::spawn_blocking(move || archive::write(&dir, &files, gzip, &output))
-            .await
-            .map_err(|e| self.error(Op::Push, "", ErrorKind::Io(std::io::Error::other(e))))?
-            .map_err(|e| self.error(Op::Push, "", e.into()))?;
-        temp.persist(&self.path)
-            .map_err(|e| self.error(Op::Push, "", e.error.into()))
+            .map_err(|e| self.error(Op::Push, "", e.into()))
     }
+
+    /// Makes an unfinished archive's partial file durable with its index, so a later run resumes it.
+    /// True when there was one.
+    pub async fn checkpoint(&self) -> Result<bool> {
+        self.save_unfinished_index().await?;
+        self.files
+            .checkpoint()
+            .await
+            .map_err(|e| self.error(Op::Push, "", e.into()))
+    }
+
+    /// An archive that was written to gets an index even when no root was recorded.
+    async fn save_unfinished_index(&self) -> Result<()> {
+        if self.files.unfinished() && self.files.len(INDEX_FILE).await.ok().flatten().is_none() {
+            let entries = self.entries.lock().await;
+            self.save_index(&entries).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `blobs/<alg>.<hex>`, OCM's flat naming.
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/{}.{}", digest.algorithm().as_str(), digest.hex())
+}
+
+/// The digest a blob's name carries.
+fn blob_digest(name: &str) -> Option<Digest> {
+    let (algorithm, hex) = name.strip_prefix("blobs/")?.split_once('.')?;
+    Digest::parse(&format!("{algorithm}:{hex}")).ok()
 }
 
 /// One repository of a CTF.
@@ -346,36 +332,35 @@ impl CtfRepository {
         digest: &Digest,
         media_type: Option<String>,
     ) -> Result<Descriptor> {
-        let path = self.ctf.blob_path(digest);
-        let size = tokio::fs::metadata(&path).await.map_err(|e| {
+        let name = blob_name(digest);
+        let fail = |kind| {
             self.ctf
-                .error(Op::Resolve, &self.what(digest.as_str()), not_found_or(e))
-        })?;
+                .error(Op::Resolve, &self.what(digest.as_str()), kind)
+        };
+        let size = self
+            .ctf
+            .files
+            .len(&name)
+            .await
+            .map_err(|e| fail(e.into()))?
+            .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
         let media_type = match media_type {
             Some(m) => m,
             None => {
-                let raw = tokio::fs::read(&path).await.map_err(|e| {
-                    self.ctf
-                        .error(Op::Resolve, &self.what(digest.as_str()), e.into())
-                })?;
-                Manifest::parse(Bytes::from(raw), None)
-                    .map_err(|e| {
-                        self.ctf
-                            .error(Op::Resolve, &self.what(digest.as_str()), e.into())
-                    })?
+                let raw = self
+                    .ctf
+                    .files
+                    .read(&name)
+                    .await
+                    .map_err(|e| fail(e.into()))?
+                    .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
+                Manifest::parse(raw, None)
+                    .map_err(|e| fail(e.into()))?
                     .media_type()
                     .to_owned()
             }
         };
-        Ok(Descriptor::new(&media_type, digest.clone(), size.len()))
-    }
-}
-
-fn not_found_or(e: std::io::Error) -> ErrorKind {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        ErrorKind::NotFound(None)
-    } else {
-        e.into()
+        Ok(Descriptor::new(&media_type, digest.clone(), size))
     }
 }
 
@@ -405,19 +390,24 @@ impl ReadStore for CtfRepository {
 
     async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
         let what = self.what(descriptor.digest.as_str());
-        let file = tokio::fs::File::open(self.ctf.blob_path(&descriptor.digest))
+        let reader = self
+            .ctf
+            .files
+            .reader(&blob_name(&descriptor.digest))
             .await
-            .map_err(|e| self.ctf.error(Op::Fetch, &what, not_found_or(e)))?;
+            .map_err(|e| self.ctf.error(Op::Fetch, &what, e.into()))?
+            .ok_or_else(|| self.ctf.error(Op::Fetch, &what, ErrorKind::NotFound(None)))?;
         let target = format!("{} {what}", self.ctf.location());
-        Ok(Box::pin(ReaderStream::with_capacity(file, READ_CHUNK).map(
-            move |chunk| chunk.map_err(|e| StoreError::new(Op::Fetch, target.clone(), e.into())),
-        )))
+        Ok(Box::pin(
+            ReaderStream::with_capacity(reader, READ_CHUNK).map(move |chunk| {
+                chunk.map_err(|e| StoreError::new(Op::Fetch, target.clone(), e.into()))
+            }),
+        ))
     }
 
     async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
-        match tokio::fs::metadata(self.ctf.blob_path(&descriptor.digest)).await {
-            Ok(meta) => Ok(meta.len() == descriptor.size),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        match self.ctf.files.len(&blob_name(&descriptor.digest)).await {
+            Ok(size) => Ok(size == Some(descriptor.size)),
             Err(e) => {
                 Err(self
                     .ctf
@@ -463,21 +453,18 @@ impl ReadStore for CtfRepository {
 impl Store for CtfRepository {
     async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
         let what = self.what(descriptor.digest.as_str());
-        let fail = |e: std::io::Error| self.ctf.error(Op::Push, &what, e.into());
-        self.ctf.ensure_dir().await?;
-        let (mut file, temp) = fsutil::temp_file(&self.ctf.dir).await.map_err(fail)?;
-        let mut body = verified(
+        let body = verified(
             descriptor,
             Op::Push,
             format!("{} {what}", self.ctf.location()),
             body,
         );
-        while let Some(chunk) = body.next().await {
-            file.write_all(&chunk?).await.map_err(fail)?;
-        }
-        fsutil::persist(file, temp, &self.ctf.blob_path(&descriptor.digest))
+        self.ctf
+            .files
+            .write_stream(&blob_name(&descriptor.digest), descriptor.size, body, |e| {
+                self.ctf.error(Op::Push, &what, e.into())
+            })
             .await
-            .map_err(fail)
     }
 
     async fn push_manifest(
@@ -488,11 +475,13 @@ impl Store for CtfRepository {
     ) -> Result<()> {
         let what = self.what(descriptor.digest.as_str());
         check_bytes(descriptor, &raw, &format!("{} {what}", self.ctf.location()))?;
-        self.ctf.ensure_dir().await?;
         if !self.exists(descriptor).await? {
-            fsutil::write_atomic(&self.ctf.dir, &self.ctf.blob_path(&descriptor.digest), &raw)
-                .await
-                .map_err(|e| self.ctf.error(Op::Push, &what, e.into()))?;
+            self.ctf
+                .files
+                .write(&blob_name(&descriptor.digest), raw.clone(), |e| {
+                    self.ctf.error(Op::Push, &what, e.into())
+                })
+                .await?;
         }
         match role {
             ManifestRole::Child => {}
@@ -528,13 +517,14 @@ impl Store for CtfRepository {
                 index.manifests.push(entry);
                 let index = Manifest::from_index(&index);
                 let index_descriptor = index.descriptor();
-                fsutil::write_atomic(
-                    &self.ctf.dir,
-                    &self.ctf.blob_path(&index_descriptor.digest),
-                    index.raw(),
-                )
-                .await
-                .map_err(|e| self.ctf.error(Op::Push, &what, e.into()))?;
+                self.ctf
+                    .files
+                    .write(
+                        &blob_name(&index_descriptor.digest),
+                        index.raw().clone(),
+                        |e| self.ctf.error(Op::Push, &what, e.into()),
+                    )
+                    .await?;
                 self.ctf
                     .record(
                         &self.name,
@@ -548,9 +538,6 @@ impl Store for CtfRepository {
     }
 
     async fn finish(&self) -> Result<()> {
-        match self.ctf.format {
-            CtfFormat::Directory => Ok(()),
-            CtfFormat::Tar | CtfFormat::Tgz => self.ctf.write_archive().await,
-        }
+        self.ctf.finish().await
     }
 }

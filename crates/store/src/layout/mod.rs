@@ -1,9 +1,11 @@
-//! OCI image layout directories: `oci-layout`, `index.json` and `blobs/<alg>/<hex>`.
+//! OCI image layouts: `oci-layout`, `index.json` and `blobs/<alg>/<hex>`, as a directory (`oci:`) or a
+//! tar archive of one (`oci-archive:`).
 //!
 //! Tags are `org.opencontainers.image.ref.name` annotations on `index.json` entries, as skopeo and umoci
-//! write them. Every file is written to a temporary name in the layout, synced and renamed into place, and
-//! the directory synced after, so a crash never leaves a partial blob or an `index.json` naming content
-//! that is not there.
+//! write them. In a directory every file is written to a temporary name, synced and renamed into place,
+//! and the directory synced after, so a crash never leaves a partial blob or an `index.json` naming
+//! content that is not there. An archive is written as [`crate::archive`] describes: it appears,
+//! complete, at [`Store::finish`], and an interrupted write is resumed.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,14 +14,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, OnceCell};
 use tokio_util::io::ReaderStream;
 use wharf_oci::{
     ANNOTATION_REF_NAME, Descriptor, Digest, ImageIndex, MANIFEST_MAX_BYTES, Manifest,
 };
 
-use crate::fsutil;
+use crate::archive::Archive;
+use crate::files::Files;
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
     referrers_among, verified,
@@ -37,44 +39,33 @@ struct LayoutFile {
     image_layout_version: String,
 }
 
-/// An OCI image layout directory.
+/// An OCI image layout, in a directory or a tar archive.
 pub struct Layout {
-    root: PathBuf,
+    files: Files,
     /// Serialises read-modify-write cycles of `index.json` within this process.
     index_lock: Mutex<()>,
-    /// Set once `oci-layout`, `index.json` and `blobs/` exist; a layout opened for writing is only
-    /// created on its first write, so a copy that fails early leaves nothing behind.
+    /// Set once `oci-layout` and `index.json` exist; a layout opened for writing is only created on its
+    /// first write, so a copy that fails early leaves nothing behind.
     initialised: OnceCell<()>,
 }
 
 impl Layout {
-    /// Opens an existing layout for reading (and writing).
+    /// Opens an existing layout directory for reading (and writing).
     pub async fn open(path: impl Into<PathBuf>) -> Result<Layout> {
-        let layout = Layout::new(path.into());
-        match tokio::fs::read(layout.root.join(LAYOUT_FILE)).await {
-            Ok(bytes) => layout.check_layout_file(&bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let kind = if tokio::fs::metadata(&layout.root).await.is_ok() {
-                    ErrorKind::Invalid("not an OCI image layout: it has no oci-layout file".into())
-                } else {
-                    ErrorKind::NotFound(Some("no such directory".into()))
-                };
-                return Err(layout.error(Op::Open, "", kind));
-            }
-            Err(e) => return Err(layout.error(Op::Open, "", e.into())),
-        }
-        layout.initialised.set(()).expect("fresh cell");
+        let layout = Layout::new(Files::Dir(path.into()));
+        layout.check_existing().await?;
         Ok(layout)
     }
 
-    /// Opens a layout for writing: an existing layout, an empty directory, or a path that does not exist
-    /// yet (created, with its parents, on the first write).
+    /// Opens a layout directory for writing: an existing layout, an empty directory, or a path that does
+    /// not exist yet (created, with its parents, on the first write).
     pub async fn create(path: impl Into<PathBuf>) -> Result<Layout> {
         let path = path.into();
+        let layout = Layout::new(Files::Dir(path.clone()));
         match tokio::fs::metadata(&path).await {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Layout::new(path)),
-            Err(e) => Err(Layout::new(path).error(Op::Open, "", e.into())),
-            Ok(meta) if !meta.is_dir() => Err(Layout::new(path).error(
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(layout),
+            Err(e) => Err(layout.error(Op::Open, "", e.into())),
+            Ok(meta) if !meta.is_dir() => Err(layout.error(
                 Op::Open,
                 "",
                 ErrorKind::Invalid("exists and is not a directory".into()),
@@ -87,8 +78,7 @@ impl Layout {
                 Layout::open(path).await
             }
             Ok(_) => {
-                let layout = Layout::new(path);
-                let mut entries = tokio::fs::read_dir(&layout.root)
+                let mut entries = tokio::fs::read_dir(&path)
                     .await
                     .map_err(|e| layout.error(Op::Open, "", e.into()))?;
                 if entries.next_entry().await.ok().flatten().is_some() {
@@ -106,20 +96,60 @@ impl Layout {
         }
     }
 
-    fn new(root: PathBuf) -> Layout {
+    /// Opens an existing `oci-archive:` (a tar of a layout) for reading.
+    pub async fn open_archive(path: impl Into<PathBuf>) -> Result<Layout> {
+        let path = path.into();
+        if !path.is_file() {
+            return Err(archive_error(&path, Op::Open, not_a_file(&path)));
+        }
+        let archive = Archive::open(&path, false)
+            .await
+            .map_err(|e| archive_error(&path, Op::Open, e.into()))?;
+        let layout = Layout::new(Files::Archive(Box::new(archive)));
+        layout.check_existing().await?;
+        Ok(layout)
+    }
+
+    /// Opens an `oci-archive:` for writing: an existing archive (rewritten with what is added when the
+    /// copy finishes), a partial one left by an interrupted copy (resumed), or a new one.
+    pub async fn create_archive(path: impl Into<PathBuf>) -> Result<Layout> {
+        let path = path.into();
+        if path.is_dir() {
+            return Err(archive_error(&path, Op::Open, not_a_file(&path)));
+        }
+        let archive = Archive::open_for_write(&path, false, blob_digest)
+            .await
+            .map_err(|e| archive_error(&path, Op::Open, e.into()))?;
+        let layout = Layout::new(Files::Archive(Box::new(archive)));
+        if layout.files.len(LAYOUT_FILE).await.ok().flatten().is_some() {
+            layout.check_existing().await?;
+        }
+        Ok(layout)
+    }
+
+    /// Makes an unfinished archive's partial file durable with its `index.json`, so a later run resumes
+    /// it; see [`Store::finish`] for finishing. True when there was one.
+    pub async fn checkpoint(&self) -> Result<bool> {
+        self.files
+            .checkpoint()
+            .await
+            .map_err(|e| self.error(Op::Push, "", e.into()))
+    }
+
+    fn new(files: Files) -> Layout {
         Layout {
-            root,
+            files,
             index_lock: Mutex::new(()),
             initialised: OnceCell::new(),
         }
     }
 
-    /// The layout's directory.
+    /// The layout's directory or archive.
     pub fn path(&self) -> &Path {
-        &self.root
+        self.files.path()
     }
 
-    /// `oci:PATH` followed by what is acted on, for messages.
+    /// `oci:PATH` or `oci-archive:PATH` followed by what is acted on, for messages.
     fn target(&self, what: &str) -> String {
         if what.is_empty() {
             self.location()
@@ -130,6 +160,24 @@ impl Layout {
 
     fn error(&self, op: Op, what: &str, kind: ErrorKind) -> StoreError {
         StoreError::new(op, self.target(what), kind)
+    }
+
+    /// Checks the `oci-layout` file of a layout that should exist.
+    async fn check_existing(&self) -> Result<()> {
+        match self.files.read(LAYOUT_FILE).await {
+            Ok(Some(bytes)) => self.check_layout_file(&bytes)?,
+            Ok(None) => {
+                let kind = if tokio::fs::metadata(self.path()).await.is_ok() {
+                    ErrorKind::Invalid("not an OCI image layout: it has no oci-layout file".into())
+                } else {
+                    ErrorKind::NotFound(Some("no such directory".into()))
+                };
+                return Err(self.error(Op::Open, "", kind));
+            }
+            Err(e) => return Err(self.error(Op::Open, "", e.into())),
+        }
+        self.initialised.set(()).expect("fresh cell");
+        Ok(())
     }
 
     fn check_layout_file(&self, bytes: &[u8]) -> Result<()> {
@@ -145,19 +193,13 @@ impl Layout {
         Ok(())
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
-
     /// The layout's `index.json`; a layout not created yet has an empty one.
     async fn read_index(&self) -> Result<ImageIndex> {
-        let bytes = match tokio::fs::read(self.root.join(INDEX_FILE)).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.initialised.get().is_none() => {
-                return Ok(ImageIndex::new());
+        let bytes = match self.files.read(INDEX_FILE).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) if self.initialised.get().is_none() => return Ok(ImageIndex::new()),
+            Ok(None) => {
+                return Err(self.error(Op::Open, INDEX_FILE, ErrorKind::NotFound(None)));
             }
             Err(e) => return Err(self.error(Op::Open, INDEX_FILE, e.into())),
         };
@@ -172,7 +214,8 @@ impl Layout {
 
     async fn write_index(&self, index: &ImageIndex) -> Result<()> {
         let bytes = serde_json::to_vec(index).expect("index serialises");
-        fsutil::write_atomic(&self.root, &self.root.join(INDEX_FILE), &bytes)
+        self.files
+            .replace(INDEX_FILE, Bytes::from(bytes))
             .await
             .map_err(|e| self.error(Op::Tag, INDEX_FILE, e.into()))
     }
@@ -181,25 +224,22 @@ impl Layout {
         self.initialised
             .get_or_try_init(|| async {
                 let fail = |e: io::Error| self.error(Op::Open, "", e.into());
-                tokio::fs::create_dir_all(self.root.join("blobs"))
-                    .await
-                    .map_err(fail)?;
-                let layout = serde_json::to_vec(&LayoutFile {
-                    image_layout_version: LAYOUT_VERSION.into(),
-                })
-                .expect("serialises");
-                if !tokio::fs::try_exists(self.root.join(LAYOUT_FILE))
-                    .await
-                    .map_err(fail)?
-                {
-                    fsutil::write_atomic(&self.root, &self.root.join(LAYOUT_FILE), &layout)
+                if let Files::Dir(dir) = &self.files {
+                    tokio::fs::create_dir_all(dir.join("blobs"))
                         .await
                         .map_err(fail)?;
                 }
-                if !tokio::fs::try_exists(self.root.join(INDEX_FILE))
-                    .await
-                    .map_err(fail)?
-                {
+                if self.files.len(LAYOUT_FILE).await.map_err(fail)?.is_none() {
+                    let layout = serde_json::to_vec(&LayoutFile {
+                        image_layout_version: LAYOUT_VERSION.into(),
+                    })
+                    .expect("serialises");
+                    self.files
+                        .replace(LAYOUT_FILE, Bytes::from(layout))
+                        .await
+                        .map_err(fail)?;
+                }
+                if self.files.len(INDEX_FILE).await.map_err(fail)?.is_none() {
                     self.write_index(&ImageIndex::new()).await?;
                 }
                 Ok(())
@@ -241,32 +281,32 @@ impl Layout {
 
     /// Reads a manifest blob by digest alone, to learn its media type.
     async fn describe_manifest(&self, digest: &Digest) -> Result<Descriptor> {
-        let path = self.blob_path(digest);
-        let meta = tokio::fs::metadata(&path)
+        let name = blob_name(digest);
+        let fail = |kind| self.error(Op::Resolve, digest.as_str(), kind);
+        let size = self
+            .files
+            .len(&name)
             .await
-            .map_err(|e| self.error(Op::Resolve, digest.as_str(), not_found_or_io(e)))?;
-        if meta.len() > MANIFEST_MAX_BYTES as u64 {
-            return Err(self.error(
-                Op::Resolve,
-                digest.as_str(),
-                wharf_oci::ManifestError::TooLarge(meta.len() as usize).into(),
+            .map_err(|e| fail(e.into()))?
+            .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
+        if size > MANIFEST_MAX_BYTES as u64 {
+            return Err(fail(
+                wharf_oci::ManifestError::TooLarge(size as usize).into(),
             ));
         }
-        let raw = tokio::fs::read(&path)
+        let raw = self
+            .files
+            .read(&name)
             .await
-            .map_err(|e| self.error(Op::Resolve, digest.as_str(), e.into()))?;
-        let manifest = Manifest::parse(Bytes::from(raw), None)
-            .map_err(|e| self.error(Op::Resolve, digest.as_str(), e.into()))?;
+            .map_err(|e| fail(e.into()))?
+            .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
+        let manifest = Manifest::parse(raw, None).map_err(|e| fail(e.into()))?;
         let descriptor = manifest.descriptor();
         if descriptor.digest != *digest {
-            return Err(self.error(
-                Op::Resolve,
-                digest.as_str(),
-                ErrorKind::DigestMismatch {
-                    expected: digest.clone(),
-                    actual: descriptor.digest,
-                },
-            ));
+            return Err(fail(ErrorKind::DigestMismatch {
+                expected: digest.clone(),
+                actual: descriptor.digest,
+            }));
         }
         Ok(descriptor)
     }
@@ -282,19 +322,37 @@ impl Layout {
     }
 }
 
+/// `blobs/<alg>/<hex>`.
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm().as_str(), digest.hex())
+}
+
+/// The digest a blob's name carries.
+fn blob_digest(name: &str) -> Option<Digest> {
+    let rest = name.strip_prefix("blobs/")?;
+    let (algorithm, hex) = rest.split_once('/')?;
+    Digest::parse(&format!("{algorithm}:{hex}")).ok()
+}
+
+fn archive_error(path: &Path, op: Op, kind: ErrorKind) -> StoreError {
+    StoreError::new(op, format!("oci-archive:{}", path.display()), kind)
+}
+
+fn not_a_file(path: &Path) -> ErrorKind {
+    if path.exists() {
+        ErrorKind::Invalid(
+            "not a file: an oci-archive is a tar file (use oci: for a directory)".into(),
+        )
+    } else {
+        ErrorKind::NotFound(Some("no such file".into()))
+    }
+}
+
 fn ref_name(descriptor: &Descriptor) -> Option<&str> {
     descriptor
         .annotations
         .get(ANNOTATION_REF_NAME)
         .map(String::as_str)
-}
-
-fn not_found_or_io(e: io::Error) -> ErrorKind {
-    if e.kind() == io::ErrorKind::NotFound {
-        ErrorKind::NotFound(None)
-    } else {
-        e.into()
-    }
 }
 
 /// An `index.json` entry as a plain descriptor, without the layout's own naming annotation.
@@ -307,7 +365,10 @@ fn without_ref_name(descriptor: &Descriptor) -> Descriptor {
 #[async_trait]
 impl ReadStore for Layout {
     fn location(&self) -> String {
-        format!("oci:{}", self.root.display())
+        match &self.files {
+            Files::Dir(dir) => format!("oci:{}", dir.display()),
+            Files::Archive(archive) => format!("oci-archive:{}", archive.path().display()),
+        }
     }
 
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {
@@ -366,21 +427,23 @@ impl ReadStore for Layout {
 
     async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
         let what = format!("blob {}", descriptor.digest);
-        let file = tokio::fs::File::open(self.blob_path(&descriptor.digest))
+        let reader = self
+            .files
+            .reader(&blob_name(&descriptor.digest))
             .await
-            .map_err(|e| self.error(Op::Fetch, &what, not_found_or_io(e)))?;
+            .map_err(|e| self.error(Op::Fetch, &what, e.into()))?
+            .ok_or_else(|| self.error(Op::Fetch, &what, ErrorKind::NotFound(None)))?;
         let target = self.target(&what);
-        let stream = ReaderStream::with_capacity(file, READ_CHUNK).map(move |chunk| {
+        let stream = ReaderStream::with_capacity(reader, READ_CHUNK).map(move |chunk| {
             chunk.map_err(|e| StoreError::new(Op::Fetch, target.clone(), e.into()))
         });
         Ok(Box::pin(stream))
     }
 
     async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
-        match tokio::fs::metadata(self.blob_path(&descriptor.digest)).await {
-            // A blob of the wrong size is damaged: report it missing so it is written again.
-            Ok(meta) => Ok(meta.is_file() && meta.len() == descriptor.size),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        // A blob of the wrong size is damaged: report it missing so it is written again.
+        match self.files.len(&blob_name(&descriptor.digest)).await {
+            Ok(size) => Ok(size == Some(descriptor.size)),
             Err(e) => Err(self.error(Op::Exists, descriptor.digest.as_str(), e.into())),
         }
     }
@@ -406,14 +469,12 @@ impl Store for Layout {
     async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
         self.ensure_initialised().await?;
         let what = format!("blob {}", descriptor.digest);
-        let fail = |e: io::Error| self.error(Op::Push, &what, e.into());
-        let target = self.blob_path(&descriptor.digest);
-        let (mut file, temp) = fsutil::temp_file(&self.root).await.map_err(fail)?;
-        let mut body = verified(descriptor, Op::Push, self.target(&what), body);
-        while let Some(chunk) = body.next().await {
-            file.write_all(&chunk?).await.map_err(fail)?;
-        }
-        fsutil::persist(file, temp, &target).await.map_err(fail)
+        let body = verified(descriptor, Op::Push, self.target(&what), body);
+        self.files
+            .write_stream(&blob_name(&descriptor.digest), descriptor.size, body, |e| {
+                self.error(Op::Push, &what, e.into())
+            })
+            .await
     }
 
     async fn push_manifest(
@@ -426,14 +487,23 @@ impl Store for Layout {
         check_bytes(descriptor, &raw, &self.target(&what))?;
         self.ensure_initialised().await?;
         if !self.exists(descriptor).await? {
-            fsutil::write_atomic(&self.root, &self.blob_path(&descriptor.digest), &raw)
-                .await
-                .map_err(|e| self.error(Op::Push, &what, e.into()))?;
+            self.files
+                .write(&blob_name(&descriptor.digest), raw, |e| {
+                    self.error(Op::Push, &what, e.into())
+                })
+                .await?;
         }
         match role {
             ManifestRole::Child => Ok(()),
             ManifestRole::Root => self.record_root(descriptor, None).await,
             ManifestRole::Tag(tag) => self.record_root(descriptor, Some(tag)).await,
         }
+    }
+
+    async fn finish(&self) -> Result<()> {
+        self.files
+            .finish()
+            .await
+            .map_err(|e| self.error(Op::Push, "", e.into()))
     }
 }

@@ -262,7 +262,7 @@ impl Registries {
         }
     }
 
-    /// The layout at `path` for writing, shared by everything this context writes there.
+    /// The layout directory at `path` for writing, shared by everything this context writes there.
     pub async fn layout(&self, path: &std::path::Path) -> Result<Arc<Layout>> {
         let mut layouts = self.inner.layouts.lock().await;
         if let Some(layout) = layouts.get(path) {
@@ -273,15 +273,74 @@ impl Registries {
         Ok(layout)
     }
 
-    /// The CTF at `path` for writing, shared by everything this context writes there.
-    pub async fn ctf(&self, path: &std::path::Path) -> Result<Arc<Ctf>> {
+    /// The `oci-archive:` at `path`, shared by everything this context reads or writes there: indexed
+    /// once, and written out by [`Registries::finish`].
+    pub async fn archive(&self, path: &std::path::Path, write: bool) -> Result<Arc<Layout>> {
+        let mut layouts = self.inner.layouts.lock().await;
+        if let Some(layout) = layouts.get(path) {
+            return Ok(layout.clone());
+        }
+        let layout = Arc::new(if write {
+            Layout::create_archive(path).await?
+        } else {
+            Layout::open_archive(path).await?
+        });
+        layouts.insert(path.to_owned(), layout.clone());
+        Ok(layout)
+    }
+
+    /// The CTF at `path`, shared by everything this context reads or writes there: an archive is
+    /// indexed once, and written out by [`Registries::finish`].
+    pub async fn ctf(&self, path: &std::path::Path, write: bool) -> Result<Arc<Ctf>> {
         let mut ctfs = self.inner.ctfs.lock().await;
         if let Some(ctf) = ctfs.get(path) {
             return Ok(ctf.clone());
         }
-        let ctf = Ctf::create(path).await?;
+        let ctf = if write {
+            Ctf::create(path).await?
+        } else {
+            Ctf::open(path).await?
+        };
         ctfs.insert(path.to_owned(), ctf.clone());
         Ok(ctf)
+    }
+
+    /// Finishes every layout, archive and CTF opened through this context: archives written to are
+    /// written out (see [`Store::finish`]); the rest need nothing. Call once, after the last write.
+    pub async fn finish(&self) -> Result<()> {
+        for layout in self.opened_layouts().await {
+            layout.finish().await?;
+        }
+        for ctf in self.opened_ctfs().await {
+            ctf.finish().await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves every archive written through this context unfinished but resumable: its partial file
+    /// holds what was written, indexes included, and the next run to write it carries on. For runs
+    /// that failed in part; returns the archives left so.
+    pub async fn checkpoint(&self) -> Result<Vec<std::path::PathBuf>> {
+        let mut unfinished = Vec::new();
+        for layout in self.opened_layouts().await {
+            if layout.checkpoint().await? {
+                unfinished.push(layout.path().to_owned());
+            }
+        }
+        for ctf in self.opened_ctfs().await {
+            if ctf.checkpoint().await? {
+                unfinished.push(ctf.path().to_owned());
+            }
+        }
+        Ok(unfinished)
+    }
+
+    async fn opened_layouts(&self) -> Vec<Arc<Layout>> {
+        self.inner.layouts.lock().await.values().cloned().collect()
+    }
+
+    async fn opened_ctfs(&self) -> Vec<Arc<Ctf>> {
+        self.inner.ctfs.lock().await.values().cloned().collect()
     }
 
     /// Checks that the registry accepts this context's credentials (`wharf login`).

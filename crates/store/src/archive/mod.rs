@@ -1,0 +1,670 @@
+//! Tar archives as the file system of a store: members read where they are, written in parallel, and
+//! an interrupted write resumed.
+//!
+//! Opening indexes the tar once (each member's offset and size, every entry checked, nothing
+//! extracted); a `.tgz` is first decompressed to a temporary tar. Writing goes to
+//! `<archive>.wharf-partial`, a plain tar: each member gets its header and a region sized from its
+//! descriptor up front, so blobs stream into the file side by side with positional writes and every byte
+//! is written once. Files that change (`index.json`, `artifact-index.json`) are kept in memory and
+//! written by [`Archive::finish`], which ends the tar, syncs it, compresses it for `.tgz` and renames it
+//! into place: the archive appears whole or not at all.
+//!
+//! An interrupted write leaves the partial file. Opening the archive for writing again scans it, keeps
+//! each whole member whose content matches the digest its name carries, and carries on after them; a
+//! region that did not match is written again in place or dropped at the end.
+
+mod scan;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use futures_util::StreamExt;
+use tempfile::TempPath;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use wharf_oci::Digest;
+
+use crate::{ByteStream, ErrorKind, StoreError};
+use scan::{BLOCK, Member, ScanMode};
+
+/// Modification time of every entry, as OCM writes it, so equal content gives equal archives.
+const MTIME: u64 = 1_640_995_200; // 2022-01-01T00:00:00Z
+/// Bytes gathered from a stream before one positional write.
+const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// Why an archive cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// An entry that is not a plain file or directory, or whose path could point outside the archive.
+    #[error("archive entry {path:?} refused: {reason}")]
+    Unsafe {
+        /// The entry's path as stored.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The tar structure is broken.
+    #[error("damaged archive: {0}")]
+    Damaged(String),
+    /// Reading failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<ArchiveError> for ErrorKind {
+    fn from(e: ArchiveError) -> ErrorKind {
+        match e {
+            ArchiveError::Io(e) => ErrorKind::Io(e),
+            other => ErrorKind::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// What a member's name says its content must hash to (blob names), or `None` for other files.
+pub(crate) type ContentDigest = fn(&str) -> Option<Digest>;
+
+/// A tar (or gzip-compressed tar) archive, read and written in place.
+pub(crate) struct Archive {
+    path: PathBuf,
+    gzip: bool,
+    state: Mutex<State>,
+    /// Serialises setting up the partial file.
+    writer_setup: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The plain tar the members are in, once there is one.
+    tar: Option<PathBuf>,
+    members: HashMap<String, Member>,
+    /// End of the last member in `tar`.
+    end: u64,
+    /// Files set by [`Archive::replace`], written at [`Archive::finish`].
+    pending: BTreeMap<String, Bytes>,
+    writer: Option<Writer>,
+    /// Something was written since the archive was opened or last finished.
+    dirty: bool,
+    /// The decompressed copy of a `.tgz`, removed with the archive.
+    decompressed: Option<TempPath>,
+}
+
+struct Writer {
+    file: Arc<File>,
+    /// Regions not holding a member (a failed write, a replaced file): reused by a member of the same
+    /// name and size, else dropped at the end.
+    holes: Vec<(String, Member)>,
+    /// Members being written.
+    writing: HashSet<String>,
+}
+
+impl Archive {
+    /// Opens an existing archive to read it.
+    pub async fn open(path: &Path, gzip: bool) -> Result<Archive, ArchiveError> {
+        let (path, blocking_path) = (path.to_owned(), path.to_owned());
+        let state = blocking(move || State::read(&blocking_path, gzip)).await?;
+        Ok(Archive::with_state(path, gzip, state))
+    }
+
+    /// Opens an archive to write it: resumes `<path>.wharf-partial` if an earlier write left one, else
+    /// reads the existing archive (whose members are kept), else starts empty. Nothing is created before
+    /// the first write.
+    pub async fn open_for_write(
+        path: &Path,
+        gzip: bool,
+        content_digest: ContentDigest,
+    ) -> Result<Archive, ArchiveError> {
+        let partial = partial_path(path);
+        let state = if partial.exists() {
+            blocking(move || State::resume(&partial, content_digest)).await?
+        } else if path.exists() {
+            let path = path.to_owned();
+            blocking(move || {
+                let mut state = State::read(&path, gzip)?;
+                state.take_trailing_files(content_digest)?;
+                Ok::<_, ArchiveError>(state)
+            })
+            .await?
+        } else {
+            State::default()
+        };
+        Ok(Archive::with_state(path.to_owned(), gzip, state))
+    }
+
+    fn with_state(path: PathBuf, gzip: bool, state: State) -> Archive {
+        Archive {
+            path,
+            gzip,
+            state: Mutex::new(state),
+            writer_setup: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The archive's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The length of member `name`, if the archive has it.
+    pub fn len(&self, name: &str) -> Option<u64> {
+        let state = self.state();
+        match state.pending.get(name) {
+            Some(bytes) => Some(bytes.len() as u64),
+            None => state.members.get(name).map(|m| m.size),
+        }
+    }
+
+    /// Member `name` in memory; for small files.
+    pub async fn read(&self, name: &str) -> io::Result<Option<Bytes>> {
+        let (tar, member) = {
+            let state = self.state();
+            if let Some(bytes) = state.pending.get(name) {
+                return Ok(Some(bytes.clone()));
+            }
+            match (&state.tar, state.members.get(name)) {
+                (Some(tar), Some(member)) => (tar.clone(), *member),
+                _ => return Ok(None),
+            }
+        };
+        let mut reader = open_member(&tar, member).await?;
+        let mut bytes = Vec::with_capacity(member.size as usize);
+        reader.read_to_end(&mut bytes).await?;
+        Ok(Some(Bytes::from(bytes)))
+    }
+
+    /// Member `name` as a stream of bytes.
+    pub async fn reader(&self, name: &str) -> io::Result<Option<Pin<Box<dyn AsyncRead + Send>>>> {
+        let (tar, member) = {
+            let state = self.state();
+            if let Some(bytes) = state.pending.get(name) {
+                return Ok(Some(Box::pin(io::Cursor::new(bytes.clone()))));
+            }
+            match (&state.tar, state.members.get(name)) {
+                (Some(tar), Some(member)) => (tar.clone(), *member),
+                _ => return Ok(None),
+            }
+        };
+        Ok(Some(Box::pin(open_member(&tar, member).await?)))
+    }
+
+    /// Writes member `name` of `size` bytes from `body`. The member exists once the body has ended
+    /// cleanly; a body that fails leaves a region to be written again or dropped.
+    pub async fn write_stream(
+        &self,
+        name: &str,
+        size: u64,
+        mut body: ByteStream,
+        fail: impl Fn(io::Error) -> StoreError,
+    ) -> crate::Result<()> {
+        self.ensure_writer().await.map_err(&fail)?;
+        let Some((file, member)) = self.reserve(name, size).map_err(&fail)? else {
+            return Ok(());
+        };
+        let written = async {
+            let mut offset = member.data;
+            let mut buffer = BytesMut::new();
+            loop {
+                let chunk = body.next().await.transpose()?;
+                if let Some(chunk) = &chunk {
+                    buffer.extend_from_slice(chunk);
+                }
+                if buffer.len() >= WRITE_CHUNK || (chunk.is_none() && !buffer.is_empty()) {
+                    let bytes = buffer.split().freeze();
+                    let len = bytes.len() as u64;
+                    if offset + len > member.data + size {
+                        return Err(fail(io::Error::other("more bytes than the member's size")));
+                    }
+                    let file = file.clone();
+                    blocking(move || file.write_all_at(&bytes, offset))
+                        .await
+                        .map_err(&fail)?;
+                    offset += len;
+                }
+                if chunk.is_none() {
+                    break;
+                }
+            }
+            if offset != member.data + size {
+                return Err(fail(io::Error::other("fewer bytes than the member's size")));
+            }
+            Ok(())
+        }
+        .await;
+        let mut state = self.state();
+        let writer = state.writer.as_mut().expect("set up before writing");
+        writer.writing.remove(name);
+        match written {
+            Ok(()) => {
+                state.members.insert(name.to_owned(), member);
+            }
+            Err(_) => writer.holes.push((name.to_owned(), member)),
+        }
+        written
+    }
+
+    /// Writes member `name` with `bytes` as content.
+    pub async fn write(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        fail: impl Fn(io::Error) -> StoreError,
+    ) -> crate::Result<()> {
+        let size = bytes.len() as u64;
+        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+        self.write_stream(name, size, body, fail).await
+    }
+
+    /// Sets file `name` to `bytes`, replacing what it held, when the archive is finished.
+    pub fn replace(&self, name: &str, bytes: Bytes) {
+        let mut state = self.state();
+        state.pending.insert(name.to_owned(), bytes);
+        state.dirty = true;
+    }
+
+    /// Claims a region for `name`: its hole from an earlier attempt, else the end of the tar. `None`
+    /// when the member is there already or being written.
+    fn reserve(&self, name: &str, size: u64) -> io::Result<Option<(Arc<File>, Member)>> {
+        let mut state = self.state();
+        if state.members.contains_key(name) {
+            return Ok(None);
+        }
+        let end = state.end;
+        let writer = state.writer.as_mut().expect("set up before reserving");
+        if !writer.writing.insert(name.to_owned()) {
+            return Ok(None);
+        }
+        let reused = writer
+            .holes
+            .iter()
+            .position(|(hole, member)| hole == name && member.size == size)
+            .map(|at| writer.holes.swap_remove(at).1);
+        let header = header_bytes(name, size)?;
+        let member = reused.unwrap_or(Member {
+            start: end,
+            data: end + header.len() as u64,
+            size,
+        });
+        debug_assert_eq!(member.data - member.start, header.len() as u64);
+        writer.file.write_all_at(&header, member.start)?;
+        let file = writer.file.clone();
+        state.end = state.end.max(member.end());
+        state.dirty = true;
+        Ok(Some((file, member)))
+    }
+
+    /// Creates the partial file on the first write: a copy of the existing archive's tar, or empty.
+    async fn ensure_writer(&self) -> io::Result<()> {
+        if self.state().writer.is_some() {
+            return Ok(());
+        }
+        let _setup = self.writer_setup.lock().await;
+        let (source, end) = {
+            let state = self.state();
+            if state.writer.is_some() {
+                return Ok(());
+            }
+            (state.tar.clone(), state.end)
+        };
+        let partial = partial_path(&self.path);
+        let target = partial.clone();
+        let file = blocking::<_, io::Error>(move || {
+            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            if let Some(source) = source {
+                std::fs::copy(source, &target)?;
+            }
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&target)?;
+            file.set_len(end)?;
+            Ok(file)
+        })
+        .await?;
+        let mut state = self.state();
+        state.tar = Some(partial);
+        state.writer = Some(Writer {
+            file: Arc::new(file),
+            holes: Vec::new(),
+            writing: HashSet::new(),
+        });
+        Ok(())
+    }
+
+    /// Whether anything was written since the archive was opened or last finished.
+    pub fn dirty(&self) -> bool {
+        self.state().dirty
+    }
+
+    /// Writes the pending files into the partial archive and syncs it, without finishing it, so that a
+    /// later run resumes with them (the roots recorded so far). Nothing happens when nothing was
+    /// written.
+    pub async fn checkpoint(&self) -> io::Result<()> {
+        if !self.dirty() {
+            return Ok(());
+        }
+        self.write_pending().await?;
+        let file = self
+            .state()
+            .writer
+            .as_ref()
+            .map(|w| w.file.clone())
+            .expect("set up by write_pending");
+        blocking(move || file.sync_all()).await
+    }
+
+    /// Appends the pending files as members, in place of the ones they replace.
+    async fn write_pending(&self) -> io::Result<()> {
+        self.ensure_writer().await?;
+        let pending: Vec<(String, Bytes)> = std::mem::take(&mut self.state().pending)
+            .into_iter()
+            .collect();
+        for (name, bytes) in &pending {
+            {
+                let mut state = self.state();
+                if let Some(old) = state.members.remove(name) {
+                    let writer = state.writer.as_mut().expect("set up above");
+                    writer.holes.push((name.clone(), old));
+                }
+            }
+            self.drop_trailing_holes();
+            self.write(name, bytes.clone(), |e| {
+                StoreError::new(crate::Op::Push, name.clone(), e.into())
+            })
+            .await
+            .map_err(io::Error::other)?;
+        }
+        self.drop_trailing_holes();
+        Ok(())
+    }
+
+    /// Writes the pending files, ends and syncs the tar, and moves it into place (compressed for
+    /// `.tgz`). Nothing happens when nothing was written.
+    pub async fn finish(&self) -> io::Result<()> {
+        if !self.dirty() {
+            return Ok(());
+        }
+        self.write_pending().await?;
+        let (file, partial, holes, members, end) = {
+            let mut state = self.state();
+            let writer = state.writer.take().expect("set up above");
+            if !writer.writing.is_empty() {
+                return Err(io::Error::other("members are still being written"));
+            }
+            let holes = !writer.holes.is_empty();
+            (
+                writer.file,
+                state.tar.clone().expect("writer has a tar"),
+                holes,
+                state.members.clone(),
+                state.end,
+            )
+        };
+        let (path, gzip) = (self.path.clone(), self.gzip);
+        let (members, end, decompressed) = blocking::<_, io::Error>(move || {
+            drop(file);
+            let (members, end) = if holes {
+                compact(&partial, members)?
+            } else {
+                (members, end)
+            };
+            let file = File::options().write(true).open(&partial)?;
+            file.set_len(end + 2 * BLOCK)?;
+            file.sync_all()?;
+            drop(file);
+            let decompressed = if gzip {
+                compress(&partial, &path)?;
+                // Kept, under a temporary name, as the tar later reads come from.
+                let kept = tempfile::Builder::new()
+                    .prefix(".wharf-tmp-")
+                    .make_in(parent_dir(&path), |temp| std::fs::rename(&partial, temp))?;
+                Some(kept.into_temp_path())
+            } else {
+                std::fs::rename(&partial, &path)?;
+                None
+            };
+            sync_parent(&path)?;
+            Ok((members, end, decompressed))
+        })
+        .await?;
+        let mut state = self.state();
+        state.tar = Some(match &decompressed {
+            Some(temp) => temp.to_path_buf(),
+            None => self.path.clone(),
+        });
+        state.members = members;
+        state.end = end;
+        state.decompressed = decompressed;
+        state.dirty = false;
+        Ok(())
+    }
+
+    /// Gives back space at the end of the tar that holds no member.
+    fn drop_trailing_holes(&self) {
+        let mut state = self.state();
+        let State { writer, end, .. } = &mut *state;
+        let Some(writer) = writer else { return };
+        while let Some(at) = writer.holes.iter().position(|(_, m)| m.end() == *end) {
+            *end = writer.holes.swap_remove(at).1.start;
+        }
+    }
+}
+
+impl State {
+    /// The state of an existing archive.
+    fn read(path: &Path, gzip: bool) -> Result<State, ArchiveError> {
+        let (tar, decompressed) = if gzip {
+            let temp = tempfile::Builder::new()
+                .prefix(".wharf-tgz-")
+                .suffix(".tar")
+                .tempfile()?
+                .into_temp_path();
+            let mut input = GzDecoder::new(BufReader::new(File::open(path)?));
+            let mut output = BufWriter::new(File::create(&temp)?);
+            io::copy(&mut input, &mut output)
+                .map_err(|e| ArchiveError::Damaged(format!("gzip: {e}")))?;
+            output.flush()?;
+            (temp.to_path_buf(), Some(temp))
+        } else {
+            (path.to_owned(), None)
+        };
+        let scanned = scan::scan(&tar, ScanMode::Strict)?;
+        Ok(State {
+            tar: Some(tar),
+            members: scanned.members,
+            end: scanned.end,
+            decompressed,
+            ..State::default()
+        })
+    }
+
+    /// The state of a partial archive left by an interrupted write: whole members whose content
+    /// matches the digest in their name are kept, others become holes.
+    fn resume(partial: &Path, content_digest: ContentDigest) -> Result<State, ArchiveError> {
+        let scanned = scan::scan(partial, ScanMode::Resume)?;
+        let file = File::options().read(true).write(true).open(partial)?;
+        file.set_len(scanned.end)?;
+        let mut members = HashMap::new();
+        let mut holes = Vec::new();
+        for (name, member) in scanned.members {
+            let intact = match content_digest(&name) {
+                Some(expected) => content_matches(&file, member, &expected)?,
+                None => true,
+            };
+            if intact {
+                members.insert(name, member);
+            } else {
+                holes.push((name, member));
+            }
+        }
+        tracing::info!(
+            partial = %partial.display(),
+            kept = members.len(),
+            damaged = holes.len(),
+            "resuming an interrupted archive"
+        );
+        let mut state = State {
+            tar: Some(partial.to_owned()),
+            members,
+            end: scanned.end,
+            writer: Some(Writer {
+                file: Arc::new(file),
+                holes,
+                writing: HashSet::new(),
+            }),
+            dirty: true,
+            ..State::default()
+        };
+        state.take_trailing_files(content_digest)?;
+        if let Some(writer) = &state.writer {
+            writer.file.set_len(state.end)?;
+        }
+        Ok(state)
+    }
+
+    /// Moves the files after the last blob (the indexes, written last) into memory, so that writing
+    /// carries on where the blobs end and the indexes are written once, at the end.
+    fn take_trailing_files(&mut self, content_digest: ContentDigest) -> io::Result<()> {
+        let Some(tar) = &self.tar else { return Ok(()) };
+        let mut ordered: Vec<(String, Member)> =
+            self.members.iter().map(|(n, m)| (n.clone(), *m)).collect();
+        ordered.sort_by_key(|(_, m)| std::cmp::Reverse(m.start));
+        let file = File::open(tar)?;
+        for (name, member) in ordered {
+            if content_digest(&name).is_some() || member.end() != self.end {
+                break;
+            }
+            let mut bytes = vec![0u8; member.size as usize];
+            file.read_exact_at(&mut bytes, member.data)?;
+            self.pending.insert(name.clone(), Bytes::from(bytes));
+            self.members.remove(&name);
+            self.end = member.start;
+        }
+        Ok(())
+    }
+}
+
+/// Where an archive is written until it is finished.
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".wharf-partial");
+    PathBuf::from(name)
+}
+
+async fn blocking<T: Send + 'static, E: From<io::Error> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| E::from(io::Error::other(e)))?
+}
+
+async fn open_member(tar: &Path, member: Member) -> io::Result<impl AsyncRead + Send + use<>> {
+    let mut file = tokio::fs::File::open(tar).await?;
+    file.seek(SeekFrom::Start(member.data)).await?;
+    Ok(file.take(member.size))
+}
+
+fn content_matches(file: &File, member: Member, expected: &Digest) -> io::Result<bool> {
+    let mut digester = expected.algorithm().digester();
+    let mut buffer = vec![0u8; WRITE_CHUNK];
+    let mut offset = member.data;
+    let end = member.data + member.size;
+    while offset < end {
+        let want = ((end - offset) as usize).min(buffer.len());
+        file.read_exact_at(&mut buffer[..want], offset)?;
+        digester.update(&buffer[..want]);
+        offset += want as u64;
+    }
+    Ok(digester.finish() == *expected)
+}
+
+/// The header blocks of a regular file member: a GNU long-name entry first when the name needs it.
+fn header_bytes(name: &str, size: u64) -> io::Result<Vec<u8>> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_mtime(MTIME);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(size);
+    let mut builder = tar::Builder::new(Vec::new());
+    // Appends only the header blocks: the content is written in place afterwards. The bytes are
+    // taken before the builder would end the archive.
+    builder.append_data(&mut header, name, io::empty())?;
+    Ok(builder.get_ref().clone())
+}
+
+/// Rewrites `partial` with only its members, in their order, and returns where they now are.
+fn compact(
+    partial: &Path,
+    members: HashMap<String, Member>,
+) -> io::Result<(HashMap<String, Member>, u64)> {
+    let mut ordered: Vec<(String, Member)> = members.into_iter().collect();
+    ordered.sort_by_key(|(_, m)| m.start);
+    let mut temp = partial.as_os_str().to_owned();
+    temp.push(".compact");
+    let temp = PathBuf::from(temp);
+    let mut input = File::open(partial)?;
+    let mut output = BufWriter::new(File::create(&temp)?);
+    let mut moved = HashMap::new();
+    let mut end = 0;
+    for (name, member) in ordered {
+        input.seek(SeekFrom::Start(member.start))?;
+        let length = member.end() - member.start;
+        io::copy(&mut (&mut input).take(length), &mut output)?;
+        let start = end;
+        end += length;
+        moved.insert(
+            name,
+            Member {
+                start,
+                data: start + (member.data - member.start),
+                size: member.size,
+            },
+        );
+    }
+    output.flush()?;
+    drop(output);
+    std::fs::rename(&temp, partial)?;
+    Ok((moved, end))
+}
+
+/// Compresses the finished tar `partial` into `path`, through a temporary file beside it.
+fn compress(partial: &Path, path: &Path) -> io::Result<()> {
+    let temp = tempfile::Builder::new()
+        .prefix(".wharf-tmp-")
+        .tempfile_in(parent_dir(path))?;
+    let mut encoder = GzEncoder::new(BufWriter::new(temp.as_file()), Compression::default());
+    io::copy(&mut BufReader::new(File::open(partial)?), &mut encoder)?;
+    encoder.finish()?.flush()?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    File::open(parent_dir(path))?.sync_all()
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
