@@ -6,8 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const LOCATIONS: &str = "\
 Locations:
-  HOST/REPO[:TAG][@DIGEST]  a repository of a registry (docker://NAME for Docker Hub names)
-  oci:PATH[:TAG][@DIGEST]   an OCI image layout directory (as skopeo and umoci write them)";
+  HOST/REPO[:TAG][@DIGEST]          a repository of a registry (docker://NAME for Docker Hub names)
+  oci:PATH[:TAG][@DIGEST]           an OCI image layout directory (as skopeo and umoci write them)
+  oci-archive:FILE[:TAG][@DIGEST]   a tar of an OCI image layout (as skopeo writes it)
+  ctf:PATH//REPO[:TAG][@DIGEST]     a repository of an OCM Common Transport Format (directory, .tar
+                                    or .tgz)";
 
 /// Move bundles of OCI artifacts between registries, mirrors and air-gap archives so that every
 /// reference inside a bundle still resolves wherever it lands.
@@ -33,6 +36,9 @@ pub enum Command {
     /// Show the manifest a location names.
     #[command(after_help = INSPECT_HELP)]
     Inspect(InspectArgs),
+    /// Read back every manifest and blob of a layout, archive, CTF or repository and check them.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
     /// Show where a pull of a reference goes: the registries.conf endpoints, in the order tried.
     #[command(after_help = RESOLVE_HELP)]
     Resolve(ResolveArgs),
@@ -72,10 +78,17 @@ Examples:
   wharf copy --platform linux/arm64 docker://alpine:3.20 oci:./alpine:3.20
   wharf copy oci:./images:1.0 registry.example.com/team/app:1.0 --dest-creds bot:$TOKEN
   wharf copy --output json oci:./images:1.0 oci:./mirror
+  wharf copy registry.example.com/app:1.0 oci-archive:./app.tar:1.0
+
+Archives (oci-archive:, ctf: .tar and .tgz) are written beside their final name as FILE.wharf-partial
+and appear only when the copy has succeeded. After an interruption, the same command resumes: what
+the partial file holds is checked against its digests and kept, the rest is copied.
 
 Locations:
-  HOST/REPO[:TAG][@DIGEST]  a registry repository (docker://NAME for Docker Hub names)
-  oci:PATH[:TAG][@DIGEST]   an OCI image layout directory";
+  HOST/REPO[:TAG][@DIGEST]          a registry repository (docker://NAME for Docker Hub names)
+  oci:PATH[:TAG][@DIGEST]           an OCI image layout directory
+  oci-archive:FILE[:TAG][@DIGEST]   a tar of an OCI image layout
+  ctf:PATH//REPO[:TAG][@DIGEST]     a repository of an OCM Common Transport Format";
 
 const RESOLVE_HELP: &str = "\
 wharf reads the registries.conf files skopeo and podman read and picks the same endpoints in the same
@@ -87,6 +100,20 @@ Examples:
   wharf resolve quay.io/team/app:1.0
   wharf resolve busybox --registries-conf ./registries.conf --output json
   wharf resolve registry.example.com/app@sha256:4c1e… --registries-conf-dir ./conf.d";
+
+const VERIFY_HELP: &str = "\
+Every manifest and blob below the roots is read back, its size and digest checked, and every
+reference (layers, config, index children, subjects, referrers) must be present. Without a tag or
+digest the roots are everything the location names: each entry of a layout's index.json, each
+artifact of a CTF (ctf:PATH checks all its repositories), each tag of a registry repository.
+Archives are also checked as tars: unsafe or damaged entries are refused. Each problem is printed on
+its own line; the exit status is 1 if there is any.
+
+Examples:
+  wharf verify oci-archive:./export.tar
+  wharf verify ctf:./transport.tgz
+  wharf verify oci:./images:1.0
+  wharf verify --output json localhost:5000/team/app";
 
 const TAGS_HELP: &str = "\
 Examples:
@@ -326,6 +353,24 @@ pub struct InspectArgs {
     /// Print the manifest's bytes exactly as stored.
     #[arg(long, conflicts_with = "output")]
     pub raw: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The location to check: a layout, archive, CTF (ctf:PATH for all of it) or repository.
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
+    /// Do not follow referrers (signatures, SBOMs) of the manifests checked.
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// Blobs read at once.
+    #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.

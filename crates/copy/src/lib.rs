@@ -8,7 +8,8 @@
 //! destination share a registry, else a verified stream, retried when the failure is transient), and
 //! pushes the manifests children-first with the root last. A failure in discovery writes nothing; a
 //! failure during transfer leaves at most complete, verified blobs, never a manifest or tag above
-//! missing content. Referrers follow, each copied the same way.
+//! missing content. Referrers follow, each copied the same way. [`verify()`] walks the same graphs to
+//! read a store's content back and check it.
 //!
 //! ```no_run
 //! # async fn demo(src: &dyn wharf_store::ReadStore, dst: &dyn wharf_store::Store) -> Result<(), wharf_copy::CopyError> {
@@ -22,10 +23,12 @@
 
 mod graph;
 mod job;
+mod verify;
 
 use std::sync::Arc;
 
 pub use job::{Job, Observer, Silent};
+pub use verify::{Problem, VerifyReport, verify};
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, Platform};
 use wharf_store::registry::Registries;
 use wharf_store::{Address, ManifestRole, ReadStore, Store, StoreError};

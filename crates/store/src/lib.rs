@@ -117,6 +117,17 @@ pub trait ReadStore: Send + Sync {
         ))
     }
 
+    /// Every manifest the store names: each tag (with its name), and untagged roots where the store
+    /// keeps a list of roots.
+    async fn roots(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        let mut roots = Vec::new();
+        for tag in self.tags().await? {
+            let descriptor = self.resolve(&tag).await?;
+            roots.push((Some(tag), descriptor));
+        }
+        Ok(roots)
+    }
+
     /// Manifests whose `subject` is `subject`, optionally only those of one artifact type.
     async fn referrers(
         &self,
@@ -183,6 +194,9 @@ impl<T: ReadStore + ?Sized> ReadStore for std::sync::Arc<T> {
     }
     async fn tags(&self) -> Result<Vec<String>> {
         (**self).tags().await
+    }
+    async fn roots(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        (**self).roots().await
     }
     async fn referrers(
         &self,

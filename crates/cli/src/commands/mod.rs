@@ -10,6 +10,7 @@ mod resolve;
 mod serve;
 mod sync;
 mod tags;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Copy(args) => copy::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
         Command::Resolve(args) => resolve::run(args),
         Command::Tags(args) => tags::tags(args).await,
         Command::Catalog(args) => tags::catalog(args).await,

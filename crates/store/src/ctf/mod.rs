@@ -425,6 +425,24 @@ impl ReadStore for CtfRepository {
             .collect())
     }
 
+    async fn roots(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        let entries: Vec<ArtifactEntry> = self
+            .ctf
+            .entries
+            .lock()
+            .await
+            .iter()
+            .filter(|e| e.repository == self.name)
+            .cloned()
+            .collect();
+        let mut roots = Vec::new();
+        for entry in entries {
+            let descriptor = self.descriptor_of(&entry.digest, entry.media_type).await?;
+            roots.push((entry.tag, descriptor));
+        }
+        Ok(roots)
+    }
+
     async fn referrers(
         &self,
         subject: &Descriptor,

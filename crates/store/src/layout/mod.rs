@@ -452,6 +452,15 @@ impl ReadStore for Layout {
         Ok(Layout::tag_list(&self.read_index().await?))
     }
 
+    async fn roots(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        let index = self.read_index().await?;
+        Ok(index
+            .manifests
+            .iter()
+            .map(|entry| (ref_name(entry).map(str::to_owned), without_ref_name(entry)))
+            .collect())
+    }
+
     /// Referrers are roots in `index.json` (as oras writes them) whose manifest names the subject.
     async fn referrers(
         &self,
