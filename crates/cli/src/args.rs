@@ -149,6 +149,12 @@ repositories, and an image already at the destination costs one request. A faili
 stops the others; the exit status is non-zero if any failed, and --retry-failed REPORT (a report
 written with --output json) reruns exactly those.
 
+Air gaps: --to oci-archive:FILE, ctf:FILE.tar or ctf:FILE.tgz exports everything into one archive,
+which appears only when every source succeeded (a partial run leaves FILE.wharf-partial, and the same
+command carries on from it, keeping what it holds after checking each digest). On the other side,
+an archive as the source brings every image it records: oci-archive:FILE all its tags, ctf:FILE every
+artifact it lists, each under its own repository path.
+
 A sync file lists images (source, and optionally tags, digests, platforms, destination) and OCM
 components (source LOCATION//NAME:VERSION, destination, copyResources, recursive):
 
@@ -164,6 +170,8 @@ Examples:
   wharf sync registry.example.com/team/app quay.io/org/tool:2.3 --to mirror.local/copy
   wharf sync --file sync.yaml --to mirror.local/copy --dry-run
   wharf sync --file sync.yaml --to ctf:./airgap.tgz --output json > report.json
+  wharf sync ctf:./airgap.tgz --to registry.internal/mirror
+  wharf sync oci-archive:./images.tar --to registry.internal/mirror
   wharf sync --retry-failed report.json --to mirror.local/copy";
 
 const INSPECT_HELP: &str = "\

@@ -68,14 +68,13 @@ pub async fn verify(
         .map(|root| (root.clone(), None))
         .collect();
     let mut blobs: Vec<(Descriptor, Digest)> = Vec::new();
-    let problem = |descriptor: &Descriptor, kind, parent: &Option<Digest>, error: &StoreError| {
-        Problem {
+    let problem =
+        |descriptor: &Descriptor, kind, parent: &Option<Digest>, error: &StoreError| Problem {
             digest: descriptor.digest.clone(),
             kind,
             referenced_by: parent.clone(),
             error: chain(error),
-        }
-    };
+        };
     while let Some((descriptor, parent)) = manifests.pop() {
         let manifest = match store.fetch_manifest(&descriptor).await {
             Ok(manifest) => manifest,

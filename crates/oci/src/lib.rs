@@ -22,5 +22,6 @@ pub use manifest::{
     ManifestBody, ManifestError, Platform,
 };
 pub use reference::{
-    Reference, ReferenceError, is_valid_domain, validate_repository, validate_tag,
+    Reference, ReferenceError, is_valid_domain, validate_ref_name, validate_repository,
+    validate_tag,
 };

@@ -69,6 +69,11 @@ pub enum ReferenceErrorReason {
     /// Tag not matching `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
     #[error("tag {0:?} is invalid: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'")]
     BadTag(String),
+    /// An image layout name not matching the `org.opencontainers.image.ref.name` grammar.
+    #[error(
+        "image name {0:?} is invalid: use [A-Za-z0-9] runs joined by '-', '.', '_', ':', '@', '+' or '--', in '/'-separated parts"
+    )]
+    BadRefName(String),
     /// A repository that is a bare 64-hex identifier, which Docker forbids as ambiguous.
     #[error("a repository name cannot be a 64-character hexadecimal string")]
     HexIdentifier,
@@ -358,6 +363,42 @@ pub fn is_valid_domain(text: &str) -> bool {
     !text.is_empty() && check_domain(text).is_ok()
 }
 
+/// Checks an image name in an OCI image layout (`org.opencontainers.image.ref.name`): `/`-separated
+/// components of alphanumeric runs joined by `-`, `.`, `_`, `:`, `@`, `+` or `--`, so `1.0` and
+/// `team/app:1.0` both qualify.
+pub fn validate_ref_name(name: &str) -> Result<(), ReferenceError> {
+    let component_ok = |component: &str| {
+        let bytes = component.as_bytes();
+        let separator = |b: u8| matches!(b, b'-' | b'.' | b'_' | b':' | b'@' | b'+');
+        let mut previous_separator = true;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b.is_ascii_alphanumeric() {
+                previous_separator = false;
+            } else if separator(b) && !previous_separator {
+                // `--` is the one two-character separator.
+                if b == b'-' && bytes.get(i + 1) == Some(&b'-') {
+                    i += 1;
+                }
+                previous_separator = true;
+            } else {
+                return false;
+            }
+            i += 1;
+        }
+        !previous_separator
+    };
+    if !name.is_empty() && name.split('/').all(component_ok) {
+        Ok(())
+    } else {
+        Err(ReferenceError {
+            input: name.to_owned(),
+            reason: ReferenceErrorReason::BadRefName(name.to_owned()),
+        })
+    }
+}
+
 /// Checks a tag on its own, for places that take a tag apart from a reference.
 pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     check_tag(tag).map_err(|reason| ReferenceError {
@@ -402,6 +443,18 @@ mod tests {
         Reference::parse(input)
             .unwrap_or_else(|e| panic!("{input}: {e}"))
             .to_string()
+    }
+
+    #[test]
+    fn layout_image_names_follow_the_ref_name_grammar() {
+        for good in ["1.0", "v1", "team/app:1.0", "a--b", "x@y+z", "A_B.c"] {
+            assert!(validate_ref_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "-a", "a-", "a//b", "/a", "a/", "a---b", "a b", "a:/b", "a..b",
+        ] {
+            assert!(validate_ref_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

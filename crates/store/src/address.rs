@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use wharf_oci::{Descriptor, Digest, Reference, validate_tag};
+use wharf_oci::{Descriptor, Digest, Reference, validate_ref_name};
 
 use crate::layout::Layout;
 use crate::registry::Registries;
@@ -91,6 +91,15 @@ impl Address {
             return Err(fail(format!("unknown kind of location; {KINDS}")));
         }
         parse_registry(input).map_err(fail)
+    }
+
+    /// The CTF that `ctf:PATH` (without `//REPO`) names as a whole, for commands that take all of
+    /// its repositories.
+    pub fn whole_ctf(input: &str) -> Option<PathBuf> {
+        input
+            .strip_prefix("ctf:")
+            .filter(|rest| !rest.is_empty() && !rest.contains("//"))
+            .map(PathBuf::from)
     }
 
     /// The tag the location names, if any.
@@ -225,7 +234,7 @@ fn parse_layout_kind(rest: &str, archive: bool) -> Result<Address, String> {
     };
     let (path, tag) = match rest.split_once(':') {
         Some((path, tag)) => {
-            validate_tag(tag).map_err(|e| e.to_string())?;
+            validate_ref_name(tag).map_err(|e| e.to_string())?;
             (path, Some(tag.to_owned()))
         }
         None => (rest, None),
@@ -295,6 +304,12 @@ mod tests {
             (&format!("oci:x:t@{DIGEST}"), "x", Some("t"), Some(DIGEST)),
             ("oci:user@host/dir:t", "user@host/dir", Some("t"), None),
             ("oci-archive:out.tar:v1", "out.tar", Some("v1"), None),
+            (
+                "oci-archive:out.tar:team/app:1.0",
+                "out.tar",
+                Some("team/app:1.0"),
+                None,
+            ),
         ];
         for (input, path, tag, digest) in cases {
             let a = Address::parse(input).unwrap();
@@ -357,7 +372,8 @@ mod tests {
             ("oci:", "path is empty"),
             ("oci::tag", "path is empty"),
             ("oci-archive:", "archive path is empty"),
-            ("oci:dir:-bad", "tag \"-bad\" is invalid"),
+            ("oci:dir:-bad", "image name \"-bad\" is invalid"),
+            ("oci:dir:a//b", "image name \"a//b\" is invalid"),
             ("oci:dir@md5:abc", "unsupported digest algorithm"),
             ("localhost:5000/UPPER", "must be lowercase"),
             ("docker://a/b@sha256:12", "64 hex characters"),

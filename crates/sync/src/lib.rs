@@ -11,7 +11,7 @@
 //! `mirror.local/copy/team/app:1.0`. In an OCI layout the image is named `team/app:1.0`, in a CTF
 //! it is repository `team/app`, tag `1.0`, so the same path comes back when the archive is synced on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
@@ -205,21 +205,37 @@ pub trait RootObserver: Send + Sync {
     fn planned(&self, _roots: usize) {}
 }
 
-/// Expands `spec` into roots, listing tags where a repository is given without one. Entries that
-/// cannot be expanded (a repository that does not exist) come back as failed results.
-pub async fn expand(
-    spec: &SyncSpec,
-    options: &SyncOptions,
-    sources: &Registries,
-) -> (Vec<Root>, Vec<RootResult>, SyncSpec) {
-    let mut roots = Vec::new();
-    let mut failures = Vec::new();
-    let mut retry = SyncSpec::default();
+/// What a [`SyncSpec`] expands into.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    /// Images to copy.
+    pub roots: Vec<Root>,
+    /// Component versions to transfer: the spec's, and those found in whole CTFs.
+    pub components: Vec<ComponentSpec>,
+    /// Entries that could not be expanded, as failed results.
+    pub failures: Vec<RootResult>,
+    /// Those entries, for `--retry-failed`.
+    pub retry: SyncSpec,
+}
+
+/// Expands `spec` into roots, listing tags where a repository is given without one. A whole CTF
+/// (`ctf:PATH`) brings every artifact it lists: its component versions are transferred as
+/// components, so that their references are rewritten for where they land, the rest copied as
+/// images. Entries that cannot be expanded (a repository that does not exist) come back as failed
+/// results.
+pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Registries) -> Expanded {
+    let mut expanded = Expanded {
+        components: spec.components.clone(),
+        ..Expanded::default()
+    };
     for entry in &spec.images {
         match expand_image(entry, options, sources).await {
-            Ok(mut expanded) => roots.append(&mut expanded),
+            Ok((mut roots, mut components)) => {
+                expanded.roots.append(&mut roots);
+                expanded.components.append(&mut components);
+            }
             Err(message) => {
-                failures.push(RootResult {
+                expanded.failures.push(RootResult {
                     source: entry.source.clone(),
                     destination: entry
                         .destination
@@ -233,23 +249,30 @@ pub async fn expand(
                     mounted: 0,
                     error: Some(message),
                 });
-                retry.images.push(entry.clone());
+                expanded.retry.images.push(entry.clone());
             }
         }
     }
-    (roots, failures, retry)
+    expanded
 }
 
 async fn expand_image(
     entry: &ImageSpec,
     options: &SyncOptions,
     sources: &Registries,
-) -> Result<Vec<Root>, String> {
+) -> Result<(Vec<Root>, Vec<ComponentSpec>), String> {
     let platforms = entry
         .platforms
         .iter()
         .map(|p| Platform::parse(p))
         .collect::<Result<Vec<_>, String>>()?;
+    if let Some(path) = Address::whole_ctf(&entry.source) {
+        let (images, components) = ctf_artifacts(&path, entry, sources).await?;
+        if images.is_empty() && components.is_empty() {
+            return Err(format!("{} lists no artifacts", entry.source));
+        }
+        return Ok((roots_for(images, entry, options, &platforms)?, components));
+    }
     let source = Address::parse(&entry.source).map_err(|e| e.to_string())?;
     let mut selected: Vec<Address> = Vec::new();
     for tag in &entry.tags {
@@ -275,6 +298,59 @@ async fn expand_image(
             }
         }
     }
+    Ok((roots_for(selected, entry, options, &platforms)?, Vec::new()))
+}
+
+/// Every artifact a whole CTF lists: component versions (tagged in `component-descriptors/NAME`),
+/// and images by repository and tag (or digest when untagged).
+async fn ctf_artifacts(
+    path: &Path,
+    entry: &ImageSpec,
+    sources: &Registries,
+) -> Result<(Vec<Address>, Vec<ComponentSpec>), String> {
+    let ctf = sources.ctf(path, false).await.map_err(|e| chain(&e))?;
+    let mut images = Vec::new();
+    let mut components = Vec::new();
+    for artifact in ctf.artifacts().await {
+        if artifact.tag.as_deref().is_some_and(is_referrers_tag) {
+            continue;
+        }
+        let component = artifact
+            .repository
+            .strip_prefix(COMPONENT_REPOSITORIES)
+            .zip(artifact.tag.as_deref());
+        if let Some((name, tag)) = component {
+            components.push(ComponentSpec {
+                source: format!(
+                    "ctf:{}//{name}:{}",
+                    path.display(),
+                    ocm::tag_to_version(tag)
+                ),
+                destination: entry.destination.clone(),
+                copy_resources: true,
+                recursive: false,
+            });
+            continue;
+        }
+        images.push(Address::Ctf {
+            path: path.to_owned(),
+            repository: artifact.repository,
+            digest: artifact.tag.is_none().then_some(artifact.digest),
+            tag: artifact.tag,
+        });
+    }
+    Ok((images, components))
+}
+
+/// Where OCM keeps component versions in a repository.
+const COMPONENT_REPOSITORIES: &str = "component-descriptors/";
+
+fn roots_for(
+    selected: Vec<Address>,
+    entry: &ImageSpec,
+    options: &SyncOptions,
+    platforms: &[Platform],
+) -> Result<Vec<Root>, String> {
     selected
         .into_iter()
         .map(|source| {
@@ -282,7 +358,7 @@ async fn expand_image(
             Ok(Root {
                 source,
                 destination,
-                platforms: platforms.clone(),
+                platforms: platforms.to_vec(),
                 spec: entry.clone(),
             })
         })

@@ -50,10 +50,10 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         ..CopyOptions::default()
     };
     let job = Arc::new(Job::new(copy, progress.clone()));
-    let (roots, failures, retry) = wharf_sync::expand(&spec, &options, &sources).await;
+    let expanded = wharf_sync::expand(&spec, &options, &sources).await;
     let mut report = wharf_sync::run(
-        roots,
-        &spec.components,
+        expanded.roots,
+        &expanded.components,
         &options,
         job,
         &sources,
@@ -62,8 +62,8 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     )
     .await;
     progress.clear();
-    report.roots.extend(failures);
-    report.retry.images.extend(retry.images);
+    report.roots.extend(expanded.failures);
+    report.retry.images.extend(expanded.retry.images);
     if !args.dry_run && report.failures() == 0 {
         destinations.finish().await?;
     } else if !args.dry_run {

@@ -1,12 +1,11 @@
 //! `wharf verify LOCATION`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use wharf_copy::{VerifyReport, verify};
 use wharf_oci::Descriptor;
-use wharf_store::ReadStore;
+use wharf_store::{Address, ReadStore};
 
 use super::parse_address;
 use super::registry_args::registries;
@@ -18,15 +17,14 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
     let concurrency = usize::from(args.jobs);
     let referrers = !args.no_referrers;
     let mut report = VerifyReport::default();
-    // `ctf:PATH` alone means every repository of the CTF.
-    let whole_ctf = args
-        .location
-        .strip_prefix("ctf:")
-        .filter(|rest| !rest.contains("//"));
-    if let Some(path) = whole_ctf {
-        let ctf = registries.ctf(&PathBuf::from(path), false).await?;
-        let mut repositories: Vec<String> =
-            ctf.artifacts().await.into_iter().map(|a| a.repository).collect();
+    if let Some(path) = Address::whole_ctf(&args.location) {
+        let ctf = registries.ctf(&path, false).await?;
+        let mut repositories: Vec<String> = ctf
+            .artifacts()
+            .await
+            .into_iter()
+            .map(|a| a.repository)
+            .collect();
         repositories.sort();
         repositories.dedup();
         for repository in repositories {

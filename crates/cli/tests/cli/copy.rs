@@ -168,7 +168,8 @@ fn bad_input_fails_in_one_line_and_leaves_no_partial_files() {
         );
     };
 
-    wharf(dir, &["copy", "oci:x:Bad Tag!", "oci:out1"]).fails_with(&["oci:x:Bad Tag!", "tag"]);
+    wharf(dir, &["copy", "oci:x:Bad Tag!", "oci:out1"])
+        .fails_with(&["oci:x:Bad Tag!", "image name"]);
     wharf(dir, &["copy", "ocidir:x", "oci:out1"])
         .fails_with(&["ocidir:x", "unknown kind of location"]);
     wharf(

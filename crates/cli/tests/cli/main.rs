@@ -1,5 +1,6 @@
 //! End-to-end tests of the `wharf` binary: one test binary, a module per command.
 
+mod archive;
 mod component;
 mod copy;
 mod demo;

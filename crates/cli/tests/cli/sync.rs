@@ -6,60 +6,12 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::util::{
-    DockerRegistry, TestProxy, add_referrer, blob_files, descriptor_of, peer, sample_layout, serve,
+    DockerRegistry, TestProxy, blob_files, descriptor_of, peer, sample_layout, seed_images, serve,
     temp, wharf,
 };
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// 30 single-platform images sharing 3 base layers (as `team/app0..29:v1`) and the multi-arch sample
-/// with a signature referrer (as `multi/app:1.0`), pushed into `registry`; returns the source names.
-fn seed(dir: &Path, registry: &str) -> Vec<String> {
-    let layout = dir.join("generated");
-    let status = std::process::Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen-layout.py"))
-        .arg(&layout)
-        .args([
-            "--images",
-            "30",
-            "--layers",
-            "5",
-            "--layer-size",
-            "20K",
-            "--shared",
-            "3",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut file = String::from("images:\n");
-    let mut names = Vec::new();
-    for i in 0..30 {
-        file += &format!(
-            "- source: oci:{}:img{i}\n  destination: {registry}/team/app{i}:v1\n",
-            layout.display()
-        );
-        names.push(format!("{registry}/team/app{i}"));
-    }
-    let sample = sample_layout(dir);
-    let root = descriptor_of(dir, &format!("oci:{}:1.0", sample.display()));
-    add_referrer(
-        &sample,
-        &root,
-        "application/vnd.example.signature",
-        b"signed",
-    );
-    file += &format!(
-        "- source: oci:{}:1.0\n  destination: {registry}/multi/app:1.0\n",
-        sample.display()
-    );
-    names.push(format!("{registry}/multi/app"));
-    std::fs::write(dir.join("seed.yaml"), file).unwrap();
-    let out = wharf(dir, &["sync", "--file", "seed.yaml", "--output", "json"]).ok();
-    assert_eq!(json(&out)["roots"].as_array().unwrap().len(), 31);
-    names
 }
 
 /// Every image of `names` (under `from`) arrived under `to` with the same digest, and pulling all of
@@ -92,7 +44,7 @@ fn syncs_thirty_images_into_both_registries_and_reruns_for_free() {
     let dir = temp();
     let dir = dir.path();
     let source = serve(dir, &[]);
-    let names = seed(dir, source.addr());
+    let names = seed_images(dir, source.addr(), 30, "20K");
     let sources: Vec<&str> = names.iter().map(String::as_str).collect();
 
     // Into wharf serve.

@@ -315,3 +315,45 @@ pub fn descriptor_of(dir: &Path, location: &str) -> wharf_oci::Descriptor {
         serde_json::from_str(&wharf(dir, &["inspect", "--output", "json", location]).ok()).unwrap();
     serde_json::from_value(json["descriptor"].clone()).unwrap()
 }
+
+/// `count` generated single-platform images with 5 layers of `layer_size`, 3 of them shared by all
+/// (as `team/app0..:v1`), and the multi-arch sample with a signature referrer (as `multi/app:1.0`),
+/// pushed into `registry`; returns the repositories.
+pub fn seed_images(dir: &Path, registry: &str, count: usize, layer_size: &str) -> Vec<String> {
+    let layout = dir.join("generated");
+    let status = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen-layout.py"))
+        .arg(&layout)
+        .args(["--images", &count.to_string(), "--layers", "5"])
+        .args(["--layer-size", layer_size, "--shared", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut file = String::from("images:\n");
+    let mut names = Vec::new();
+    for i in 0..count {
+        file += &format!(
+            "- source: oci:{}:img{i}\n  destination: {registry}/team/app{i}:v1\n",
+            layout.display()
+        );
+        names.push(format!("{registry}/team/app{i}"));
+    }
+    let sample = sample_layout(dir);
+    let root = descriptor_of(dir, &format!("oci:{}:1.0", sample.display()));
+    add_referrer(
+        &sample,
+        &root,
+        "application/vnd.example.signature",
+        b"signed",
+    );
+    file += &format!(
+        "- source: oci:{}:1.0\n  destination: {registry}/multi/app:1.0\n",
+        sample.display()
+    );
+    names.push(format!("{registry}/multi/app"));
+    std::fs::write(dir.join("seed.yaml"), file).unwrap();
+    let out = wharf(dir, &["sync", "--file", "seed.yaml", "--output", "json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["roots"].as_array().unwrap().len(), count + 1);
+    names
+}

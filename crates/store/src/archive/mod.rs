@@ -30,7 +30,7 @@ use flate2::write::GzEncoder;
 use futures_util::StreamExt;
 use tempfile::TempPath;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
-use wharf_oci::Digest;
+use wharf_oci::{Digest, MANIFEST_MAX_BYTES, Manifest};
 
 use crate::{ByteStream, ErrorKind, StoreError};
 use scan::{BLOCK, Member, ScanMode};
@@ -511,6 +511,7 @@ impl State {
                 holes.push((name, member));
             }
         }
+        drop_incomplete_manifests(&file, &mut members, &mut holes, content_digest)?;
         tracing::info!(
             partial = %partial.display(),
             kept = members.len(),
@@ -555,6 +556,52 @@ impl State {
             self.end = member.start;
         }
         Ok(())
+    }
+}
+
+/// Drops the manifests whose successors are not all kept, until none is left: stores take a present
+/// manifest to mean a complete graph below it, so a manifest whose blob was damaged must be written
+/// again with it. (A subject may be missing: a referrer can outlive its subject.)
+fn drop_incomplete_manifests(
+    file: &File,
+    members: &mut HashMap<String, Member>,
+    holes: &mut Vec<(String, Member)>,
+    content_digest: ContentDigest,
+) -> io::Result<()> {
+    let mut manifests: Vec<(String, Vec<Digest>)> = Vec::new();
+    for (name, member) in members.iter() {
+        if content_digest(name).is_none() || member.size > MANIFEST_MAX_BYTES as u64 {
+            continue;
+        }
+        let mut bytes = vec![0u8; member.size as usize];
+        file.read_exact_at(&mut bytes, member.data)?;
+        if let Ok(manifest) = Manifest::parse(Bytes::from(bytes), None) {
+            let subject = manifest.subject().map(|s| s.digest.clone());
+            let needed = manifest
+                .successors()
+                .into_iter()
+                .map(|d| d.digest.clone())
+                .filter(|d| Some(d) != subject.as_ref())
+                .collect();
+            manifests.push((name.clone(), needed));
+        }
+    }
+    loop {
+        let present: HashSet<Digest> = members.keys().filter_map(|n| content_digest(n)).collect();
+        let incomplete: Vec<String> = manifests
+            .iter()
+            .filter(|(name, needed)| {
+                members.contains_key(name) && needed.iter().any(|d| !present.contains(d))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if incomplete.is_empty() {
+            return Ok(());
+        }
+        for name in incomplete {
+            let member = members.remove(&name).expect("listed as kept");
+            holes.push((name, member));
+        }
     }
 }
 
