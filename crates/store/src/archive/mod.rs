@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -37,8 +37,8 @@ use scan::{BLOCK, Member, ScanMode};
 
 /// Modification time of every entry, as OCM writes it, so equal content gives equal archives.
 const MTIME: u64 = 1_640_995_200; // 2022-01-01T00:00:00Z
-/// Bytes gathered from a stream before one positional write.
-const WRITE_CHUNK: usize = 1024 * 1024;
+/// Buffer for hashing members when resuming.
+const HASH_CHUNK: usize = 1024 * 1024;
 
 /// Why an archive cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -213,27 +213,18 @@ impl Archive {
         };
         let written = async {
             let mut offset = member.data;
-            let mut buffer = BytesMut::new();
-            loop {
-                let chunk = body.next().await.transpose()?;
-                if let Some(chunk) = &chunk {
-                    buffer.extend_from_slice(chunk);
+            // Chunks are written as they come: network reads are large enough, and copying them
+            // together would cost more than the extra writes.
+            while let Some(chunk) = body.next().await.transpose()? {
+                let len = chunk.len() as u64;
+                if offset + len > member.data + size {
+                    return Err(fail(io::Error::other("more bytes than the member's size")));
                 }
-                if buffer.len() >= WRITE_CHUNK || (chunk.is_none() && !buffer.is_empty()) {
-                    let bytes = buffer.split().freeze();
-                    let len = bytes.len() as u64;
-                    if offset + len > member.data + size {
-                        return Err(fail(io::Error::other("more bytes than the member's size")));
-                    }
-                    let file = file.clone();
-                    blocking(move || file.write_all_at(&bytes, offset))
-                        .await
-                        .map_err(&fail)?;
-                    offset += len;
-                }
-                if chunk.is_none() {
-                    break;
-                }
+                let file = file.clone();
+                blocking(move || file.write_all_at(&chunk, offset))
+                    .await
+                    .map_err(&fail)?;
+                offset += len;
             }
             if offset != member.data + size {
                 return Err(fail(io::Error::other("fewer bytes than the member's size")));
@@ -628,7 +619,7 @@ async fn open_member(tar: &Path, member: Member) -> io::Result<impl AsyncRead + 
 
 fn content_matches(file: &File, member: Member, expected: &Digest) -> io::Result<bool> {
     let mut digester = expected.algorithm().digester();
-    let mut buffer = vec![0u8; WRITE_CHUNK];
+    let mut buffer = vec![0u8; HASH_CHUNK];
     let mut offset = member.data;
     let end = member.data + member.size;
     while offset < end {
