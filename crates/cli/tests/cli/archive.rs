@@ -407,9 +407,18 @@ fn verify_finds_a_flipped_byte_and_a_missing_blob() {
 /// An entry written as is: raw name, type, link target.
 type RawEntry<'a> = (&'a str, tar::EntryType, &'a str);
 
-/// A tar holding a valid little layout plus one `hostile` entry, or, with `cut`, a valid one cut off
-/// inside its last member.
-fn hostile_tar(path: &Path, hostile: Option<RawEntry>, cut: bool) {
+/// How a tar is damaged besides its entries.
+#[derive(Clone, Copy, PartialEq)]
+enum Damage {
+    None,
+    /// Cut off inside its last member.
+    Cut,
+    /// Its last member has more bytes than its header says.
+    Longer,
+}
+
+/// A tar holding a valid little layout plus one `hostile` entry, damaged as `damage` says.
+fn hostile_tar(path: &Path, hostile: Option<RawEntry>, damage: Damage) {
     let mut builder = tar::Builder::new(Vec::new());
     let mut add = |name: &str, kind: tar::EntryType, link: &str, data: &[u8]| {
         let mut header = tar::Header::new_gnu();
@@ -417,7 +426,9 @@ fn hostile_tar(path: &Path, hostile: Option<RawEntry>, cut: bool) {
         gnu.name[..name.len()].copy_from_slice(name.as_bytes());
         gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
         header.set_entry_type(kind);
-        header.set_size(data.len() as u64);
+        let longer = damage == Damage::Longer && name == "blobs/sha256/aa";
+        let claimed = if longer { 16 } else { data.len() };
+        header.set_size(claimed as u64);
         header.set_mode(0o644);
         header.set_cksum();
         builder.append(&header, data).unwrap();
@@ -443,11 +454,11 @@ fn hostile_tar(path: &Path, hostile: Option<RawEntry>, cut: bool) {
             if kind == regular { b"owned" } else { b"" },
         );
     }
-    if cut {
-        add("blobs/sha256/aa", regular, "", &[7u8; 4096]);
+    if damage != Damage::None {
+        add("blobs/sha256/aa", regular, "", &[b'A'; 4096]);
     }
     let mut bytes = builder.into_inner().unwrap();
-    if cut {
+    if damage == Damage::Cut {
         bytes.truncate(bytes.len() - 1024 - 3000);
     }
     std::fs::write(path, bytes).unwrap();
@@ -459,15 +470,15 @@ fn hostile_tars_are_refused_and_nothing_lands_outside() {
     let dir = dir.path();
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let cases: [(Option<RawEntry>, bool, &str); 7] = [
+    let cases: [(Option<RawEntry>, Damage, &str); 8] = [
         (
             Some(("../escape", tar::EntryType::Regular, "")),
-            false,
+            Damage::None,
             "'..' component",
         ),
         (
             Some(("/tmp/escape", tar::EntryType::Regular, "")),
-            false,
+            Damage::None,
             "absolute path",
         ),
         (
@@ -476,28 +487,29 @@ fn hostile_tars_are_refused_and_nothing_lands_outside() {
                 tar::EntryType::Symlink,
                 "../../../escape",
             )),
-            false,
+            Damage::None,
             "links are not allowed",
         ),
         (
             Some(("blobs/sha256/ab", tar::EntryType::Link, "/etc/passwd")),
-            false,
+            Damage::None,
             "links are not allowed",
         ),
         (
             Some(("blobs/dev", tar::EntryType::Char, "")),
-            false,
+            Damage::None,
             "only files and directories",
         ),
         (
             Some(("index.json", tar::EntryType::Regular, "")),
-            false,
+            Damage::None,
             "holds it twice",
         ),
-        (None, true, "cut off"),
+        (None, Damage::Cut, "cut off"),
+        (None, Damage::Longer, "damaged archive"),
     ];
-    for (hostile, cut, reason) in cases {
-        hostile_tar(&work.join("bad.tar"), hostile, cut);
+    for (hostile, damage, reason) in cases {
+        hostile_tar(&work.join("bad.tar"), hostile, damage);
         wharf(&work, &["copy", "oci-archive:bad.tar", "oci:out"])
             .fails_with(&["oci-archive:bad.tar", reason]);
         wharf(&work, &["verify", "oci-archive:bad.tar"]).fails_with(&["bad.tar", reason]);
