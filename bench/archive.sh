@@ -22,14 +22,7 @@ set_mib=$(du -sm "$work/set/blobs" | cut -f1)
 
 start_wharf_serve source
 SRC=$ADDR
-{
-  echo "images:"
-  for i in $(seq 0 $((IMAGES - 1))); do
-    echo "- source: oci:$work/set:img$i"
-    echo "  destination: $SRC/bench/img$i:v1"
-  done
-} >"$work/seed.yaml"
-"$wharf" sync --quiet --file "$work/seed.yaml" >/dev/null
+seed_registry "$SRC" "$IMAGES"
 sources=()
 for i in $(seq 0 $((IMAGES - 1))); do sources+=("$SRC/bench/img$i:v1"); done
 mibps() { python3 -c "print(f'{$set_mib / $1:.0f}')"; }

@@ -74,6 +74,20 @@ start_wharf_serve() {
   wait_for "$ADDR"
 }
 
+# seed_registry ADDR COUNT: pushes images img0..COUNT-1 of the layout $work/set (gen-layout.py) to
+# ADDR/bench/imgN:v1.
+seed_registry() {
+  local addr=$1 count=$2
+  {
+    echo "images:"
+    for i in $(seq 0 $((count - 1))); do
+      echo "- source: oci:$work/set:img$i"
+      echo "  destination: $addr/bench/img$i:v1"
+    done
+  } >"$work/seed.yaml"
+  "$wharf" sync --quiet --file "$work/seed.yaml" >/dev/null
+}
+
 # requests NAME: the number of requests a docker-registry started with its access log has served.
 requests() {
   grep -c '"[A-Z]* /v2/' "$work/$1/log" || true

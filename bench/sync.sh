@@ -23,14 +23,7 @@ set_mib=$(du -sm "$work/set/blobs" | cut -f1)
 
 start_docker_registry source
 SRC=$ADDR
-{
-  echo "images:"
-  for i in $(seq 0 $((IMAGES - 1))); do
-    echo "- source: oci:$work/set:img$i"
-    echo "  destination: $SRC/bench/img$i:v1"
-  done
-} >"$work/seed.yaml"
-"$wharf" sync --quiet --file "$work/seed.yaml" >/dev/null
+seed_registry "$SRC" "$IMAGES"
 
 # skopeo sync reads its sources from a YAML file of its own.
 {
