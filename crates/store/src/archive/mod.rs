@@ -101,8 +101,8 @@ struct Writer {
     /// Regions not holding a member (a failed write, a replaced file): reused by a member of the same
     /// name and size, else dropped at the end.
     holes: Vec<(String, Member)>,
-    /// Members being written.
-    writing: HashSet<String>,
+    /// Writes under way.
+    writing: usize,
 }
 
 impl Archive {
@@ -233,13 +233,14 @@ impl Archive {
         }
         .await;
         let mut state = self.state();
+        let present = state.members.contains_key(name);
         let writer = state.writer.as_mut().expect("set up before writing");
-        writer.writing.remove(name);
-        match written {
-            Ok(()) => {
-                state.members.insert(name.to_owned(), member);
-            }
-            Err(_) => writer.holes.push((name.to_owned(), member)),
+        writer.writing -= 1;
+        // A region that failed, or lost the race to another write of the same member, holds nothing.
+        if written.is_err() || present {
+            writer.holes.push((name.to_owned(), member));
+        } else {
+            state.members.insert(name.to_owned(), member);
         }
         written
     }
@@ -264,7 +265,8 @@ impl Archive {
     }
 
     /// Claims a region for `name`: its hole from an earlier attempt, else the end of the tar. `None`
-    /// when the member is there already or being written.
+    /// when the member is there already. Two writes of one member each get a region (each must
+    /// succeed or fail on its own); the second to finish leaves a hole.
     fn reserve(&self, name: &str, size: u64) -> io::Result<Option<(Arc<File>, Member)>> {
         let mut state = self.state();
         if state.members.contains_key(name) {
@@ -272,9 +274,6 @@ impl Archive {
         }
         let end = state.end;
         let writer = state.writer.as_mut().expect("set up before reserving");
-        if !writer.writing.insert(name.to_owned()) {
-            return Ok(None);
-        }
         let reused = writer
             .holes
             .iter()
@@ -288,6 +287,7 @@ impl Archive {
         });
         debug_assert_eq!(member.data - member.start, header.len() as u64);
         writer.file.write_all_at(&header, member.start)?;
+        writer.writing += 1;
         let file = writer.file.clone();
         state.end = state.end.max(member.end());
         state.dirty = true;
@@ -331,7 +331,7 @@ impl Archive {
         state.writer = Some(Writer {
             file: Arc::new(file),
             holes: Vec::new(),
-            writing: HashSet::new(),
+            writing: 0,
         });
         Ok(())
     }
@@ -393,7 +393,7 @@ impl Archive {
         let (file, partial, holes, members, end) = {
             let mut state = self.state();
             let writer = state.writer.take().expect("set up above");
-            if !writer.writing.is_empty() {
+            if writer.writing > 0 {
                 return Err(io::Error::other("members are still being written"));
             }
             let holes = !writer.holes.is_empty();
@@ -516,7 +516,7 @@ impl State {
             writer: Some(Writer {
                 file: Arc::new(file),
                 holes,
-                writing: HashSet::new(),
+                writing: 0,
             }),
             dirty: true,
             ..State::default()
@@ -705,4 +705,115 @@ fn parent_dir(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_oci::Algorithm;
+
+    fn digest_in_name(name: &str) -> Option<Digest> {
+        Digest::parse(name.strip_prefix("blobs/")?).ok()
+    }
+
+    fn name_of(content: &[u8]) -> String {
+        format!("blobs/{}", Algorithm::Sha256.digest(content))
+    }
+
+    fn fail(e: io::Error) -> StoreError {
+        StoreError::new(crate::Op::Push, "test", e.into())
+    }
+
+    fn body(chunks: Vec<crate::Result<Bytes>>) -> ByteStream {
+        Box::pin(futures_util::stream::iter(chunks))
+    }
+
+    async fn put(archive: &Archive, content: &'static [u8]) -> crate::Result<()> {
+        let size = content.len() as u64;
+        let chunks = vec![Ok(Bytes::from_static(content))];
+        archive
+            .write_stream(&name_of(content), size, body(chunks), fail)
+            .await
+    }
+
+    async fn content(archive: &Archive, name: &str) -> Vec<u8> {
+        archive.read(name).await.unwrap().unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_nothing_and_the_finished_tar_is_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        let archive = Archive::open_for_write(&path, false, digest_in_name)
+            .await
+            .unwrap();
+        put(&archive, b"first").await.unwrap();
+        let broken = body(vec![
+            Ok(Bytes::from_static(b"half")),
+            Err(fail(io::Error::other("cut"))),
+        ]);
+        let lost = name_of(b"halfway");
+        assert!(archive.write_stream(&lost, 7, broken, fail).await.is_err());
+        put(&archive, b"third").await.unwrap();
+        archive.replace("index.json", Bytes::from_static(b"{}"));
+        assert!(!path.exists(), "nothing appears before finishing");
+        archive.finish().await.unwrap();
+        assert!(!partial_path(&path).exists());
+
+        let reread = Archive::open(&path, false).await.unwrap();
+        assert_eq!(reread.len(&lost), None);
+        assert_eq!(content(&reread, &name_of(b"first")).await, b"first");
+        assert_eq!(content(&reread, &name_of(b"third")).await, b"third");
+        assert_eq!(content(&reread, "index.json").await, b"{}");
+        // Three members of one block each plus their headers, and the end marker: no hole left.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * 1024 + 1024);
+    }
+
+    #[tokio::test]
+    async fn racing_writes_of_one_member_store_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        let archive = Archive::open_for_write(&path, false, digest_in_name)
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(put(&archive, b"same"), put(&archive, b"same"));
+        a.unwrap();
+        b.unwrap();
+        archive.finish().await.unwrap();
+        let reread = Archive::open(&path, false).await.unwrap();
+        assert_eq!(content(&reread, &name_of(b"same")).await, b"same");
+    }
+
+    #[tokio::test]
+    async fn resuming_keeps_whole_members_and_drops_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        {
+            let archive = Archive::open_for_write(&path, false, digest_in_name)
+                .await
+                .unwrap();
+            put(&archive, b"kept").await.unwrap();
+            put(&archive, b"damaged").await.unwrap();
+            put(&archive, b"cut off").await.unwrap();
+        }
+        let partial = partial_path(&path);
+        let mut bytes = std::fs::read(&partial).unwrap();
+        bytes[1024 + 512] ^= 1;
+        bytes.truncate(2048 + 512 + 3);
+        std::fs::write(&partial, bytes).unwrap();
+
+        let archive = Archive::open_for_write(&path, false, digest_in_name)
+            .await
+            .unwrap();
+        assert_eq!(archive.len(&name_of(b"kept")), Some(4));
+        assert_eq!(archive.len(&name_of(b"damaged")), None);
+        assert_eq!(archive.len(&name_of(b"cut off")), None);
+        put(&archive, b"damaged").await.unwrap();
+        put(&archive, b"cut off").await.unwrap();
+        archive.finish().await.unwrap();
+        let reread = Archive::open(&path, false).await.unwrap();
+        for member in [&b"kept"[..], b"damaged", b"cut off"] {
+            assert_eq!(content(&reread, &name_of(member)).await, member);
+        }
+    }
 }
