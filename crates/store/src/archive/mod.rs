@@ -167,18 +167,10 @@ impl Archive {
 
     /// Member `name` in memory; for small files.
     pub async fn read(&self, name: &str) -> io::Result<Option<Bytes>> {
-        let (tar, member) = {
-            let state = self.state();
-            if let Some(bytes) = state.pending.get(name) {
-                return Ok(Some(bytes.clone()));
-            }
-            match (&state.tar, state.members.get(name)) {
-                (Some(tar), Some(member)) => (tar.clone(), *member),
-                _ => return Ok(None),
-            }
+        let Some(mut reader) = self.reader(name).await? else {
+            return Ok(None);
         };
-        let mut reader = open_member(&tar, member).await?;
-        let mut bytes = Vec::with_capacity(member.size as usize);
+        let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).await?;
         Ok(Some(Bytes::from(bytes)))
     }
