@@ -103,7 +103,7 @@ fn exports_to_every_archive_kind_and_imports_into_both_registries() {
         ("ctf:export-dir", "export.yaml"),
         ("ctf:export.tar", "export.yaml"),
         ("ctf:export.tgz", "export.yaml"),
-        ("oci-archive:export.tar", "export-images.yaml"),
+        ("oci-archive:export-oci.tar", "export-images.yaml"),
     ];
     for (archive, file) in archives {
         let report = json(
@@ -126,6 +126,14 @@ fn exports_to_every_archive_kind_and_imports_into_both_registries() {
             .contains("wharf-partial")),
         "finished exports leave no partial files"
     );
+    // One kind of archive is never written into another, and a compressed file is named as such.
+    let ctf_tar = std::fs::read(dir.join("export.tar")).unwrap();
+    let first = format!("{}:v1", names[0]);
+    wharf(dir, &["copy", &first, "oci-archive:export.tar:x"])
+        .fails_with(&["oci-archive:export.tar", "not an OCI image layout"]);
+    assert_eq!(std::fs::read(dir.join("export.tar")).unwrap(), ctf_tar);
+    wharf(dir, &["copy", &first, "oci-archive:export.tgz:x"])
+        .fails_with(&["oci-archive:export.tgz", "gzip-compressed"]);
 
     std::fs::create_dir_all(dir.join("target")).unwrap();
     let target = crate::util::WharfServe::start(
@@ -140,12 +148,12 @@ fn exports_to_every_archive_kind_and_imports_into_both_registries() {
         ("ctf:export.tar", format!("{}/from-tar", target.addr())),
         ("ctf:export.tgz", format!("{}/from-tgz", target.addr())),
         (
-            "oci-archive:export.tar",
+            "oci-archive:export-oci.tar",
             format!("{}/from-oci", target.addr()),
         ),
         ("ctf:export.tgz", format!("{}/from-tgz", docker.addr)),
         (
-            "oci-archive:export.tar",
+            "oci-archive:export-oci.tar",
             format!("{}/from-oci", docker.addr),
         ),
     ];
@@ -214,7 +222,11 @@ fn exports_to_every_archive_kind_and_imports_into_both_registries() {
     let raw = peer(
         dir,
         "skopeo",
-        &["inspect", "--raw", "oci-archive:export.tar:multi/app:1.0"],
+        &[
+            "inspect",
+            "--raw",
+            "oci-archive:export-oci.tar:multi/app:1.0",
+        ],
     )
     .ok();
     assert_eq!(

@@ -156,6 +156,12 @@ impl Archive {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// True when the archive was there, finished, when it was opened: its indexes must be there too.
+    /// (A new archive, or a partial one being resumed, may have none yet.)
+    pub fn finished_before(&self) -> bool {
+        self.path.is_file() && !partial_path(&self.path).exists()
+    }
+
     /// The length of member `name`, if the archive has it.
     pub fn len(&self, name: &str) -> Option<u64> {
         let state = self.state();

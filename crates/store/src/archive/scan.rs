@@ -67,9 +67,33 @@ pub(crate) fn scan(path: &Path, mode: ScanMode) -> Result<Scanned, ArchiveError>
                 tracing::debug!(path = %path.display(), error = %e, "partial archive ends here");
                 break;
             }
+            Some(Err(_)) if scanned.end == 0 => {
+                let mut magic = [0u8; 2];
+                file.seek(SeekFrom::Start(0))?;
+                let gzip = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+                return Err(ArchiveError::Damaged(if gzip {
+                    "not a tar archive: it is gzip-compressed (oci-archive is a plain tar; a CTF \
+                     must be named .tgz or .tar.gz)"
+                        .into()
+                } else {
+                    "not a tar archive".into()
+                }));
+            }
             Some(Err(e)) => {
+                // The tar reader quotes raw header bytes; keep messages printable.
+                let reason: String = e
+                    .to_string()
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() || c == '\u{fffd}' {
+                            '?'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
                 return Err(ArchiveError::Damaged(format!(
-                    "after byte {}: {e}",
+                    "after byte {}: {reason}",
                     scanned.end
                 )));
             }

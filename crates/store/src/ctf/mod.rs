@@ -126,7 +126,9 @@ impl Ctf {
         };
         let exists = match &files {
             Files::Dir(dir) => dir.exists(),
-            Files::Archive(archive) => archive.len(INDEX_FILE).is_some(),
+            Files::Archive(archive) => {
+                archive.finished_before() || archive.len(INDEX_FILE).is_some()
+            }
         };
         Ctf::with_files(files, exists).await
     }

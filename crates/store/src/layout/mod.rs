@@ -120,8 +120,9 @@ impl Layout {
         let archive = Archive::open_for_write(&path, false, blob_digest)
             .await
             .map_err(|e| archive_error(&path, Op::Open, e.into()))?;
+        let finished = archive.finished_before();
         let layout = Layout::new(Files::Archive(Box::new(archive)));
-        if layout.files.len(LAYOUT_FILE).await.ok().flatten().is_some() {
+        if finished || layout.files.len(LAYOUT_FILE).await.ok().flatten().is_some() {
             layout.check_existing().await?;
         }
         Ok(layout)
