@@ -412,6 +412,8 @@ impl Archive {
                 (members, end)
             };
             let file = File::options().write(true).open(&partial)?;
+            // Cut first, then grow: the end marker must be zeros, not what a dropped region held.
+            file.set_len(end)?;
             file.set_len(end + 2 * BLOCK)?;
             file.sync_all()?;
             drop(file);
@@ -765,6 +767,29 @@ mod tests {
         assert_eq!(content(&reread, "index.json").await, b"{}");
         // Three members of one block each plus their headers, and the end marker: no hole left.
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * 1024 + 1024);
+    }
+
+    #[tokio::test]
+    async fn a_failed_last_write_leaves_no_header_behind_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        let archive = Archive::open_for_write(&path, false, digest_in_name)
+            .await
+            .unwrap();
+        put(&archive, b"first").await.unwrap();
+        let broken = body(vec![Err(fail(io::Error::other("cut")))]);
+        let lost = name_of(&[b'x'; 5000]);
+        assert!(
+            archive
+                .write_stream(&lost, 5000, broken, fail)
+                .await
+                .is_err()
+        );
+        archive.finish().await.unwrap();
+        let reread = Archive::open(&path, false).await.unwrap();
+        assert_eq!(reread.len(&lost), None);
+        assert_eq!(content(&reread, &name_of(b"first")).await, b"first");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024 + 1024);
     }
 
     #[tokio::test]
