@@ -359,25 +359,28 @@ impl Archive {
     /// Appends the pending files as members, in place of the ones they replace.
     async fn write_pending(&self) -> io::Result<()> {
         self.ensure_writer().await?;
-        let pending: Vec<(String, Bytes)> = std::mem::take(&mut self.state().pending)
-            .into_iter()
-            .collect();
-        for (name, bytes) in &pending {
-            {
-                let mut state = self.state();
-                if let Some(old) = state.members.remove(name) {
-                    let writer = state.writer.as_mut().expect("set up above");
+        let pending = {
+            let mut state = self.state();
+            let pending = std::mem::take(&mut state.pending);
+            let State {
+                members, writer, ..
+            } = &mut *state;
+            let writer = writer.as_mut().expect("set up above");
+            for name in pending.keys() {
+                if let Some(old) = members.remove(name) {
                     writer.holes.push((name.clone(), old));
                 }
             }
-            self.drop_trailing_holes();
-            self.write(name, bytes.clone(), |e| {
+            pending
+        };
+        self.drop_trailing_holes();
+        for (name, bytes) in pending {
+            self.write(&name, bytes, |e| {
                 StoreError::new(crate::Op::Push, name.clone(), e.into())
             })
             .await
             .map_err(io::Error::other)?;
         }
-        self.drop_trailing_holes();
         Ok(())
     }
 
