@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::{Semaphore, watch};
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform};
@@ -37,6 +38,9 @@ enum BlobState {
     Done(Option<MountSource>),
 }
 
+/// Whether a manifest was pushed to a destination, locked while it is being pushed.
+type ManifestPushed = Arc<tokio::sync::Mutex<bool>>;
+
 /// How one blob reached the destination.
 enum Transfer {
     Streamed(u64),
@@ -49,6 +53,11 @@ pub struct Job {
     options: CopyOptions,
     observer: Arc<dyn Observer>,
     blobs: Mutex<HashMap<(String, Digest), BlobState>>,
+    /// Per destination and manifest, whether this job has pushed it, behind a lock held while it is
+    /// pushed: a manifest shared by two roots is pushed once. Pushing it again would rewrite its
+    /// link while the other root's index push checks it, which docker-registry answers with
+    /// DIGEST_INVALID.
+    manifests: Mutex<HashMap<(String, Digest), ManifestPushed>>,
     transfers: Semaphore,
 }
 
@@ -60,6 +69,7 @@ impl Job {
             options,
             observer,
             blobs: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(HashMap::new()),
             transfers,
         }
     }
@@ -127,12 +137,38 @@ impl Job {
                     report.manifests_copied += 1;
                 }
                 if !self.options.dry_run {
-                    dst.push_manifest(&root, index.raw().clone(), role).await?;
+                    self.push_manifest(dst.as_ref(), &root, index.raw().clone(), role)
+                        .await?;
                 }
                 report
             }
         };
         Ok(report)
+    }
+
+    /// Pushes a manifest, unless it is a child another root of this job has pushed there already
+    /// (waiting for that push if it is under way). Roots are always pushed: they are named.
+    async fn push_manifest(
+        &self,
+        dst: &dyn Store,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+    ) -> Result<(), CopyError> {
+        let entry = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((dst.location(), descriptor.digest.clone()))
+            .or_default()
+            .clone();
+        let mut pushed = entry.lock().await;
+        if *pushed && role == ManifestRole::Child {
+            return Ok(());
+        }
+        dst.push_manifest(descriptor, raw, role).await?;
+        *pushed = true;
+        Ok(())
     }
 
     /// Copies the graph below `root` from `src` to `dst`, names the root as `role` says, then (unless
@@ -285,7 +321,8 @@ impl Job {
         for digest in order.iter().filter(|d| **d != root.digest) {
             let node = &plan.nodes[digest];
             tracing::info!(digest = %digest, "pushing manifest");
-            dst.push_manifest(
+            self.push_manifest(
+                dst,
                 &node.descriptor,
                 node.manifest.raw().clone(),
                 ManifestRole::Child,
@@ -294,7 +331,7 @@ impl Job {
         }
         // A present root needs a push only to set its tag.
         if !root_present || (!named && matches!(role, ManifestRole::Tag(_))) {
-            dst.push_manifest(root, root_manifest.raw().clone(), role)
+            self.push_manifest(dst, root, root_manifest.raw().clone(), role)
                 .await?;
         }
         Ok((report, manifests))
@@ -310,7 +347,7 @@ impl Job {
     ) -> Result<(), CopyError> {
         if matches!(role, ManifestRole::Tag(_)) {
             let manifest = src.fetch_manifest(root).await?;
-            dst.push_manifest(root, manifest.raw().clone(), role)
+            self.push_manifest(dst, root, manifest.raw().clone(), role)
                 .await?;
         }
         Ok(())
