@@ -16,7 +16,7 @@ mod quirks;
 mod throttle;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -106,6 +106,25 @@ struct RegistriesInner {
     ctfs: tokio::sync::Mutex<HashMap<PathBuf, Arc<Ctf>>>,
     /// Per `host/repository`: does the referrers API exist?
     referrers_api: Mutex<HashMap<String, bool>>,
+}
+
+/// The instance cached for `path`, opened with `open` the first time.
+async fn shared<T, F, Fut>(
+    cache: &tokio::sync::Mutex<HashMap<PathBuf, Arc<T>>>,
+    path: &Path,
+    open: F,
+) -> Result<Arc<T>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<T>>>,
+{
+    let mut cache = cache.lock().await;
+    if let Some(found) = cache.get(path) {
+        return Ok(found.clone());
+    }
+    let opened = open().await?;
+    cache.insert(path.to_owned(), opened.clone());
+    Ok(opened)
 }
 
 impl Registries {
@@ -263,46 +282,37 @@ impl Registries {
     }
 
     /// The layout directory at `path` for writing, shared by everything this context writes there.
-    pub async fn layout(&self, path: &std::path::Path) -> Result<Arc<Layout>> {
-        let mut layouts = self.inner.layouts.lock().await;
-        if let Some(layout) = layouts.get(path) {
-            return Ok(layout.clone());
-        }
-        let layout = Arc::new(Layout::create(path).await?);
-        layouts.insert(path.to_owned(), layout.clone());
-        Ok(layout)
+    pub async fn layout(&self, path: &Path) -> Result<Arc<Layout>> {
+        shared(&self.inner.layouts, path, || async {
+            Ok(Arc::new(Layout::create(path).await?))
+        })
+        .await
     }
 
     /// The `oci-archive:` at `path`, shared by everything this context reads or writes there: indexed
     /// once, and written out by [`Registries::finish`].
-    pub async fn archive(&self, path: &std::path::Path, write: bool) -> Result<Arc<Layout>> {
-        let mut layouts = self.inner.layouts.lock().await;
-        if let Some(layout) = layouts.get(path) {
-            return Ok(layout.clone());
-        }
-        let layout = Arc::new(if write {
-            Layout::create_archive(path).await?
-        } else {
-            Layout::open_archive(path).await?
-        });
-        layouts.insert(path.to_owned(), layout.clone());
-        Ok(layout)
+    pub async fn archive(&self, path: &Path, write: bool) -> Result<Arc<Layout>> {
+        shared(&self.inner.layouts, path, || async {
+            Ok(Arc::new(if write {
+                Layout::create_archive(path).await?
+            } else {
+                Layout::open_archive(path).await?
+            }))
+        })
+        .await
     }
 
     /// The CTF at `path`, shared by everything this context reads or writes there: an archive is
     /// indexed once, and written out by [`Registries::finish`].
-    pub async fn ctf(&self, path: &std::path::Path, write: bool) -> Result<Arc<Ctf>> {
-        let mut ctfs = self.inner.ctfs.lock().await;
-        if let Some(ctf) = ctfs.get(path) {
-            return Ok(ctf.clone());
-        }
-        let ctf = if write {
-            Ctf::create(path).await?
-        } else {
-            Ctf::open(path).await?
-        };
-        ctfs.insert(path.to_owned(), ctf.clone());
-        Ok(ctf)
+    pub async fn ctf(&self, path: &Path, write: bool) -> Result<Arc<Ctf>> {
+        shared(&self.inner.ctfs, path, || async {
+            if write {
+                Ctf::create(path).await
+            } else {
+                Ctf::open(path).await
+            }
+        })
+        .await
     }
 
     /// Finishes every layout, archive and CTF opened through this context: archives written to are
@@ -320,7 +330,7 @@ impl Registries {
     /// Leaves every archive written through this context unfinished but resumable: its partial file
     /// holds what was written, indexes included, and the next run to write it carries on. For runs
     /// that failed in part; returns the archives left so.
-    pub async fn checkpoint(&self) -> Result<Vec<std::path::PathBuf>> {
+    pub async fn checkpoint(&self) -> Result<Vec<PathBuf>> {
         let mut unfinished = Vec::new();
         for layout in self.opened_layouts().await {
             if layout.checkpoint().await? {
@@ -391,7 +401,7 @@ impl Registries {
     }
 }
 
-fn read_cert_dir(dir: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+fn read_cert_dir(dir: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("certificate directory {}: {e}", dir.display()))?;
     let mut out = Vec::new();
