@@ -178,6 +178,30 @@ pub struct RootResult {
     pub error: Option<String>,
 }
 
+impl RootResult {
+    /// A root that has failed (until it turns out otherwise), with `error` if known.
+    fn failed(source: String, destination: String, error: Option<String>) -> RootResult {
+        RootResult {
+            source,
+            destination,
+            digest: None,
+            status: Status::Failed,
+            bytes: 0,
+            blobs: 0,
+            mounted: 0,
+            error,
+        }
+    }
+}
+
+/// An entry's own destination, else the run's prefix.
+fn destination_or_prefix(destination: &Option<String>, options: &SyncOptions) -> String {
+    destination
+        .clone()
+        .or_else(|| options.to.clone())
+        .unwrap_or_default()
+}
+
 /// The result of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
@@ -235,20 +259,11 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Registries
                 expanded.components.append(&mut components);
             }
             Err(message) => {
-                expanded.failures.push(RootResult {
-                    source: entry.source.clone(),
-                    destination: entry
-                        .destination
-                        .clone()
-                        .or_else(|| options.to.clone())
-                        .unwrap_or_default(),
-                    digest: None,
-                    status: Status::Failed,
-                    bytes: 0,
-                    blobs: 0,
-                    mounted: 0,
-                    error: Some(message),
-                });
+                expanded.failures.push(RootResult::failed(
+                    entry.source.clone(),
+                    destination_or_prefix(&entry.destination, options),
+                    Some(message),
+                ));
                 expanded.retry.images.push(entry.clone());
             }
         }
@@ -522,16 +537,8 @@ async fn copy_root(
     sources: &Registries,
     destinations: &Registries,
 ) -> RootResult {
-    let mut result = RootResult {
-        source: root.source.to_string(),
-        destination: root.destination.to_string(),
-        digest: None,
-        status: Status::Failed,
-        bytes: 0,
-        blobs: 0,
-        mounted: 0,
-        error: None,
-    };
+    let mut result =
+        RootResult::failed(root.source.to_string(), root.destination.to_string(), None);
     match job
         .copy_image(
             &root.source,
@@ -569,21 +576,8 @@ async fn transfer_component(
     sources: &Registries,
     destinations: &Registries,
 ) -> RootResult {
-    let destination = component
-        .destination
-        .clone()
-        .or_else(|| options.to.clone())
-        .unwrap_or_default();
-    let mut result = RootResult {
-        source: component.source.clone(),
-        destination: destination.clone(),
-        digest: None,
-        status: Status::Failed,
-        bytes: 0,
-        blobs: 0,
-        mounted: 0,
-        error: None,
-    };
+    let destination = destination_or_prefix(&component.destination, options);
+    let mut result = RootResult::failed(component.source.clone(), destination.clone(), None);
     let outcome = async {
         let address = ComponentAddress::parse(&component.source)?;
         let version = address.version.clone().ok_or_else(|| {
