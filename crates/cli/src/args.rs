@@ -241,10 +241,22 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "HOST")]
     pub insecure_registry: Vec<String>,
     /// Upload blobs in chunks of at most this many bytes, for proxies that limit request bodies.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
     pub chunk_size: Option<usize>,
+    /// Fail a request when no byte moves in either direction for this many seconds; it is then
+    /// retried like any network failure (a download resumes where it stopped).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
     #[command(flatten)]
     pub conf: RegistriesConfArgs,
+}
+
+fn parse_chunk_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("the chunk size must be at least 1 byte".into()),
+        Ok(size) => Ok(size),
+        Err(e) => Err(format!("{text:?} is not a number of bytes: {e}")),
+    }
 }
 
 /// Which registries.conf files apply (mirrors, rewrites, insecure and blocked registries).

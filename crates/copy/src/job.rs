@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform};
 use wharf_store::registry::Registries;
 use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Store};
 
+use crate::flight::{Flights, Turn};
 use crate::graph::{Plan, discover, push_order};
 use crate::{CopyError, CopyOptions, CopyReport, select_platforms};
 
@@ -30,14 +31,6 @@ pub trait Observer: Send + Sync {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Where a blob stands in this job, per destination.
-enum BlobState {
-    /// Being uploaded; the receiver turns true when that attempt ends.
-    InFlight(watch::Receiver<bool>),
-    /// Uploaded; the repository holding it, when it can be mounted from.
-    Done(Option<MountSource>),
-}
-
 /// Whether a manifest was pushed to a destination, locked while it is being pushed.
 type ManifestPushed = Arc<tokio::sync::Mutex<bool>>;
 
@@ -52,7 +45,13 @@ enum Transfer {
 pub struct Job {
     options: CopyOptions,
     observer: Arc<dyn Observer>,
-    blobs: Mutex<HashMap<(String, Digest), BlobState>>,
+    /// Per destination repository and blob: one transfer (upload or mount), which images writing to
+    /// the same repository wait for instead of sending identical requests. Concurrent identical mounts
+    /// into one repository make docker-registry race on its link files and refuse one.
+    transfers_to: Flights<(String, Digest), ()>,
+    /// Per destination blob scope (a registry host, a CTF) and blob: one upload, and where it went,
+    /// so the other repositories of that registry mount it from there.
+    uploads_to: Flights<(String, Digest), Option<MountSource>>,
     /// Per destination and manifest, whether this job has pushed it, behind a lock held while it is
     /// pushed: a manifest shared by two roots is pushed once. Pushing it again would rewrite its
     /// link while the other root's index push checks it, which docker-registry answers with
@@ -68,7 +67,8 @@ impl Job {
         Job {
             options,
             observer,
-            blobs: Mutex::new(HashMap::new()),
+            transfers_to: Flights::new(),
+            uploads_to: Flights::new(),
             manifests: Mutex::new(HashMap::new()),
             transfers,
         }
@@ -353,80 +353,75 @@ impl Job {
         Ok(())
     }
 
-    /// Moves one blob, at most once per destination registry for the whole job: the first image to
-    /// need it uploads (or mounts it from its source repository), the others wait and mount it from
-    /// there.
+    /// Moves one blob into one repository, at most once for the whole job.
     async fn transfer_blob(
         &self,
         src: &dyn ReadStore,
         dst: &dyn Store,
         blob: &Descriptor,
     ) -> Result<Transfer, CopyError> {
-        let here = dst.mount_source();
-        let key = (
-            here.as_ref()
-                .map_or_else(|| dst.location(), |m| m.host.clone()),
-            blob.digest.clone(),
-        );
-        loop {
-            enum Next {
-                Upload(watch::Sender<bool>),
-                Wait(watch::Receiver<bool>),
-                Elsewhere(Option<MountSource>),
+        let claim = match self
+            .transfers_to
+            .claim((dst.location(), blob.digest.clone()))
+            .await
+        {
+            Turn::Done(()) => {
+                self.observer.blob_finished(blob);
+                return Ok(Transfer::Present);
             }
-            let next = {
-                let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
-                match blobs.get(&key) {
-                    None => {
-                        let (tx, rx) = watch::channel(false);
-                        blobs.insert(key.clone(), BlobState::InFlight(rx));
-                        Next::Upload(tx)
-                    }
-                    Some(BlobState::InFlight(rx)) => Next::Wait(rx.clone()),
-                    Some(BlobState::Done(from)) => Next::Elsewhere(from.clone()),
+            Turn::Mine(claim) => claim,
+        };
+        let outcome = self.upload_or_mount(src, dst, blob).await?;
+        claim.complete(());
+        Ok(outcome)
+    }
+
+    /// Moves one blob, at most once per destination registry (or CTF) for the whole job: the first
+    /// image to need it uploads it (or mounts it from its source repository), the others wait and
+    /// mount it from there.
+    async fn upload_or_mount(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        blob: &Descriptor,
+    ) -> Result<Transfer, CopyError> {
+        let here = dst.mount_source();
+        match self
+            .uploads_to
+            .claim((dst.blob_scope(), blob.digest.clone()))
+            .await
+        {
+            Turn::Done(from) => {
+                if let (Some(from), Some(here)) = (&from, &here)
+                    && from.repository != here.repository
+                    && dst.mount(blob, from).await?
+                {
+                    self.observer.blob_finished(blob);
+                    return Ok(Transfer::Mounted);
                 }
-            };
-            match next {
-                Next::Wait(mut rx) => {
-                    let _ = rx.wait_for(|done| *done).await;
+                if dst.exists(blob).await? {
+                    self.observer.blob_finished(blob);
+                    return Ok(Transfer::Present);
                 }
-                Next::Elsewhere(from) => {
-                    if let (Some(from), Some(here)) = (&from, &here)
-                        && from.repository != here.repository
-                        && dst.mount(blob, from).await?
-                    {
+                self.upload(src, dst, blob).await
+            }
+            Turn::Mine(claim) => {
+                let outcome = match src.mount_source() {
+                    Some(from) if dst.mount(blob, &from).await? => {
                         self.observer.blob_finished(blob);
-                        return Ok(Transfer::Mounted);
+                        Transfer::Mounted
                     }
-                    if dst.exists(blob).await? {
-                        self.observer.blob_finished(blob);
-                        return Ok(Transfer::Present);
-                    }
-                    return self.upload(src, dst, blob).await;
-                }
-                Next::Upload(tx) => {
-                    let result = match src.mount_source() {
-                        Some(from) if dst.mount(blob, &from).await? => {
-                            self.observer.blob_finished(blob);
-                            Ok(Transfer::Mounted)
-                        }
-                        _ => self.upload(src, dst, blob).await,
-                    };
-                    let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
-                    if result.is_ok() {
-                        blobs.insert(key, BlobState::Done(here));
-                    } else {
-                        blobs.remove(&key);
-                    }
-                    drop(blobs);
-                    let _ = tx.send(true);
-                    return result;
-                }
+                    _ => self.upload(src, dst, blob).await?,
+                };
+                claim.complete(here);
+                Ok(outcome)
             }
         }
     }
 
-    /// Streams one blob, starting over (with a fresh read of the source) when the failure may pass.
+    /// Streams one blob, starting over (with a fresh read of the source) when the failure may pass:
+    /// network trouble up to the job's attempts, and bytes that did not match their digest (damaged
+    /// in transit, on either side) once more.
     async fn upload(
         &self,
         src: &dyn ReadStore,
@@ -440,6 +435,7 @@ impl Job {
             .expect("the semaphore is never closed");
         self.observer.blob_started(blob);
         let mut attempt = 1;
+        let mut mismatch_retried = false;
         loop {
             tracing::debug!(digest = %blob.digest, size = blob.size, attempt, "copying blob");
             let result = async {
@@ -465,10 +461,14 @@ impl Job {
                     self.observer.blob_finished(blob);
                     return Ok(Transfer::Streamed(blob.size));
                 }
-                Err(e) if e.is_retryable() && attempt < self.options.attempts.max(1) => {
+                Err(e)
+                    if (e.is_retryable() && attempt < self.options.attempts.max(1))
+                        || (e.is_content_mismatch() && !mismatch_retried) =>
+                {
                     let wait = Duration::from_millis(500 << attempt.min(6));
-                    tracing::warn!(digest = %blob.digest, "blob transfer failed ({e}); trying again in {wait:?}");
+                    tracing::info!(digest = %blob.digest, "blob transfer failed ({}); trying again in {wait:?}", wharf_store::chain(&e));
                     tokio::time::sleep(wait).await;
+                    mismatch_retried |= e.is_content_mismatch();
                     attempt += 1;
                     // The failed upload may have completed after all; look before sending it again.
                     if dst.exists(blob).await? {

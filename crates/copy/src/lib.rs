@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod flight;
 mod graph;
 mod job;
 mod verify;
@@ -151,11 +152,20 @@ pub enum CopyError {
 }
 
 impl CopyError {
-    fn is_retryable(&self) -> bool {
+    fn store_error(&self) -> Option<&StoreError> {
         match self {
-            CopyError::Store(e) | CopyError::Transfer { error: e, .. } => e.is_retryable(),
-            _ => false,
+            CopyError::Store(e) | CopyError::Transfer { error: e, .. } => Some(e),
+            _ => None,
         }
+    }
+
+    fn is_retryable(&self) -> bool {
+        self.store_error().is_some_and(StoreError::is_retryable)
+    }
+
+    fn is_content_mismatch(&self) -> bool {
+        self.store_error()
+            .is_some_and(StoreError::is_content_mismatch)
     }
 }
 

@@ -44,6 +44,18 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         self.kind.is_retryable()
     }
+
+    /// True if bytes did not match their digest or size, on the way in or as the registry saw them:
+    /// worth one more try, since bytes damaged in transit are fine the next time.
+    pub fn is_content_mismatch(&self) -> bool {
+        match &*self.kind {
+            ErrorKind::DigestMismatch { .. } | ErrorKind::SizeMismatch { .. } => true,
+            ErrorKind::Registry {
+                code: Some(code), ..
+            } => code == "DIGEST_INVALID" || code == "SIZE_INVALID",
+            _ => false,
+        }
+    }
 }
 
 /// Store operations, named as in the OCI specs.

@@ -141,6 +141,13 @@ pub trait ReadStore: Send + Sync {
     fn mount_source(&self) -> Option<MountSource> {
         None
     }
+
+    /// Where this store keeps its blobs, for deduplication: stores with one scope hold a blob at most
+    /// once between them (the repositories of a CTF share its blobs; those of a registry host can
+    /// mount each other's). Distinct stores by default.
+    fn blob_scope(&self) -> String {
+        self.location()
+    }
 }
 
 /// Writing content to a store.
@@ -207,6 +214,9 @@ impl<T: ReadStore + ?Sized> ReadStore for std::sync::Arc<T> {
     }
     fn mount_source(&self) -> Option<MountSource> {
         (**self).mount_source()
+    }
+    fn blob_scope(&self) -> String {
+        (**self).blob_scope()
     }
 }
 

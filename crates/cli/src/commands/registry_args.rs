@@ -40,6 +40,7 @@ pub fn registries(args: &RegistryArgs, creds: Option<&str>) -> Result<Registries
         insecure_hosts: args.insecure_registry.clone(),
         chunk_size: args.chunk_size,
         registries_conf: registries_conf(&args.conf)?,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
     };
     Ok(Registries::new(options)?)
 }

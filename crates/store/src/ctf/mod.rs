@@ -376,6 +376,10 @@ impl ReadStore for CtfRepository {
         format!("{}//{}", self.ctf.location(), self.name)
     }
 
+    fn blob_scope(&self) -> String {
+        self.ctf.location()
+    }
+
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {
         if let Some(entry) = self.entry(reference).await {
             return self.descriptor_of(&entry.digest, entry.media_type).await;

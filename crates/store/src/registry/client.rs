@@ -4,17 +4,26 @@
 //! (basic, or a bearer token fetched from the challenge's realm and cached per scope set), answers a 401
 //! by learning the new challenge and trying once more, and retries network errors, 408, 429 and 5xx with
 //! exponential backoff and jitter (honouring `Retry-After`) as long as the request body can be sent
-//! again.
+//! again. No exchange may stall: when no byte moves in either direction for the host's idle timeout
+//! (`--idle-timeout`), the request fails as a network error and is retried like one. [`Host::send_read`]
+//! reads small answers (manifests, tag lists, referrers) whole, and asks again when the connection
+//! breaks inside the body.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use reqwest::{Method, Response, StatusCode, Url};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
@@ -35,6 +44,12 @@ const TOKEN_SLACK: Duration = Duration::from_secs(10);
 /// Token lifetime when the token service does not say (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// Largest error body read to report a registry's message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// A stream of request body bytes.
+pub type BodyStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
 /// A request body.
 pub enum Body {
     /// No body.
@@ -42,7 +57,7 @@ pub enum Body {
     /// Bytes that can be sent again on retry.
     Bytes(Bytes),
     /// A stream that can be sent once.
-    Stream(Option<reqwest::Body>),
+    Stream(Option<BodyStream>),
 }
 
 impl Body {
@@ -50,11 +65,15 @@ impl Body {
         !matches!(self, Body::Stream(_))
     }
 
-    fn take(&mut self) -> Option<reqwest::Body> {
+    /// The body for one attempt; every chunk a stream hands over counts as activity.
+    fn take(&mut self, activity: &Arc<Activity>) -> Option<reqwest::Body> {
         match self {
             Body::Empty => None,
             Body::Bytes(bytes) => Some(reqwest::Body::from(bytes.clone())),
-            Body::Stream(stream) => stream.take(),
+            Body::Stream(stream) => stream.take().map(|stream| {
+                let activity = activity.clone();
+                reqwest::Body::wrap_stream(stream.inspect(move |_| activity.touch()))
+            }),
         }
     }
 }
@@ -91,6 +110,155 @@ impl Request {
         self.body = body;
         self
     }
+
+    /// The same request again, if its body can be sent again.
+    fn replay(&self) -> Option<Request> {
+        let body = match &self.body {
+            Body::Empty => Body::Empty,
+            Body::Bytes(bytes) => Body::Bytes(bytes.clone()),
+            Body::Stream(_) => return None,
+        };
+        Some(Request {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body,
+            scopes: self.scopes.clone(),
+        })
+    }
+}
+
+/// When a byte last moved on an exchange, in either direction.
+pub struct Activity {
+    start: Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Runs `work` until it ends or nothing has moved for `limit`; `None` when it stalled.
+async fn unless_idle<T>(
+    activity: &Activity,
+    limit: Duration,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let watchdog = async {
+        loop {
+            let idle = activity.idle();
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => Some(out),
+        () = watchdog => None,
+    }
+}
+
+/// The error of an exchange on which nothing moved for `limit`.
+fn stalled(host: &str, limit: Duration) -> ErrorKind {
+    ErrorKind::Network(format!(
+        "{host} sent nothing for {} s (--idle-timeout)",
+        limit.as_secs_f32()
+    ))
+}
+
+/// A registry's answer: status and headers at once, the body read with the idle timeout.
+pub struct Response {
+    inner: reqwest::Response,
+    host: String,
+    idle: Duration,
+}
+
+impl Response {
+    pub fn status(&self) -> StatusCode {
+        self.inner.status()
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// The body as it arrives; a pause longer than the idle timeout ends it with a network error.
+    pub fn bytes_stream(self) -> BoxStream<'static, Result<Bytes, ErrorKind>> {
+        let Response { inner, host, idle } = self;
+        futures_util::stream::unfold(
+            (inner.bytes_stream(), host, idle, false),
+            |(mut body, host, idle, failed)| async move {
+                if failed {
+                    return None;
+                }
+                let item = match tokio::time::timeout(idle, body.next()).await {
+                    Err(_) => Err(stalled(&host, idle)),
+                    Ok(None) => return None,
+                    Ok(Some(Ok(chunk))) => Ok(chunk),
+                    Ok(Some(Err(e))) => Err(network_error(&host, &e)),
+                };
+                let failed = item.is_err();
+                Some((item, (body, host, idle, failed)))
+            },
+        )
+        .boxed()
+    }
+
+    /// The whole body of a small answer, refusing more than `limit` bytes.
+    pub async fn bytes(self, limit: usize) -> Result<Bytes, ErrorKind> {
+        let announced = self
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(length) = announced
+            && length > limit
+        {
+            return Err(wharf_oci::ManifestError::TooLarge(length).into());
+        }
+        let mut stream = self.bytes_stream();
+        let mut out = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if out.len() + chunk.len() > limit {
+                return Err(wharf_oci::ManifestError::TooLarge(out.len() + chunk.len()).into());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// A small answer read whole.
+pub struct Buffered {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Buffered {
+    /// The error this answer reports.
+    pub fn error(&self) -> ErrorKind {
+        error_from(self.status, &self.body)
+    }
 }
 
 /// A bearer token and the moment to renew it.
@@ -117,6 +285,8 @@ pub struct Host {
     explicit: Option<Credentials>,
     source: CredentialSource,
     auth: Mutex<AuthState>,
+    /// No byte moving for this long fails a request.
+    idle: Duration,
     /// How many blob downloads this host serves at once. Downloads and uploads have separate windows,
     /// so a copy within one registry never waits on itself.
     pub pull_throttle: Arc<Throttle>,
@@ -138,6 +308,7 @@ impl Host {
         allow_http: bool,
         explicit: Option<Credentials>,
         source: CredentialSource,
+        idle: Duration,
     ) -> Host {
         Host {
             name: name.to_owned(),
@@ -149,6 +320,7 @@ impl Host {
             explicit,
             source,
             auth: Mutex::new(AuthState::default()),
+            idle,
             pull_throttle: Arc::default(),
             push_throttle: Arc::default(),
         }
@@ -188,11 +360,8 @@ impl Host {
     async fn ping(&self, base: &Url) -> Result<(), ErrorKind> {
         let url = base.join("v2/").expect("valid path");
         let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| network_error(&self.name, &e))?;
+            .exchange(self.client.get(url), &Activity::new())
+            .await?;
         match response.status() {
             StatusCode::UNAUTHORIZED => {
                 self.learn(response.headers());
@@ -355,7 +524,7 @@ impl Host {
                 }
             }
         };
-        let response = request.send().await.map_err(|e| network_error(realm, &e))?;
+        let response = self.exchange(request, &Activity::new()).await?;
         if response.status() == StatusCode::UNAUTHORIZED
             || response.status() == StatusCode::FORBIDDEN
         {
@@ -375,7 +544,8 @@ impl Host {
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
-        let parsed: TokenResponse = response.json().await.map_err(|e| {
+        let body = response.bytes(ERROR_BODY_LIMIT).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             ErrorKind::Unauthorized(format!(
                 "the token service at {realm} sent an unreadable answer: {e}"
             ))
@@ -393,6 +563,24 @@ impl Host {
         Ok((token, lifetime))
     }
 
+    /// Sends one request and waits for the answer's headers, failing when nothing moves for the idle
+    /// timeout (an upload's body chunks count as movement).
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        activity: &Activity,
+    ) -> Result<Response, ErrorKind> {
+        match unless_idle(activity, self.idle, request.send()).await {
+            None => Err(stalled(&self.name, self.idle)),
+            Some(Err(e)) => Err(network_error(&self.name, &e)),
+            Some(Ok(inner)) => Ok(Response {
+                inner,
+                host: self.name.clone(),
+                idle: self.idle,
+            }),
+        }
+    }
+
     /// Sends a request with authentication and retries; see the module documentation.
     pub async fn send(&self, mut request: Request) -> Result<Response, ErrorKind> {
         self.base().await?;
@@ -400,6 +588,7 @@ impl Host {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let activity = Activity::new();
             let mut builder = self
                 .client
                 .request(request.method.clone(), request.url.clone())
@@ -407,11 +596,11 @@ impl Host {
             if let Some(value) = self.authorization(&request.scopes).await? {
                 builder = builder.header(AUTHORIZATION, value);
             }
-            if let Some(body) = request.body.take() {
+            if let Some(body) = request.body.take(&activity) {
                 builder = builder.body(body);
             }
             let can_retry = request.body.replayable() && attempt < MAX_ATTEMPTS;
-            let response = match builder.send().await {
+            let response = match self.exchange(builder, &activity).await {
                 Ok(response) => response,
                 Err(e) if can_retry => {
                     let wait = backoff(attempt);
@@ -419,7 +608,7 @@ impl Host {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                Err(e) => return Err(network_error(&self.name, &e)),
+                Err(e) => return Err(e),
             };
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
@@ -449,6 +638,41 @@ impl Host {
                 continue;
             }
             return Ok(response);
+        }
+    }
+
+    /// Sends a request without a streamed body and reads the whole answer (at most `limit` bytes of a
+    /// success), asking again when the connection breaks or stalls inside the body.
+    pub async fn send_read(&self, request: Request, limit: usize) -> Result<Buffered, ErrorKind> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let this_attempt = request.replay().ok_or_else(|| {
+                ErrorKind::Invalid("a streamed request cannot be read whole".into())
+            })?;
+            let response = self.send(this_attempt).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let limit = if status.is_success() {
+                limit
+            } else {
+                ERROR_BODY_LIMIT
+            };
+            match response.bytes(limit).await {
+                Ok(body) => {
+                    return Ok(Buffered {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    let wait = backoff(attempt);
+                    tracing::debug!(url = %request.url, "answer cut short ({e}); asking again in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -519,8 +743,13 @@ struct ErrorEntry {
 /// Turns an error response into an [`ErrorKind`], reading the spec's error envelope when present.
 pub async fn status_error(response: Response) -> ErrorKind {
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
-    let entry = serde_json::from_slice::<ErrorEnvelope>(&body)
+    let body = response.bytes(ERROR_BODY_LIMIT).await.unwrap_or_default();
+    error_from(status, &body)
+}
+
+/// The [`ErrorKind`] of an error answer read whole.
+pub fn error_from(status: StatusCode, body: &[u8]) -> ErrorKind {
+    let entry = serde_json::from_slice::<ErrorEnvelope>(body)
         .ok()
         .and_then(|e| e.errors.into_iter().next());
     let (code, message) = match entry {

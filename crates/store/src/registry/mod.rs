@@ -18,12 +18,13 @@ mod throttle;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK};
-use reqwest::{Method, Response, StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Reference, media_type};
 
@@ -31,7 +32,7 @@ use crate::{
     ByteStream, ErrorKind, ManifestRole, MountSource, Op, ReadStore, Result, Store, StoreError,
     check_bytes, verified,
 };
-use client::{Body, Host, Request};
+use client::{Body, Host, Request, Response};
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
 use wharf_registries_conf::RegistriesConf;
 
@@ -42,8 +43,14 @@ use crate::layout::Layout;
 const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
 /// Page size asked for when listing tags.
 const TAGS_PAGE: usize = 1000;
+/// Largest page of a tag, catalog or referrers list read.
+const TAGS_PAGE_LIMIT: usize = 16 * 1024 * 1024;
 /// Resumes of one download after dropped connections.
 const MAX_RESUMES: u32 = 5;
+/// How long a request may go without a byte moving, unless the options say otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a connection to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How wharf connects to registries.
 #[derive(Debug, Clone)]
@@ -62,6 +69,9 @@ pub struct RegistryOptions {
     pub chunk_size: Option<usize>,
     /// Mirrors, rewrites, `insecure` and `blocked` from registries.conf; reads try its endpoints.
     pub registries_conf: Option<Arc<RegistriesConf>>,
+    /// A request on which no byte moves in either direction for this long fails, and is retried
+    /// like any network failure.
+    pub idle_timeout: Duration,
 }
 
 impl Default for RegistryOptions {
@@ -74,6 +84,7 @@ impl Default for RegistryOptions {
             insecure_hosts: Vec::new(),
             chunk_size: None,
             registries_conf: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -138,7 +149,7 @@ impl Registries {
                 // HTTP/2 flow control throttles large pushes; one HTTP/1.1 connection per transfer is faster.
                 .http1_only()
                 .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(std::time::Duration::from_secs(30))
+                .connect_timeout(CONNECT_TIMEOUT.min(options.idle_timeout))
                 .pool_max_idle_per_host(32)
         };
         let mut strict = builder().tls_danger_accept_invalid_certs(!options.tls_verify);
@@ -194,6 +205,7 @@ impl Registries {
                     mode.insecure || is_loopback(host),
                     credentials,
                     options.source.clone(),
+                    options.idle_timeout,
                 ))
             })
             .clone()
@@ -358,14 +370,14 @@ impl Registries {
         let host = self.host(host);
         let fail = |kind| StoreError::new(Op::Open, host.name.clone(), kind);
         let url = host.url("/v2/").await.map_err(fail)?;
-        let response = host
-            .send(Request::new(Method::GET, url, Vec::new()))
+        let answer = host
+            .send_read(Request::new(Method::GET, url, Vec::new()), TAGS_PAGE_LIMIT)
             .await
             .map_err(fail)?;
-        if response.status().is_success() {
+        if answer.status.is_success() {
             Ok(())
         } else {
-            Err(fail(client::status_error(response).await))
+            Err(fail(answer.error()))
         }
     }
 
@@ -450,23 +462,22 @@ async fn paginate(
                 "more than 10000 pages; the registry's Link headers loop".into(),
             ));
         }
-        let response = host
-            .send(Request::new(Method::GET, url, scopes.clone()))
+        let answer = host
+            .send_read(
+                Request::new(Method::GET, url, scopes.clone()),
+                TAGS_PAGE_LIMIT,
+            )
             .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        if answer.status == StatusCode::NOT_FOUND {
             return Err(ErrorKind::NotFound(None));
         }
-        if !response.status().is_success() {
-            return Err(client::status_error(response).await);
+        if !answer.status.is_success() {
+            return Err(answer.error());
         }
-        if let Some(link) = next_link(response.headers()) {
+        if let Some(link) = next_link(&answer.headers) {
             next = Some(host.resolve_location(&link).await?);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| client::network_error(&host.name, &e))?;
-        page(&body)?;
+        page(&answer.body)?;
     }
     Ok(())
 }
@@ -522,31 +533,44 @@ impl Repository {
         media_type::MANIFEST_TYPES.join(", ")
     }
 
-    /// HEAD or GET a manifest.
+    /// A HEAD or GET request for a manifest.
     async fn manifest_request(
         &self,
         method: Method,
         reference: &str,
-    ) -> Result<Response, ErrorKind> {
+    ) -> Result<Request, ErrorKind> {
         let url = self.url(&format!("manifests/{reference}")).await?;
-        let request =
-            Request::new(method, url, self.pull_scope()).header("accept", &Self::manifest_accept());
-        self.host.send(request).await
+        Ok(Request::new(method, url, self.pull_scope()).header("accept", &Self::manifest_accept()))
     }
 
-    /// GETs a manifest and checks its bytes; the descriptor comes from what was received.
+    /// GETs a manifest and checks its bytes; the descriptor comes from what was received. Bytes that do
+    /// not match the digest asked for are fetched once more before giving up.
     async fn get_manifest(&self, reference: &str) -> Result<(Descriptor, Bytes), ErrorKind> {
-        let response = self.manifest_request(Method::GET, reference).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        match self.get_manifest_once(reference).await {
+            Err(ErrorKind::DigestMismatch { expected, actual }) => {
+                tracing::info!(%expected, %actual, "manifest did not match its digest; fetching it again");
+                self.get_manifest_once(reference).await
+            }
+            other => other,
+        }
+    }
+
+    async fn get_manifest_once(&self, reference: &str) -> Result<(Descriptor, Bytes), ErrorKind> {
+        let request = self.manifest_request(Method::GET, reference).await?;
+        let answer = self
+            .host
+            .send_read(request, wharf_oci::MANIFEST_MAX_BYTES)
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
             return Err(ErrorKind::NotFound(None));
         }
-        if !response.status().is_success() {
-            return Err(client::status_error(response).await);
+        if !answer.status.is_success() {
+            return Err(answer.error());
         }
-        let content_type = header_str(response.headers(), CONTENT_TYPE.as_str()).map(str::to_owned);
-        let header_digest = header_str(response.headers(), "docker-content-digest")
+        let content_type = header_str(&answer.headers, CONTENT_TYPE.as_str()).map(str::to_owned);
+        let header_digest = header_str(&answer.headers, "docker-content-digest")
             .and_then(|d| Digest::parse(d).ok());
-        let bytes = read_limited(response, wharf_oci::MANIFEST_MAX_BYTES, &self.host.name).await?;
+        let bytes = answer.body;
         let algorithm = Digest::parse(reference)
             .map(|d| d.algorithm())
             .or_else(|_| header_digest.as_ref().map(Digest::algorithm).ok_or(()))
@@ -591,16 +615,17 @@ impl Repository {
         }
         let first = self
             .host
-            .send(
+            .send_read(
                 Request::new(Method::GET, url, self.pull_scope())
                     .header("accept", media_type::OCI_INDEX),
+                wharf_oci::MANIFEST_MAX_BYTES,
             )
             .await?;
-        let is_index = header_str(first.headers(), CONTENT_TYPE.as_str())
+        let is_index = header_str(&first.headers, CONTENT_TYPE.as_str())
             .is_some_and(|t| media_type::essence(t) == media_type::OCI_INDEX);
-        if !first.status().is_success() || !is_index {
+        if !first.status.is_success() || !is_index {
             // 404 (or any non-index answer) from a registry without the API: use the tag schema.
-            if matches!(first.status().as_u16(), 404 | 400 | 405) || first.status().is_success() {
+            if matches!(first.status.as_u16(), 404 | 400 | 405) || first.status.is_success() {
                 self.registries
                     .inner
                     .referrers_api
@@ -609,7 +634,7 @@ impl Repository {
                     .insert(key, false);
                 return Ok(None);
             }
-            return Err(client::status_error(first).await);
+            return Err(first.error());
         }
         self.registries
             .inner
@@ -617,12 +642,10 @@ impl Repository {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, true);
-        let filtered = header_str(first.headers(), "oci-filters-applied")
+        let filtered = header_str(&first.headers, "oci-filters-applied")
             .is_some_and(|f| f.contains("artifactType"));
-        let next = next_link(first.headers());
-        let mut out = parse_index_entries(
-            &read_limited(first, wharf_oci::MANIFEST_MAX_BYTES, &self.host.name).await?,
-        )?;
+        let next = next_link(&first.headers);
+        let mut out = parse_index_entries(&first.body)?;
         if let Some(next) = next {
             let url = self.host.resolve_location(&next).await?;
             paginate(&self.host, url, self.pull_scope(), |bytes| {
@@ -678,6 +701,69 @@ impl Repository {
         )
         .await
         .map(|_| ())
+    }
+
+    /// PUTs a manifest and makes sure the registry stored exactly those bytes: bytes damaged on the
+    /// way (the registry refuses them, or stores them under another digest) are sent once more, and
+    /// if they arrive damaged again, what the registry stored is deleted so that no tag is left on
+    /// content nobody sent.
+    async fn put_manifest_checked(
+        &self,
+        reference: &str,
+        descriptor: &Descriptor,
+        raw: Bytes,
+    ) -> Result<HeaderMap, ErrorKind> {
+        let mut resent = false;
+        loop {
+            let stored = match self
+                .put_manifest(reference, &descriptor.media_type, raw.clone())
+                .await
+            {
+                Ok(headers) => match header_str(&headers, "docker-content-digest")
+                    .and_then(|d| Digest::parse(d).ok())
+                    .filter(|d| *d != descriptor.digest)
+                {
+                    None => return Ok(headers),
+                    Some(stored) => stored,
+                },
+                Err(ErrorKind::Registry {
+                    code: Some(code), ..
+                }) if code == "DIGEST_INVALID" && !resent => {
+                    tracing::info!(digest = %descriptor.digest, "the registry found the manifest damaged; sending it again");
+                    resent = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !resent {
+                tracing::info!(digest = %descriptor.digest, %stored, "the registry stored other bytes than were sent; sending them again");
+                resent = true;
+                continue;
+            }
+            let cleanup = match self.delete_manifest(&stored).await {
+                Ok(()) => format!("wharf deleted {stored} so that {reference} does not name it"),
+                Err(e) => format!(
+                    "deleting {stored} failed ({e}): {reference} may name content wharf did not send"
+                ),
+            };
+            return Err(ErrorKind::Invalid(format!(
+                "the registry stored the manifest as {stored}, not {}, twice; {cleanup}",
+                descriptor.digest
+            )));
+        }
+    }
+
+    async fn delete_manifest(&self, digest: &Digest) -> Result<(), ErrorKind> {
+        let url = self.url(&format!("manifests/{digest}")).await?;
+        let response = self
+            .host
+            .send(Request::new(Method::DELETE, url, self.push_scope()))
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(client::status_error(response).await)
+        }
     }
 
     /// PUTs manifest bytes under a tag or digest; returns the response headers.
@@ -742,7 +828,7 @@ impl Repository {
                 let request = Request::new(Method::PUT, url, self.push_scope())
                     .header("content-type", "application/octet-stream")
                     .header("content-length", &descriptor.size.to_string())
-                    .body(Body::Stream(Some(reqwest::Body::wrap_stream(body))));
+                    .body(Body::Stream(Some(body.boxed())));
                 let sent = self.host.send(request).await;
                 if let Some(e) = body_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(*e.kind);
@@ -834,26 +920,6 @@ async fn upload_location(host: &Host, headers: &HeaderMap) -> Result<Url, ErrorK
     host.resolve_location(location).await
 }
 
-/// Reads a whole (small) response body, refusing more than `limit` bytes.
-async fn read_limited(response: Response, limit: usize, host: &str) -> Result<Bytes, ErrorKind> {
-    if let Some(length) = header_str(response.headers(), CONTENT_LENGTH.as_str())
-        .and_then(|l| l.parse::<usize>().ok())
-        && length > limit
-    {
-        return Err(wharf_oci::ManifestError::TooLarge(length).into());
-    }
-    let mut stream = response.bytes_stream();
-    let mut out = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| client::network_error(host, &e))?;
-        if out.len() + chunk.len() > limit {
-            return Err(wharf_oci::ManifestError::TooLarge(out.len() + chunk.len()).into());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out.freeze())
-}
-
 #[async_trait]
 impl ReadStore for Repository {
     fn location(&self) -> String {
@@ -867,10 +933,11 @@ impl ReadStore for Repository {
             format!("tag {reference:?}")
         };
         let fail = |kind| self.error(Op::Resolve, &what, kind);
-        let response = self
+        let request = self
             .manifest_request(Method::HEAD, reference)
             .await
             .map_err(fail)?;
+        let response = self.host.send(request).await.map_err(fail)?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(fail(ErrorKind::NotFound(None)));
         }
@@ -944,19 +1011,18 @@ impl ReadStore for Repository {
     async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
         let what = descriptor.digest.to_string();
         let fail = |kind| self.error(Op::Exists, &what, kind);
-        let response = if descriptor.is_manifest() {
+        let request = if descriptor.is_manifest() {
             self.manifest_request(Method::HEAD, descriptor.digest.as_str())
                 .await
+                .map_err(fail)?
         } else {
             let url = self
                 .url(&format!("blobs/{}", descriptor.digest))
                 .await
                 .map_err(fail)?;
-            self.host
-                .send(Request::new(Method::HEAD, url, self.pull_scope()))
-                .await
-        }
-        .map_err(fail)?;
+            Request::new(Method::HEAD, url, self.pull_scope())
+        };
+        let response = self.host.send(request).await.map_err(fail)?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             status if status.is_success() => Ok(true),
@@ -1018,6 +1084,10 @@ impl ReadStore for Repository {
             repository: self.name.clone(),
         })
     }
+
+    fn blob_scope(&self) -> String {
+        self.host.name.clone()
+    }
 }
 
 #[async_trait]
@@ -1043,17 +1113,9 @@ impl Store for Repository {
             ManifestRole::Child | ManifestRole::Root => descriptor.digest.to_string(),
         };
         let headers = self
-            .put_manifest(&reference, &descriptor.media_type, raw.clone())
+            .put_manifest_checked(&reference, descriptor, raw.clone())
             .await
             .map_err(fail)?;
-        if let Some(returned) = header_str(&headers, "docker-content-digest")
-            && Digest::parse(returned).is_ok_and(|d| d != descriptor.digest)
-        {
-            return Err(fail(ErrorKind::Invalid(format!(
-                "the registry stored the manifest as {returned}, not {}",
-                descriptor.digest
-            ))));
-        }
         let manifest =
             Manifest::parse(raw, Some(&descriptor.media_type)).map_err(|e| fail(e.into()))?;
         // Without an OCI-Subject answer the registry keeps no referrers index: maintain the tag schema.
@@ -1124,7 +1186,7 @@ fn resumable_download(
         host: Arc<Host>,
         url: Url,
         scopes: Vec<String>,
-        body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        body: futures_util::stream::BoxStream<'static, Result<Bytes, ErrorKind>>,
         received: u64,
         /// Bytes to drop from the current response (a server that ignored Range).
         skip: u64,
@@ -1137,7 +1199,7 @@ fn resumable_download(
         host,
         url,
         scopes,
-        body: first.bytes_stream().boxed(),
+        body: first.bytes_stream(),
         received: 0,
         skip: 0,
         resumes: 0,
@@ -1165,7 +1227,7 @@ fn resumable_download(
                         state.received += chunk.len() as u64;
                         return Ok(Some((chunk, state)));
                     }
-                    Some(Err(e)) if state.resumes < MAX_RESUMES => {
+                    Some(Err(e)) if e.is_retryable() && state.resumes < MAX_RESUMES => {
                         state.resumes += 1;
                         tracing::info!(url = %state.url, received = state.received, "download interrupted ({e}); resuming");
                         let request =
@@ -1182,11 +1244,10 @@ fn resumable_download(
                                 return Err(StoreError::new(Op::Fetch, state.target.clone(), kind));
                             }
                         };
-                        state.body = response.bytes_stream().boxed();
+                        state.body = response.bytes_stream();
                     }
-                    Some(Err(e)) => {
+                    Some(Err(kind)) => {
                         state.done = true;
-                        let kind = client::network_error(&state.host.name, &e);
                         return Err(StoreError::new(Op::Fetch, state.target.clone(), kind));
                     }
                 }
