@@ -247,6 +247,10 @@ pub struct RegistryArgs {
     /// retried like any network failure (a download resumes where it stopped).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
+    /// Fail at once, instead of waiting, when another wharf process is writing a layout, archive or
+    /// CTF this command writes to.
+    #[arg(long)]
+    pub no_wait: bool,
     #[command(flatten)]
     pub conf: RegistriesConfArgs,
 }

@@ -145,6 +145,9 @@ pub enum ErrorKind {
     /// The registry could not be reached or the connection broke.
     #[error("{0}")]
     Network(String),
+    /// Another process is writing the store.
+    #[error("{0}")]
+    Busy(String),
     /// Credentials are missing or were refused.
     #[error("{0}")]
     Unauthorized(String),

@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::archive::Archive;
 use crate::fsutil;
@@ -49,11 +49,14 @@ impl Files {
     /// File `name` in memory, if it exists; for small files.
     pub async fn read(&self, name: &str) -> io::Result<Option<Bytes>> {
         match self {
-            Files::Dir(dir) => match tokio::fs::read(dir.join(name)).await {
-                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            },
+            Files::Dir(dir) => {
+                let Some(mut file) = open_regular(&dir.join(name)).await? else {
+                    return Ok(None);
+                };
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).await?;
+                Ok(Some(Bytes::from(bytes)))
+            }
             Files::Archive(archive) => archive.read(name).await,
         }
     }
@@ -61,11 +64,9 @@ impl Files {
     /// File `name` as a stream of bytes, if it exists.
     pub async fn reader(&self, name: &str) -> io::Result<Option<Pin<Box<dyn AsyncRead + Send>>>> {
         match self {
-            Files::Dir(dir) => match tokio::fs::File::open(dir.join(name)).await {
-                Ok(file) => Ok(Some(Box::pin(file))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            },
+            Files::Dir(dir) => Ok(open_regular(&dir.join(name))
+                .await?
+                .map(|file| Box::pin(file) as Pin<Box<dyn AsyncRead + Send>>)),
             Files::Archive(archive) => archive.reader(name).await,
         }
     }
@@ -119,6 +120,15 @@ impl Files {
         }
     }
 
+    /// Removes temporary files an earlier, killed writer left. Only for the holder of the store's
+    /// write lock.
+    pub async fn remove_stale_temporaries(&self) -> io::Result<()> {
+        match self {
+            Files::Dir(dir) => fsutil::remove_stale(dir, fsutil::TEMP_PREFIX).await,
+            Files::Archive(archive) => archive.remove_stale_temporaries().await,
+        }
+    }
+
     /// Whether this is an archive written to since it was opened or last finished.
     pub fn unfinished(&self) -> bool {
         matches!(self, Files::Archive(archive) if archive.dirty())
@@ -139,6 +149,20 @@ impl Files {
             Files::Archive(archive) if archive.dirty() => archive.checkpoint().await.map(|()| true),
             _ => Ok(false),
         }
+    }
+}
+
+/// Opens a file to read, `None` if it does not exist; anything but a regular file is refused, since
+/// opening a FIFO would wait for a writer forever.
+async fn open_regular(path: &Path) -> io::Result<Option<tokio::fs::File>> {
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.is_file() => tokio::fs::File::open(path).await.map(Some),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

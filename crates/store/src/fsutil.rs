@@ -7,7 +7,7 @@ use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 /// Prefix of temporary files inside a layout or CTF; never a valid blob or index file name.
-const TEMP_PREFIX: &str = ".wharf-tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".wharf-tmp-";
 
 /// A new temporary file in `dir`, removed when the returned path is dropped unless persisted.
 pub(crate) async fn temp_file(dir: &Path) -> io::Result<(tokio::fs::File, TempPath)> {
@@ -48,4 +48,29 @@ pub(crate) async fn write_atomic(temp_dir: &Path, target: &Path, bytes: &[u8]) -
     let (mut file, temp) = temp_file(temp_dir).await?;
     file.write_all(bytes).await?;
     persist(file, temp, target).await
+}
+
+/// Removes the files in `dir` whose names start with `prefix`: temporary files a killed run left.
+/// Only for a writer holding the store's lock, so no other process is writing them.
+pub(crate) async fn remove_stale(dir: &Path, prefix: &str) -> io::Result<()> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    while let Some(entry) = entries.next_entry().await? {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            tracing::debug!(path = %entry.path().display(), "removing a temporary file a killed run left");
+            remove_if_present(&entry.path()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) async fn remove_if_present(path: &Path) -> io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }

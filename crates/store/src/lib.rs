@@ -28,6 +28,7 @@ mod error;
 mod files;
 mod fsutil;
 pub mod layout;
+mod lock;
 pub mod memory;
 pub mod registry;
 mod verify;
@@ -40,6 +41,7 @@ use wharf_oci::{Descriptor, MANIFEST_MAX_BYTES, Manifest};
 
 pub use address::{Address, AddressError};
 pub use error::{ErrorKind, Op, Result, StoreError, chain};
+pub use lock::WhenLocked;
 pub use verify::verified;
 
 /// A stream of blob bytes.

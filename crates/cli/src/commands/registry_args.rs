@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use wharf_registries_conf::{Discovery, RegistriesConf};
+use wharf_store::WhenLocked;
 use wharf_store::registry::{CredentialSource, Credentials, Registries, RegistryOptions};
 
 use crate::args::{RegistriesConfArgs, RegistryArgs};
@@ -41,6 +42,11 @@ pub fn registries(args: &RegistryArgs, creds: Option<&str>) -> Result<Registries
         chunk_size: args.chunk_size,
         registries_conf: registries_conf(&args.conf)?,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        when_locked: if args.no_wait {
+            WhenLocked::Fail
+        } else {
+            WhenLocked::Wait
+        },
     };
     Ok(Registries::new(options)?)
 }

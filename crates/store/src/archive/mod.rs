@@ -2,7 +2,9 @@
 //! an interrupted write resumed.
 //!
 //! Opening indexes the tar once (each member's offset and size, every entry checked, nothing
-//! extracted); a `.tgz` is first decompressed to a temporary tar. Writing goes to
+//! extracted); a `.tgz` is decompressed into an unnamed temporary file as it is checked, up to the
+//! tar's end-of-archive marker and no further. Members are read by position from open files, so
+//! nothing named is left behind for reading. Writing goes to
 //! `<archive>.wharf-partial`, a plain tar: each member gets its header and a region sized from its
 //! descriptor up front, so blobs stream into the file side by side with positional writes and every byte
 //! is written once. Files that change (`index.json`, `artifact-index.json`) are kept in memory and
@@ -28,8 +30,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use futures_util::StreamExt;
-use tempfile::TempPath;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use wharf_oci::{Digest, MANIFEST_MAX_BYTES, Manifest};
 
 use crate::{ByteStream, ErrorKind, StoreError};
@@ -39,6 +40,8 @@ use scan::{BLOCK, Member, ScanMode};
 const MTIME: u64 = 1_640_995_200; // 2022-01-01T00:00:00Z
 /// Buffer for hashing members when resuming.
 const HASH_CHUNK: usize = 1024 * 1024;
+/// Chunk size when streaming a member out.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Why an archive cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +85,9 @@ pub(crate) struct Archive {
 
 #[derive(Default)]
 struct State {
-    /// The plain tar the members are in, once there is one.
-    tar: Option<PathBuf>,
+    /// The plain tar the members are in, once there is one: the archive, its decompressed copy, or
+    /// the partial file being written.
+    tar: Option<Arc<File>>,
     members: HashMap<String, Member>,
     /// End of the last member in `tar`.
     end: u64,
@@ -92,8 +96,6 @@ struct State {
     writer: Option<Writer>,
     /// Something was written since the archive was opened or last finished.
     dirty: bool,
-    /// The decompressed copy of a `.tgz`, removed with the archive.
-    decompressed: Option<TempPath>,
 }
 
 struct Writer {
@@ -193,7 +195,7 @@ impl Archive {
                 _ => return Ok(None),
             }
         };
-        Ok(Some(Box::pin(open_member(&tar, member).await?)))
+        Ok(Some(Box::pin(member_reader(tar, member))))
     }
 
     /// Writes member `name` of `size` bytes from `body`. The member exists once the body has ended
@@ -306,28 +308,31 @@ impl Archive {
             (state.tar.clone(), state.end)
         };
         let partial = partial_path(&self.path);
-        let target = partial.clone();
         let file = blocking::<_, io::Error>(move || {
-            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = partial.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
-            if let Some(source) = source {
-                std::fs::copy(source, &target)?;
-            }
-            let file = File::options()
+            let mut file = File::options()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(false)
-                .open(&target)?;
+                .truncate(true)
+                .open(&partial)?;
+            if let Some(source) = source {
+                // Members are read by position, so moving this handle's offset disturbs no reader.
+                let mut source = &*source;
+                source.rewind()?;
+                io::copy(&mut source.take(end), &mut file)?;
+            }
             file.set_len(end)?;
             Ok(file)
         })
         .await?;
+        let file = Arc::new(file);
         let mut state = self.state();
-        state.tar = Some(partial);
+        state.tar = Some(file.clone());
         state.writer = Some(Writer {
-            file: Arc::new(file),
+            file,
             holes: Vec::new(),
             writing: 0,
         });
@@ -391,60 +396,55 @@ impl Archive {
             return Ok(());
         }
         self.write_pending().await?;
-        let (file, partial, holes, members, end) = {
+        let (file, holes, members, end) = {
             let mut state = self.state();
             let writer = state.writer.take().expect("set up above");
             if writer.writing > 0 {
                 return Err(io::Error::other("members are still being written"));
             }
             let holes = !writer.holes.is_empty();
-            (
-                writer.file,
-                state.tar.clone().expect("writer has a tar"),
-                holes,
-                state.members.clone(),
-                state.end,
-            )
+            (writer.file, holes, state.members.clone(), state.end)
         };
         let (path, gzip) = (self.path.clone(), self.gzip);
-        let (members, end, decompressed) = blocking::<_, io::Error>(move || {
+        let (members, end, tar) = blocking::<_, io::Error>(move || {
             drop(file);
+            let partial = partial_path(&path);
             let (members, end) = if holes {
                 compact(&partial, members)?
             } else {
                 (members, end)
             };
-            let file = File::options().write(true).open(&partial)?;
+            let file = File::options().read(true).write(true).open(&partial)?;
             // Cut first, then grow: the end marker must be zeros, not what a dropped region held.
             file.set_len(end)?;
             file.set_len(end + 2 * BLOCK)?;
             file.sync_all()?;
-            drop(file);
-            let decompressed = if gzip {
-                compress(&partial, &path)?;
-                // Kept, under a temporary name, as the tar later reads come from.
-                let kept = tempfile::Builder::new()
-                    .prefix(".wharf-tmp-")
-                    .make_in(parent_dir(&path), |temp| std::fs::rename(&partial, temp))?;
-                Some(kept.into_temp_path())
+            if gzip {
+                compress(&file, &path)?;
+                // Later reads come from the open tar, which needs no name.
+                std::fs::remove_file(&partial)?;
             } else {
                 std::fs::rename(&partial, &path)?;
-                None
-            };
+            }
             sync_parent(&path)?;
-            Ok((members, end, decompressed))
+            Ok((members, end, file))
         })
         .await?;
         let mut state = self.state();
-        state.tar = Some(match &decompressed {
-            Some(temp) => temp.to_path_buf(),
-            None => self.path.clone(),
-        });
+        state.tar = Some(Arc::new(tar));
         state.members = members;
         state.end = end;
-        state.decompressed = decompressed;
         state.dirty = false;
         Ok(())
+    }
+
+    /// Removes the temporary files a killed writer of this archive left beside it. Only for the holder
+    /// of the archive's write lock.
+    pub async fn remove_stale_temporaries(&self) -> io::Result<()> {
+        let mut compacting = partial_path(&self.path).into_os_string();
+        compacting.push(COMPACT_SUFFIX);
+        crate::fsutil::remove_if_present(Path::new(&compacting)).await?;
+        crate::fsutil::remove_stale(parent_dir(&self.path), &compress_prefix(&self.path)).await
     }
 
     /// Gives back space at the end of the tar that holds no member.
@@ -461,27 +461,31 @@ impl Archive {
 impl State {
     /// The state of an existing archive.
     fn read(path: &Path, gzip: bool) -> Result<State, ArchiveError> {
-        let (tar, decompressed) = if gzip {
-            let temp = tempfile::Builder::new()
-                .prefix(".wharf-tgz-")
-                .suffix(".tar")
-                .tempfile()?
-                .into_temp_path();
-            let mut input = GzDecoder::new(BufReader::new(File::open(path)?));
-            let mut output = BufWriter::new(File::create(&temp)?);
-            io::copy(&mut input, &mut output)
-                .map_err(|e| ArchiveError::Damaged(format!("gzip: {e}")))?;
-            output.flush()?;
-            (temp.to_path_buf(), Some(temp))
+        let file = open_regular(path)?;
+        let (tar, scanned) = if gzip {
+            let temp_dir = std::env::temp_dir();
+            let copy = tempfile::tempfile_in(&temp_dir)?;
+            let input = GzDecoder::new(BufReader::new(file));
+            let scanned = scan::scan_copying(input, &copy).map_err(|e| match e {
+                ArchiveError::Io(e) => ArchiveError::Io(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "decompressing {} into {} (set TMPDIR to use another directory): {e}",
+                        path.display(),
+                        temp_dir.display()
+                    ),
+                )),
+                other => other,
+            })?;
+            (copy, scanned)
         } else {
-            (path.to_owned(), None)
+            let scanned = scan::scan(&file, ScanMode::Strict)?;
+            (file, scanned)
         };
-        let scanned = scan::scan(&tar, ScanMode::Strict)?;
         Ok(State {
-            tar: Some(tar),
+            tar: Some(Arc::new(tar)),
             members: scanned.members,
             end: scanned.end,
-            decompressed,
             ..State::default()
         })
     }
@@ -489,16 +493,25 @@ impl State {
     /// The state of a partial archive left by an interrupted write: whole members whose content
     /// matches the digest in their name are kept, others become holes.
     fn resume(partial: &Path, content_digest: ContentDigest) -> Result<State, ArchiveError> {
-        let scanned = scan::scan(partial, ScanMode::Resume)?;
         let file = File::options().read(true).write(true).open(partial)?;
+        let scanned = scan::scan(&file, ScanMode::Resume)?;
         file.set_len(scanned.end)?;
         let mut members = HashMap::new();
         let mut holes = Vec::new();
-        for (name, member) in scanned.members {
-            let intact = match content_digest(&name) {
-                Some(expected) => content_matches(&file, member, &expected)?,
-                None => true,
-            };
+        // A name written twice (two writes raced for one member) is kept once, from a copy that is
+        // intact; the other region is a hole.
+        let mut candidates: Vec<(String, scan::Member)> = scanned
+            .members
+            .into_iter()
+            .chain(scanned.duplicates)
+            .collect();
+        candidates.sort_by_key(|(_, member)| member.start);
+        for (name, member) in candidates {
+            let intact = !members.contains_key(&name)
+                && match content_digest(&name) {
+                    Some(expected) => content_matches(&file, member, &expected)?,
+                    None => true,
+                };
             if intact {
                 members.insert(name, member);
             } else {
@@ -512,12 +525,13 @@ impl State {
             damaged = holes.len(),
             "resuming an interrupted archive"
         );
+        let file = Arc::new(file);
         let mut state = State {
-            tar: Some(partial.to_owned()),
+            tar: Some(file.clone()),
             members,
             end: scanned.end,
             writer: Some(Writer {
-                file: Arc::new(file),
+                file,
                 holes,
                 writing: 0,
             }),
@@ -534,11 +548,12 @@ impl State {
     /// Moves the files after the last blob (the indexes, written last) into memory, so that writing
     /// carries on where the blobs end and the indexes are written once, at the end.
     fn take_trailing_files(&mut self, content_digest: ContentDigest) -> io::Result<()> {
-        let Some(tar) = &self.tar else { return Ok(()) };
+        let Some(file) = self.tar.clone() else {
+            return Ok(());
+        };
         let mut ordered: Vec<(String, Member)> =
             self.members.iter().map(|(n, m)| (n.clone(), *m)).collect();
         ordered.sort_by_key(|(_, m)| std::cmp::Reverse(m.start));
-        let file = File::open(tar)?;
         for (name, member) in ordered {
             if content_digest(&name).is_some() || member.end() != self.end {
                 break;
@@ -614,10 +629,37 @@ async fn blocking<T: Send + 'static, E: From<io::Error> + Send + 'static>(
         .map_err(|e| E::from(io::Error::other(e)))?
 }
 
-async fn open_member(tar: &Path, member: Member) -> io::Result<impl AsyncRead + Send + use<>> {
-    let mut file = tokio::fs::File::open(tar).await?;
-    file.seek(SeekFrom::Start(member.data)).await?;
-    Ok(file.take(member.size))
+/// Opens `path` for reading, refusing anything but a regular file (a FIFO would block the open).
+fn open_regular(path: &Path) -> io::Result<File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    File::open(path)
+}
+
+/// The content of `member`, read by position from `tar` in chunks.
+fn member_reader(tar: Arc<File>, member: Member) -> impl AsyncRead + Send + use<> {
+    let chunks = futures_util::stream::try_unfold(
+        (tar, member.data, member.data + member.size),
+        |(tar, offset, end)| async move {
+            if offset >= end {
+                return Ok::<_, io::Error>(None);
+            }
+            let want = ((end - offset) as usize).min(READ_CHUNK);
+            let reading = tar.clone();
+            let chunk = blocking::<_, io::Error>(move || {
+                let mut buffer = vec![0u8; want];
+                reading.read_exact_at(&mut buffer, offset)?;
+                Ok::<_, io::Error>(Bytes::from(buffer))
+            })
+            .await?;
+            Ok(Some((chunk, (tar, offset + want as u64, end))))
+        },
+    );
+    tokio_util::io::StreamReader::new(Box::pin(chunks))
 }
 
 fn content_matches(file: &File, member: Member, expected: &Digest) -> io::Result<bool> {
@@ -658,7 +700,7 @@ fn compact(
     let mut ordered: Vec<(String, Member)> = members.into_iter().collect();
     ordered.sort_by_key(|(_, m)| m.start);
     let mut temp = partial.as_os_str().to_owned();
-    temp.push(".compact");
+    temp.push(COMPACT_SUFFIX);
     let temp = PathBuf::from(temp);
     let mut input = File::open(partial)?;
     let mut output = BufWriter::new(File::create(&temp)?);
@@ -685,13 +727,24 @@ fn compact(
     Ok((moved, end))
 }
 
-/// Compresses the finished tar `partial` into `path`, through a temporary file beside it.
-fn compress(partial: &Path, path: &Path) -> io::Result<()> {
+/// Suffix of the partial file's copy while it is compacted.
+const COMPACT_SUFFIX: &str = ".compact";
+
+/// Prefix of the temporary file a `.tgz` is compressed into, beside it: `.<name>.wharf-tmp-`.
+fn compress_prefix(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}{}", crate::fsutil::TEMP_PREFIX)
+}
+
+/// Compresses the finished tar into `path`, through a temporary file beside it.
+fn compress(tar: &File, path: &Path) -> io::Result<()> {
     let temp = tempfile::Builder::new()
-        .prefix(".wharf-tmp-")
+        .prefix(&compress_prefix(path))
         .tempfile_in(parent_dir(path))?;
     let mut encoder = GzEncoder::new(BufWriter::new(temp.as_file()), Compression::default());
-    io::copy(&mut BufReader::new(File::open(partial)?), &mut encoder)?;
+    let mut tar = tar;
+    tar.rewind()?;
+    io::copy(&mut BufReader::new(tar), &mut encoder)?;
     encoder.finish()?.flush()?;
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))?;

@@ -25,6 +25,7 @@ pub use crate::archive::ArchiveError;
 
 use crate::archive::Archive;
 use crate::files::Files;
+use crate::lock::{WhenLocked, WriteLock};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
     verified,
@@ -74,6 +75,28 @@ pub struct ArtifactEntry {
     pub media_type: Option<String>,
 }
 
+impl ArtifactEntry {
+    /// Refuses names that are not repository names or tags: they become paths and `ref.name`s
+    /// wherever the artifact is copied.
+    fn validate(&self) -> Result<(), String> {
+        wharf_oci::validate_repository(&self.repository).map_err(|e| {
+            format!(
+                "artifact {}: repository {:?} is not a repository name: {e}",
+                self.digest, self.repository
+            )
+        })?;
+        if let Some(tag) = &self.tag {
+            wharf_oci::validate_tag(tag).map_err(|e| {
+                format!(
+                    "artifact {} in {}: tag {tag:?} is not a tag: {e}",
+                    self.digest, self.repository
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ArtifactIndex {
@@ -86,6 +109,8 @@ struct ArtifactIndex {
 pub struct Ctf {
     files: Files,
     entries: Mutex<Vec<ArtifactEntry>>,
+    /// Held while the CTF is open for writing: one writing process at a time.
+    _lock: Option<WriteLock>,
 }
 
 impl Ctf {
@@ -106,14 +131,15 @@ impl Ctf {
                     .map_err(|e| fail(e.into()))?,
             )),
         };
-        Ctf::with_files(files, true).await
+        Ctf::with_files(files, true, None).await
     }
 
     /// Opens a CTF for writing: an existing one, a partial archive left by an interrupted write
     /// (resumed), or a new one made on the first write (a directory) or at [`Store::finish`] (an
-    /// archive).
-    pub async fn create(path: impl Into<PathBuf>) -> Result<Arc<Ctf>> {
+    /// archive). Does `when` if another process writes it.
+    pub async fn create(path: impl Into<PathBuf>, when: WhenLocked) -> Result<Arc<Ctf>> {
         let path = path.into();
+        let lock = WriteLock::acquire(&path, &format!("ctf:{}", path.display()), when).await?;
         let files = match CtfFormat::for_path(&path) {
             CtfFormat::Directory => Files::Dir(path.clone()),
             format => Files::Archive(Box::new(
@@ -130,11 +156,16 @@ impl Ctf {
                 archive.finished_before() || archive.len(INDEX_FILE).is_some()
             }
         };
-        Ctf::with_files(files, exists).await
+        // The only writer removes what killed writers left.
+        files
+            .remove_stale_temporaries()
+            .await
+            .map_err(|e| StoreError::new(Op::Open, format!("ctf:{}", path.display()), e.into()))?;
+        Ctf::with_files(files, exists, Some(lock)).await
     }
 
     /// A CTF over `files`, whose `artifact-index.json` must be there when `existing`.
-    async fn with_files(files: Files, existing: bool) -> Result<Arc<Ctf>> {
+    async fn with_files(files: Files, existing: bool, lock: Option<WriteLock>) -> Result<Arc<Ctf>> {
         let location = format!("ctf:{}", files.path().display());
         let entries = if existing {
             let text = files
@@ -167,13 +198,24 @@ impl Ctf {
                     )),
                 ));
             }
-            index.artifacts.unwrap_or_default()
+            let artifacts = index.artifacts.unwrap_or_default();
+            for entry in &artifacts {
+                entry.validate().map_err(|reason| {
+                    StoreError::new(
+                        Op::Open,
+                        format!("{location} {INDEX_FILE}"),
+                        ErrorKind::Invalid(reason),
+                    )
+                })?;
+            }
+            artifacts
         } else {
             Vec::new()
         };
         Ok(Arc::new(Ctf {
             files,
             entries: Mutex::new(entries),
+            _lock: lock,
         }))
     }
 

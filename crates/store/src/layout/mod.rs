@@ -22,6 +22,7 @@ use wharf_oci::{
 
 use crate::archive::Archive;
 use crate::files::Files;
+use crate::lock::{WhenLocked, WriteLock};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
     referrers_among, verified,
@@ -47,6 +48,8 @@ pub struct Layout {
     /// Set once `oci-layout` and `index.json` exist; a layout opened for writing is only created on its
     /// first write, so a copy that fails early leaves nothing behind.
     initialised: OnceCell<()>,
+    /// Held while the layout is open for writing: one writing process at a time.
+    _lock: Option<WriteLock>,
 }
 
 impl Layout {
@@ -58,9 +61,22 @@ impl Layout {
     }
 
     /// Opens a layout directory for writing: an existing layout, an empty directory, or a path that does
-    /// not exist yet (created, with its parents, on the first write).
+    /// not exist yet (created, with its parents, on the first write). Waits while another process
+    /// writes it.
     pub async fn create(path: impl Into<PathBuf>) -> Result<Layout> {
+        Layout::create_with(path, WhenLocked::Wait).await
+    }
+
+    /// [`Layout::create`], doing `when` if another process writes the layout.
+    pub async fn create_with(path: impl Into<PathBuf>, when: WhenLocked) -> Result<Layout> {
         let path = path.into();
+        let lock = WriteLock::acquire(&path, &format!("oci:{}", path.display()), when).await?;
+        let mut layout = Layout::create_unlocked(path).await?;
+        layout.take_lock(lock).await?;
+        Ok(layout)
+    }
+
+    async fn create_unlocked(path: PathBuf) -> Result<Layout> {
         let layout = Layout::new(Files::Dir(path.clone()));
         match tokio::fs::metadata(&path).await {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(layout),
@@ -111,21 +127,34 @@ impl Layout {
     }
 
     /// Opens an `oci-archive:` for writing: an existing archive (rewritten with what is added when the
-    /// copy finishes), a partial one left by an interrupted copy (resumed), or a new one.
-    pub async fn create_archive(path: impl Into<PathBuf>) -> Result<Layout> {
+    /// copy finishes), a partial one left by an interrupted copy (resumed), or a new one. Does `when`
+    /// if another process writes it.
+    pub async fn create_archive(path: impl Into<PathBuf>, when: WhenLocked) -> Result<Layout> {
         let path = path.into();
         if path.is_dir() {
             return Err(archive_error(&path, Op::Open, not_a_file(&path)));
         }
+        let lock =
+            WriteLock::acquire(&path, &format!("oci-archive:{}", path.display()), when).await?;
         let archive = Archive::open_for_write(&path, false, blob_digest)
             .await
             .map_err(|e| archive_error(&path, Op::Open, e.into()))?;
         let finished = archive.finished_before();
-        let layout = Layout::new(Files::Archive(Box::new(archive)));
+        let mut layout = Layout::new(Files::Archive(Box::new(archive)));
         if finished || layout.files.len(LAYOUT_FILE).await.ok().flatten().is_some() {
             layout.check_existing().await?;
         }
+        layout.take_lock(lock).await?;
         Ok(layout)
+    }
+
+    /// Keeps the write lock, and as the only writer removes what killed writers left.
+    async fn take_lock(&mut self, lock: WriteLock) -> Result<()> {
+        self._lock = Some(lock);
+        self.files
+            .remove_stale_temporaries()
+            .await
+            .map_err(|e| self.error(Op::Open, "", e.into()))
     }
 
     /// Makes an unfinished archive's partial file durable with its `index.json`, so a later run resumes
@@ -142,6 +171,7 @@ impl Layout {
             files,
             index_lock: Mutex::new(()),
             initialised: OnceCell::new(),
+            _lock: None,
         }
     }
 

@@ -30,7 +30,7 @@ use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Referenc
 
 use crate::{
     ByteStream, ErrorKind, ManifestRole, MountSource, Op, ReadStore, Result, Store, StoreError,
-    check_bytes, verified,
+    WhenLocked, check_bytes, verified,
 };
 use client::{Body, Host, Request, Response};
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
@@ -72,6 +72,8 @@ pub struct RegistryOptions {
     /// A request on which no byte moves in either direction for this long fails, and is retried
     /// like any network failure.
     pub idle_timeout: Duration,
+    /// What to do when another process is writing a layout, archive or CTF this run writes.
+    pub when_locked: WhenLocked,
 }
 
 impl Default for RegistryOptions {
@@ -85,6 +87,7 @@ impl Default for RegistryOptions {
             chunk_size: None,
             registries_conf: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            when_locked: WhenLocked::Wait,
         }
     }
 }
@@ -296,7 +299,9 @@ impl Registries {
     /// The layout directory at `path` for writing, shared by everything this context writes there.
     pub async fn layout(&self, path: &Path) -> Result<Arc<Layout>> {
         shared(&self.inner.layouts, path, || async {
-            Ok(Arc::new(Layout::create(path).await?))
+            Ok(Arc::new(
+                Layout::create_with(path, self.inner.options.when_locked).await?,
+            ))
         })
         .await
     }
@@ -306,7 +311,7 @@ impl Registries {
     pub async fn archive(&self, path: &Path, write: bool) -> Result<Arc<Layout>> {
         shared(&self.inner.layouts, path, || async {
             Ok(Arc::new(if write {
-                Layout::create_archive(path).await?
+                Layout::create_archive(path, self.inner.options.when_locked).await?
             } else {
                 Layout::open_archive(path).await?
             }))
@@ -319,7 +324,7 @@ impl Registries {
     pub async fn ctf(&self, path: &Path, write: bool) -> Result<Arc<Ctf>> {
         shared(&self.inner.ctfs, path, || async {
             if write {
-                Ctf::create(path).await
+                Ctf::create(path, self.inner.options.when_locked).await
             } else {
                 Ctf::open(path).await
             }
