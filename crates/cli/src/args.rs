@@ -702,6 +702,13 @@ pub struct ServeRunArgs {
     /// Advertise OCI-Chunk-Min-Length and enforce it on chunked uploads.
     #[arg(long, value_name = "BYTES")]
     pub chunk_min_length: Option<u64>,
+    /// Close a connection on which nothing moves for this many seconds, and fail a request body that
+    /// stalls this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Remove upload sessions untouched for this long (e.g. 30m, 24h, 2d).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_positive_duration)]
+    pub upload_expiry: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -731,6 +738,14 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{text:?} needs a unit: s, m, h or d")),
     };
     Ok(std::time::Duration::from_secs(number * seconds))
+}
+
+/// A duration of at least one second.
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        zero if zero.is_zero() => Err(format!("{text:?} is no time at all")),
+        duration => Ok(duration),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -13,10 +13,7 @@ use hyper::body::Body as _;
 use serde_json::json;
 
 use crate::AppState;
-
-/// The authenticated user, which the authentication layer attaches to the response.
-#[derive(Clone)]
-pub struct User(pub String);
+use crate::auth::User;
 
 /// An append-only file of JSON lines.
 pub struct AccessLog {

@@ -14,8 +14,9 @@ use tokio_util::io::ReaderStream;
 use wharf_oci::{Digest, ImageIndex, MANIFEST_MAX_BYTES, media_type};
 
 use crate::AppState;
+use crate::auth::User;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::storage::{ChunkRange, blob_unknown};
+use crate::storage::{ChunkRange, Session, blob_unknown};
 
 /// Read buffer when streaming blobs to clients.
 const READ_CHUNK: usize = 256 * 1024;
@@ -62,6 +63,11 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         [.., _, "blobs", digest] => Some(Endpoint::Blob(name(2), (*digest).to_owned())),
         _ => None,
     }
+}
+
+/// True if `path` addresses an upload session (`/v2/<name>/blobs/uploads/<id>`).
+pub fn is_upload_session(path: &str) -> bool {
+    matches!(endpoint(path), Some(Endpoint::Upload(..)))
 }
 
 /// Every `/v2` request lands here.
@@ -144,21 +150,31 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiRe
         }
         Endpoint::Upload(repo, id) => {
             let repo = repository(&repo)?;
+            let session = Session {
+                repo,
+                id: &id,
+                user: user_of(request),
+            };
             match method {
                 Method::GET => {
-                    let offset = state.storage.upload_offset(repo, &id).await?;
+                    let offset = state.storage.upload_offset(&session).await?;
                     Ok(upload_response(StatusCode::NO_CONTENT, repo, &id, offset))
                 }
-                Method::PATCH => patch_upload(state, repo, &id, request, body).await,
-                Method::PUT => put_upload(state, repo, &id, request, body).await,
+                Method::PATCH => patch_upload(state, &session, request, body).await,
+                Method::PUT => put_upload(state, &session, request, body).await,
                 Method::DELETE => {
-                    state.storage.cancel_upload(repo, &id).await?;
+                    state.storage.cancel_upload(&session).await?;
                     Ok(StatusCode::NO_CONTENT.into_response())
                 }
                 _ => Err(unsupported(&method)),
             }
         }
     }
+}
+
+/// The user the request authenticated as, if any.
+fn user_of(request: &Parts) -> Option<&str> {
+    request.extensions.get::<User>().map(|u| u.0.as_str())
 }
 
 fn unsupported(method: &Method) -> ApiError {
@@ -504,13 +520,16 @@ async fn start_upload(
     let digest = query(request, "digest")
         .map(|d| digest_param(&d))
         .transpose()?;
-    let id = state.storage.start_upload(repo).await?;
+    let user = user_of(request);
+    let id = state.storage.start_upload(repo, user).await?;
     if let Some(digest) = digest {
+        let session = Session {
+            repo,
+            id: &id,
+            user,
+        };
         let body = body.into_data_stream();
-        state
-            .storage
-            .finish_upload(repo, &id, &digest, body)
-            .await?;
+        state.storage.finish_upload(&session, &digest, body).await?;
         return Ok(blob_created(repo, &digest));
     }
     let mut response = upload_response(StatusCode::ACCEPTED, repo, &id, 0);
@@ -549,8 +568,7 @@ fn content_range(headers: &HeaderMap) -> ApiResult<Option<ChunkRange>> {
 
 async fn patch_upload(
     state: &AppState,
-    repo: &str,
-    id: &str,
+    session: &Session<'_>,
     request: &Parts,
     body: Body,
 ) -> ApiResult<Response> {
@@ -558,15 +576,19 @@ async fn patch_upload(
     let body = body.into_data_stream();
     let offset = state
         .storage
-        .append_upload(repo, id, range, state.options.chunk_min_length, body)
+        .append_upload(session, range, state.options.chunk_min_length, body)
         .await?;
-    Ok(upload_response(StatusCode::ACCEPTED, repo, id, offset))
+    Ok(upload_response(
+        StatusCode::ACCEPTED,
+        session.repo,
+        session.id,
+        offset,
+    ))
 }
 
 async fn put_upload(
     state: &AppState,
-    repo: &str,
-    id: &str,
+    session: &Session<'_>,
     request: &Parts,
     body: Body,
 ) -> ApiResult<Response> {
@@ -577,11 +599,18 @@ async fn put_upload(
         )
     })?;
     let digest = digest_param(&digest)?;
-    state
-        .storage
-        .finish_upload(repo, id, &digest, body.into_data_stream())
-        .await?;
-    Ok(blob_created(repo, &digest))
+    let mut body = body.into_data_stream();
+    // A closing chunk with a range must continue the upload where it stands, like a PATCH; the
+    // final one may be shorter than the minimum.
+    if let Some(range) = content_range(&request.headers)? {
+        state
+            .storage
+            .append_upload(session, Some(range), None, body)
+            .await?;
+        body = Body::empty().into_data_stream();
+    }
+    state.storage.finish_upload(session, &digest, body).await?;
+    Ok(blob_created(session.repo, &digest))
 }
 
 #[cfg(test)]

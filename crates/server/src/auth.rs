@@ -9,9 +9,16 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use wharf_oci::Algorithm;
 
+/// The authenticated user, which the authentication layer attaches to the request and the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User(pub String);
+
 /// Users and their bcrypt hashes.
 pub struct Htpasswd {
     users: HashMap<String, String>,
+    /// Checked against for unknown users, so that they take as long as known ones: the response
+    /// time must not tell which user names exist.
+    dummy: String,
     /// Successful checks, so bcrypt (deliberately slow) runs once per credential, not per request.
     verified: Mutex<HashSet<(String, String)>>,
 }
@@ -52,8 +59,12 @@ impl Htpasswd {
         if users.is_empty() {
             return Err(fail("no users".into()));
         }
+        let cost = users.values().filter_map(|hash| bcrypt_cost(hash)).max();
+        let dummy = bcrypt::hash("wharf: no such user", cost.unwrap_or(bcrypt::DEFAULT_COST))
+            .map_err(|e| fail(format!("cannot prepare password checks: {e}")))?;
         Ok(Htpasswd {
             users,
+            dummy,
             verified: Mutex::new(HashSet::new()),
         })
     }
@@ -66,7 +77,10 @@ impl Htpasswd {
             .or_else(|| value.strip_prefix("basic "))?;
         let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
         let (user, password) = decoded.split_once(':')?;
-        let hash = self.users.get(user)?;
+        let Some(hash) = self.users.get(user) else {
+            let _ = bcrypt::verify(password, &self.dummy);
+            return None;
+        };
         // Cache by a digest of the password, never the password itself.
         let key = (
             user.to_owned(),
@@ -86,7 +100,41 @@ impl Htpasswd {
     }
 }
 
+/// The cost field of a bcrypt hash (`$2y$10$...` is 10).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
 /// True for requests that only read.
 pub fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str, password: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn unknown_users_are_checked_against_a_hash_of_the_same_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        let hash = bcrypt::hash("s3cret", 6).unwrap();
+        std::fs::write(&file, format!("alice:{hash}\n")).unwrap();
+        let htpasswd = Htpasswd::load(&file).unwrap();
+        assert_eq!(bcrypt_cost(&htpasswd.dummy), Some(6));
+        assert_eq!(
+            htpasswd.check(&basic("alice", "s3cret")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(htpasswd.check(&basic("alice", "wrong")), None);
+        assert_eq!(htpasswd.check(&basic("mallory", "s3cret")), None);
+        assert_eq!(bcrypt_cost("$2y$12$abc"), Some(12));
+    }
 }

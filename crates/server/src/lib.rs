@@ -22,19 +22,23 @@
 mod access_log;
 mod api;
 mod auth;
+mod connections;
 mod error;
 mod listen;
+mod request_body;
 pub mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
+use auth::User;
 pub use error::{ApiError, Code};
 pub use listen::{Registry, ServeError};
 use storage::Storage;
@@ -56,7 +60,16 @@ pub struct ServeOptions {
     pub access_log: Option<PathBuf>,
     /// Advertise `OCI-Chunk-Min-Length` and enforce it on chunked uploads.
     pub chunk_min_length: Option<u64>,
+    /// A connection silent this long is closed, and a request body that stalls this long fails.
+    pub idle_timeout: Duration,
+    /// Upload sessions untouched this long are removed.
+    pub upload_expiry: Duration,
 }
+
+/// How long a connection or request body may be silent, unless the options say otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an untouched upload session is kept, unless the options say otherwise.
+pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 impl ServeOptions {
     /// Plain HTTP on `listen`, no authentication, writable.
@@ -69,6 +82,8 @@ impl ServeOptions {
             read_only: false,
             access_log: None,
             chunk_min_length: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            upload_expiry: DEFAULT_UPLOAD_EXPIRY,
         }
     }
 }
@@ -89,12 +104,16 @@ fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             access_log::record,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_body::finish,
+        ))
         .with_state(state)
 }
 
 async fn authenticate(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(htpasswd) = &state.htpasswd else {
@@ -102,11 +121,17 @@ async fn authenticate(
     };
     match htpasswd.check(request.headers()) {
         Some(user) => {
+            let user = User(user);
+            request.extensions_mut().insert(user.clone());
             let mut response = next.run(request).await;
-            response.extensions_mut().insert(access_log::User(user));
+            response.extensions_mut().insert(user);
             response
         }
-        None if state.options.anonymous_read && auth::is_read(request.method()) => {
+        // An upload's status is its owner's business, even where pulls need no credentials.
+        None if state.options.anonymous_read
+            && auth::is_read(request.method())
+            && !api::is_upload_session(request.uri().path()) =>
+        {
             next.run(request).await
         }
         None => ApiError::new(Code::Unauthorized, "authentication required").into_response(),

@@ -7,21 +7,36 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use hyper::Request;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 use crate::auth::{Htpasswd, HtpasswdError};
+use crate::connections::{AcceptFailures, Connections, IdleIo, InFlight, Registered};
 use crate::storage::Storage;
 use crate::{AppState, ServeOptions, access_log::AccessLog, router};
 
 /// How long open requests may run on after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time a request's headers may take to arrive (the idle timeout, if shorter).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most one warning about failed accepts per this long.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest time between sweeps for expired upload sessions.
+const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(300);
 
 /// Why the registry cannot start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -146,53 +161,52 @@ impl Registry {
 
     /// Serves until `shutdown` completes, then lets open requests finish (up to 10 s).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let service = TowerToHyperService::new(router(self.state.clone()));
+        let router = router(self.state.clone());
+        let connections = Arc::new(Connections::new());
+        let idle = self.state.options.idle_timeout;
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let sweeper = tokio::spawn(sweep_uploads(self.state.clone(), stop_rx.clone()));
         let mut accept_loops = Vec::new();
         for listener in self.listeners {
-            let service = service.clone();
+            let router = router.clone();
             let tls = self.tls.clone();
             let graceful = graceful.clone();
+            let connections = connections.clone();
             let mut stop = stop_rx.clone();
             accept_loops.push(tokio::spawn(async move {
+                let mut failures = AcceptFailures::new(ACCEPT_LOG_INTERVAL);
                 loop {
+                    tokio::select! {
+                        () = connections.make_room() => {}
+                        _ = stop.changed() => break,
+                    }
                     let (stream, peer) = tokio::select! {
                         accepted = listener.accept() => match accepted {
-                            Ok(accepted) => accepted,
+                            Ok(accepted) => {
+                                failures.succeeded();
+                                accepted
+                            }
                             Err(e) => {
-                                tracing::warn!("accept failed: {e}");
-                                continue;
+                                // Out of descriptors, most often: free one and slow down.
+                                connections.evict_idlest();
+                                let wait = failures.failed(&e, connections.count());
+                                tokio::select! {
+                                    () = tokio::time::sleep(wait) => continue,
+                                    _ = stop.changed() => break,
+                                }
                             }
                         },
                         _ = stop.changed() => break,
                     };
-                    let service = service.clone();
-                    let tls = tls.clone();
+                    let connection = Served {
+                        registered: connections.register(),
+                        router: router.clone(),
+                        tls: tls.clone(),
+                        idle,
+                    };
                     let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let result = match tls {
-                            Some(tls) => match tls.accept(stream).await {
-                                Ok(stream) => {
-                                    let conn =
-                                        builder.serve_connection(TokioIo::new(stream), service);
-                                    watcher.watch(conn.into_owned()).await
-                                }
-                                Err(e) => {
-                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                    return;
-                                }
-                            },
-                            None => {
-                                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                watcher.watch(conn.into_owned()).await
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, "connection ended: {e}");
-                        }
-                    });
+                    tokio::spawn(async move { connection.serve(stream, peer, watcher).await });
                 }
             }));
         }
@@ -202,12 +216,119 @@ impl Registry {
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
         }
+        let _ = sweeper.await;
         let graceful = Arc::try_unwrap(graceful).expect("accept loops have ended");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!("requests still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
+}
+
+/// One accepted connection and what serving it needs.
+struct Served {
+    registered: Registered,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    idle: Duration,
+}
+
+impl Served {
+    /// Serves the connection until it ends, is idle too long, or is evicted to make room.
+    async fn serve(self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        let connection = self.registered.connection.clone();
+        let io = IdleIo::new(stream, connection.clone(), self.idle);
+        let tracked = connection.clone();
+        let router = self.router;
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let in_flight = tracked.request();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await?;
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(Tracked {
+                        body,
+                        _in_flight: in_flight,
+                    })
+                }))
+            }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT.min(self.idle));
+        let served = async {
+            match self.tls {
+                Some(tls) => match tls.accept(io).await {
+                    Ok(stream) => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        Ok(())
+                    }
+                },
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            }
+        };
+        tokio::select! {
+            result = served => if let Err(e) = result {
+                tracing::debug!(%peer, "connection ended: {e}");
+            },
+            () = connection.evict.notified() => {
+                tracing::debug!(%peer, "idle connection closed to make room for a new one");
+            }
+        }
+        drop(self.registered);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is sent.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Removes upload sessions idle for longer than the expiry, every so often, until told to stop.
+async fn sweep_uploads(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let expiry = state.options.upload_expiry;
+    let every = (expiry / 4).clamp(Duration::from_secs(1), SWEEP_INTERVAL_MAX);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        match state.storage.expire_uploads(expiry).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed expired upload sessions"),
+            Err(e) => tracing::warn!("cannot remove expired upload sessions: {e}"),
         }
     }
 }

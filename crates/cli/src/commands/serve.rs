@@ -29,6 +29,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         read_only: run.read_only,
         access_log: run.access_log,
         chunk_min_length: run.chunk_min_length,
+        idle_timeout: std::time::Duration::from_secs(run.idle_timeout),
+        upload_expiry: run.upload_expiry,
     };
     let registry = Registry::bind(&root, options).await?;
     {

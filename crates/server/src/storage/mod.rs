@@ -30,7 +30,7 @@ use wharf_oci::{Descriptor, Digest, Manifest, ManifestBody, media_type};
 
 use crate::error::{ApiError, ApiResult, Code};
 pub use gc::GcReport;
-pub use uploads::{ChunkRange, Uploads};
+pub use uploads::{ChunkRange, Session, Uploads};
 
 /// What a manifest read returns.
 pub struct StoredManifest {
@@ -234,6 +234,17 @@ impl Storage {
                 (Some(reference), digest)
             }
         };
+        if let Some(declared) = content_type.map(media_type::essence)
+            && !media_type::is_manifest(declared)
+        {
+            return Err(ApiError::new(
+                Code::ManifestInvalid,
+                format!(
+                    "Content-Type {declared} is not a manifest media type (send the manifest's own \
+                     mediaType)"
+                ),
+            ));
+        }
         let manifest = Manifest::parse(bytes.clone(), content_type)
             .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))?;
         if let Some(declared) = content_type.map(media_type::essence)

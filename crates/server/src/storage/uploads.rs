@@ -1,11 +1,13 @@
 //! Blob upload sessions: monolithic, streamed and chunked, with the hash kept up to date as bytes arrive
-//! so that finishing an upload costs no second read in the usual case.
+//! so that finishing an upload costs no second read in the usual case. A session belongs to the
+//! repository and the user that opened it, and is removed when untouched for the expiry time.
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -27,13 +29,25 @@ pub struct Uploads {
     sessions: std::sync::Mutex<HashMap<String, Arc<Entry>>>,
 }
 
-/// A session and the repository it belongs to.
+/// A session, the repository and user it belongs to, and when it was last used.
 struct Entry {
     repo: String,
-    session: Mutex<Session>,
+    user: Option<String>,
+    touched: std::sync::Mutex<Instant>,
+    state: Mutex<SessionState>,
 }
 
-struct Session {
+/// Which upload a request addresses, and who asks.
+pub struct Session<'a> {
+    /// The repository in the request's path.
+    pub repo: &'a str,
+    /// The session id in the request's path.
+    pub id: &'a str,
+    /// The authenticated user, if any.
+    pub user: Option<&'a str>,
+}
+
+struct SessionState {
     /// Bytes received so far.
     offset: u64,
     /// SHA-256 of those bytes; `None` after an interrupted chunk, when the file is hashed again at the end.
@@ -63,19 +77,22 @@ impl Uploads {
         self.dir.join(id)
     }
 
-    /// The session `id` of `repo`; another repository's session is as unknown as a missing one.
-    fn entry(&self, repo: &str, id: &str) -> ApiResult<Arc<Entry>> {
+    /// The session a request addresses; another repository's or another user's session is as
+    /// unknown as a missing one.
+    fn entry(&self, session: &Session<'_>) -> ApiResult<Arc<Entry>> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .get(id)
-            .filter(|entry| entry.repo == repo)
+        let entry = sessions
+            .get(session.id)
+            .filter(|entry| entry.repo == session.repo && entry.user.as_deref() == session.user)
             .cloned()
             .ok_or_else(|| {
                 ApiError::new(
                     Code::BlobUploadUnknown,
-                    format!("upload {id} is not in progress"),
+                    format!("upload {} is not in progress", session.id),
                 )
-            })
+            })?;
+        *entry.touched.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        Ok(entry)
     }
 
     fn forget(&self, id: &str) {
@@ -87,13 +104,15 @@ impl Uploads {
 }
 
 impl Storage {
-    /// Opens an upload session for `repo` and returns its id.
-    pub async fn start_upload(&self, repo: &str) -> io::Result<String> {
+    /// Opens an upload session for `repo`, owned by `user`, and returns its id.
+    pub async fn start_upload(&self, repo: &str, user: Option<&str>) -> io::Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
         tokio::fs::File::create(self.uploads.path(&id)).await?;
         let entry = Entry {
             repo: repo.to_owned(),
-            session: Mutex::new(Session {
+            user: user.map(str::to_owned),
+            touched: std::sync::Mutex::new(Instant::now()),
+            state: Mutex::new(SessionState {
                 offset: 0,
                 digester: Some(Digester::new(Algorithm::Sha256)),
                 short_chunk_seen: false,
@@ -108,21 +127,69 @@ impl Storage {
     }
 
     /// Bytes received so far by an upload.
-    pub async fn upload_offset(&self, repo: &str, id: &str) -> ApiResult<u64> {
-        Ok(self.uploads.entry(repo, id)?.session.lock().await.offset)
+    pub async fn upload_offset(&self, session: &Session<'_>) -> ApiResult<u64> {
+        Ok(self.uploads.entry(session)?.state.lock().await.offset)
+    }
+
+    /// Removes upload sessions untouched for `expiry`, and upload files no session of this process
+    /// owns that are as old (left by an earlier run); returns how many were removed.
+    pub async fn expire_uploads(&self, expiry: Duration) -> io::Result<usize> {
+        let expired: Vec<String> = {
+            let mut sessions = self
+                .uploads
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, entry)| {
+                    entry
+                        .touched
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .elapsed()
+                        >= expiry
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                sessions.remove(id);
+            }
+            ids
+        };
+        let mut removed = 0;
+        for name in fsutil::list_dir(&self.uploads.dir).await? {
+            let owned = self
+                .uploads
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&name);
+            let path = self.uploads.path(&name);
+            let old = match tokio::fs::metadata(&path).await {
+                Ok(meta) => meta.modified()?.elapsed().unwrap_or_default() >= expiry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if expired.contains(&name) || (!owned && old) {
+                fsutil::remove_if_present(&path).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Appends a chunk (PATCH). `min_chunk` is the advertised `OCI-Chunk-Min-Length`, if any.
     pub async fn append_upload<E: Display>(
         &self,
-        repo: &str,
-        id: &str,
+        target: &Session<'_>,
         range: Option<ChunkRange>,
         min_chunk: Option<u64>,
         body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> ApiResult<u64> {
-        let entry = self.uploads.entry(repo, id)?;
-        let mut session = entry.session.lock().await;
+        let id = target.id;
+        let entry = self.uploads.entry(target)?;
+        let mut session = entry.state.lock().await;
         if session.short_chunk_seen {
             return Err(range_error(format!(
                 "a chunk shorter than the {} byte minimum was not the last",
@@ -162,13 +229,13 @@ impl Storage {
     /// `repo`. A digest mismatch cancels the upload.
     pub async fn finish_upload<E: Display>(
         &self,
-        repo: &str,
-        id: &str,
+        target: &Session<'_>,
         digest: &Digest,
         body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> ApiResult<()> {
-        let entry = self.uploads.entry(repo, id)?;
-        let mut session = entry.session.lock().await;
+        let (repo, id) = (target.repo, target.id);
+        let entry = self.uploads.entry(target)?;
+        let mut session = entry.state.lock().await;
         self.write_chunk(id, &mut session, body).await?;
         let path = self.uploads.path(id);
         let actual = match session.digester.take() {
@@ -196,11 +263,11 @@ impl Storage {
     }
 
     /// Cancels an upload (DELETE).
-    pub async fn cancel_upload(&self, repo: &str, id: &str) -> ApiResult<()> {
-        let entry = self.uploads.entry(repo, id)?;
-        let _guard = entry.session.lock().await;
-        self.uploads.forget(id);
-        fsutil::remove_if_present(&self.uploads.path(id)).await?;
+    pub async fn cancel_upload(&self, target: &Session<'_>) -> ApiResult<()> {
+        let entry = self.uploads.entry(target)?;
+        let _guard = entry.state.lock().await;
+        self.uploads.forget(target.id);
+        fsutil::remove_if_present(&self.uploads.path(target.id)).await?;
         Ok(())
     }
 
@@ -208,7 +275,7 @@ impl Storage {
     async fn write_chunk<E: Display>(
         &self,
         id: &str,
-        session: &mut Session,
+        session: &mut SessionState,
         mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> ApiResult<()> {
         let mut writer = BlockWriter::append(&self.uploads.path(id)).await?;
@@ -243,7 +310,7 @@ impl Storage {
     }
 
     /// Drops bytes past `offset` after a rejected chunk.
-    async fn rewind(&self, id: &str, session: &mut Session, offset: u64) -> io::Result<()> {
+    async fn rewind(&self, id: &str, session: &mut SessionState, offset: u64) -> io::Result<()> {
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .open(self.uploads.path(id))
