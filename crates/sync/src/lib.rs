@@ -259,6 +259,7 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Registries
                 expanded.components.append(&mut components);
             }
             Err(message) => {
+                tracing::warn!("{} failed: {message}", entry.source);
                 expanded.failures.push(RootResult::failed(
                     entry.source.clone(),
                     destination_or_prefix(&entry.destination, options),

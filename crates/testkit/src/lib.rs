@@ -3,8 +3,9 @@
 //! - [`WharfServe`] runs the `wharf serve` binary; [`DockerRegistry`] runs Debian's `docker-registry`
 //!   (distribution 2.8, no referrers API) with a temporary configuration, optionally with htpasswd auth.
 //! - [`TestProxy`] sits in front of a registry: it can demand bearer tokens it issues itself, and inject
-//!   faults (error statuses with `Retry-After`, connections cut mid-body, corrupted bytes, ignored
-//!   `Range`), and it records every request so tests can count them at the wire.
+//!   faults (error statuses with `Retry-After`, connections cut or stalled mid-body, requests never
+//!   answered, corrupted bytes either way, ignored `Range`), one by one or at random, and it records
+//!   every request so tests can count them at the wire.
 //!
 //! Peers that are not installed fail the test with a hint to run `scripts/setup-peers`: interop tests
 //! never skip.
@@ -15,7 +16,9 @@ mod proxy;
 mod servers;
 
 pub use proxy::{Fault, FaultAction, Record, TestProxy, TokenAuth};
-pub use servers::{DockerRegistry, Nginx, TlsFiles, WharfServe, free_port, wait_for_registry};
+pub use servers::{
+    DockerRegistry, Nginx, ServeSetup, TlsFiles, WharfServe, free_port, wait_for_registry,
+};
 
 /// Writes the demo's multi-arch sample image (linux/amd64, linux/arm64/v8; two layers each) into an OCI
 /// layout at `path` under `tag`.

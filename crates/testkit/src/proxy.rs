@@ -1,4 +1,5 @@
-//! A reverse proxy for registry tests: bearer tokens, injected faults, and a record of every request.
+//! A reverse proxy for registry tests: bearer tokens, injected faults (one by one, or at random in
+//! chaos mode), and a record of every request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +28,16 @@ pub enum FaultAction {
     IgnoreRange,
     /// Answer 401 with a fresh challenge, as when a token was revoked.
     Unauthorized,
+    /// Forward, pass on this many bytes of the response body, then send nothing more while keeping
+    /// the connection open.
+    StallBodyAfter(usize),
+    /// Take the request and never answer, keeping the connection open.
+    BlackHole,
+    /// Forward with the request body damaged in transit: a manifest gets a trailing newline (still
+    /// valid JSON, another digest), any other body one flipped byte.
+    AlterRequestBody,
+    /// Forward after waiting this long.
+    Delay(std::time::Duration),
 }
 
 /// A fault for the next `times` requests whose method and path match.
@@ -43,6 +54,8 @@ pub struct Fault {
 pub struct Record {
     pub method: String,
     pub path: String,
+    /// The query string, empty if none.
+    pub query: String,
     pub status: u16,
 }
 
@@ -55,11 +68,22 @@ pub struct TokenAuth {
     pub lifetime: u64,
 }
 
+/// Faults at random: each request meets one with this probability.
+struct Chaos {
+    percent: u32,
+    rng: rand::rngs::SmallRng,
+    /// Faults dealt so far.
+    dealt: usize,
+}
+
 struct ProxyState {
     upstream: String,
     public: String,
     client: reqwest::Client,
     faults: Mutex<Vec<Fault>>,
+    chaos: Mutex<Option<Chaos>>,
+    /// Turns true when the proxy stops: stalled requests end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
     log: Mutex<Vec<Record>>,
     auth: Option<TokenAuth>,
     /// Issued tokens and the scopes they carry.
@@ -81,6 +105,7 @@ impl TestProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("address");
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let state = Arc::new(ProxyState {
             upstream: format!("http://{upstream}"),
             public: format!("http://{addr}"),
@@ -89,6 +114,8 @@ impl TestProxy {
                 .build()
                 .expect("client"),
             faults: Mutex::new(Vec::new()),
+            chaos: Mutex::new(None),
+            stopping,
             log: Mutex::new(Vec::new()),
             auth,
             tokens: Mutex::new(HashMap::new()),
@@ -106,8 +133,9 @@ impl TestProxy {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let app = axum::Router::new().fallback(handle).with_state(served);
                 axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
+                    .with_graceful_shutdown(async move {
                         let _ = stopped.await;
+                        let _ = stopping_tx.send(true);
                     })
                     .await
                     .expect("proxy serves");
@@ -129,6 +157,28 @@ impl TestProxy {
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         self.state.faults.lock().unwrap().push(fault);
+    }
+
+    /// From now on, each request meets a fault with probability `percent`%: an error status, the
+    /// connection cut inside the response body, a stall inside it, or damaged bytes (response or
+    /// request). `seed` makes a run repeatable.
+    pub fn chaos(&self, percent: u32, seed: u64) {
+        use rand::SeedableRng;
+        *self.state.chaos.lock().unwrap() = Some(Chaos {
+            percent,
+            rng: rand::rngs::SmallRng::seed_from_u64(seed),
+            dealt: 0,
+        });
+    }
+
+    /// Faults chaos mode has dealt so far.
+    pub fn chaos_dealt(&self) -> usize {
+        self.state
+            .chaos
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |c| c.dealt)
     }
 
     /// Every request so far.
@@ -161,10 +211,12 @@ impl Drop for TestProxy {
 async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let response = respond(&state, request).await;
     state.log.lock().unwrap().push(Record {
         method: method.to_string(),
         path,
+        query,
         status: response.status().as_u16(),
     });
     response
@@ -192,6 +244,7 @@ async fn respond(state: &ProxyState, request: Request) -> Response {
             f.action.clone()
         })
     };
+    let fault = fault.or_else(|| chaos_fault(state, &path));
     match fault {
         Some(FaultAction::Status { code, retry_after }) => {
             let mut response = (
@@ -207,6 +260,14 @@ async fn respond(state: &ProxyState, request: Request) -> Response {
             response
         }
         Some(FaultAction::Unauthorized) => challenge(state, &path, request.method()),
+        Some(FaultAction::Delay(wait)) => {
+            tokio::time::sleep(wait).await;
+            forward(state, request, None).await
+        }
+        Some(FaultAction::BlackHole) => {
+            stalled(state).await;
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
         Some(action) => forward(state, request, Some(action)).await,
         None => forward(state, request, None).await,
     }
@@ -306,6 +367,51 @@ async fn issue_token(state: &ProxyState, auth: &TokenAuth, request: Request) -> 
     axum::Json(serde_json::json!({"token": token, "expires_in": auth.lifetime})).into_response()
 }
 
+/// A fault for this request, in chaos mode: never on the ping or the token endpoint, which every
+/// client needs first.
+fn chaos_fault(state: &ProxyState, path: &str) -> Option<FaultAction> {
+    use rand::Rng;
+    let mut chaos = state.chaos.lock().unwrap();
+    let chaos = chaos.as_mut()?;
+    if path == "/v2/" || path == "/token" || chaos.rng.random_range(0..100) >= chaos.percent {
+        return None;
+    }
+    chaos.dealt += 1;
+    let blob = path.contains("/blobs/");
+    Some(match chaos.rng.random_range(0..5) {
+        0 => FaultAction::Status {
+            code: 503,
+            retry_after: None,
+        },
+        1 => FaultAction::CutBodyAfter(if blob { 4096 } else { 10 }),
+        2 => FaultAction::StallBodyAfter(if blob { 4096 } else { 10 }),
+        3 => FaultAction::CorruptBody,
+        _ => FaultAction::AlterRequestBody,
+    })
+}
+
+/// Waits until the proxy stops.
+async fn stalled(state: &ProxyState) {
+    let mut stopping = state.stopping.clone();
+    let _ = stopping.wait_for(|stopping| *stopping).await;
+}
+
+/// `body` damaged as [`FaultAction::AlterRequestBody`] says; `None` when it cannot be read.
+async fn altered(body: Body, manifest: bool) -> Option<Bytes> {
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.ok()?;
+    if bytes.is_empty() {
+        return Some(bytes);
+    }
+    let mut bytes = bytes.to_vec();
+    if manifest {
+        bytes.push(b'\n');
+    } else {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+    }
+    Some(Bytes::from(bytes))
+}
+
 async fn forward(state: &ProxyState, request: Request, action: Option<FaultAction>) -> Response {
     let (parts, body) = request.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -319,11 +425,22 @@ async fn forward(state: &ProxyState, request: Request, action: Option<FaultActio
             headers.insert(name.clone(), value.clone());
         }
     }
+    let body = match action {
+        Some(FaultAction::AlterRequestBody) => {
+            let manifest = parts.uri.path().contains("/manifests/");
+            let Some(bytes) = altered(body, manifest).await else {
+                return (StatusCode::BAD_GATEWAY, "request body unreadable").into_response();
+            };
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            reqwest::Body::from(bytes)
+        }
+        _ => reqwest::Body::wrap_stream(body.into_data_stream()),
+    };
     let upstream = state
         .client
         .request(parts.method.clone(), url)
         .headers(headers)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .body(body)
         .send()
         .await;
     let upstream = match upstream {
@@ -371,6 +488,42 @@ async fn forward(state: &ProxyState, request: Request, action: Option<FaultActio
                 bytes[middle] ^= 0xff;
                 Ok::<_, std::io::Error>(Bytes::from(bytes))
             }))
+        }
+        Some(FaultAction::StallBodyAfter(limit)) => {
+            enum Phase {
+                Passing(usize),
+                Stalling,
+                Done,
+            }
+            let stopping = state.stopping.clone();
+            Body::from_stream(futures_util::stream::unfold(
+                (stream.boxed(), stopping, Phase::Passing(0)),
+                move |(mut stream, mut stopping, phase)| async move {
+                    match phase {
+                        Phase::Done => None,
+                        Phase::Stalling => {
+                            // Nothing more, with the connection open, until the proxy stops.
+                            let _ = stopping.wait_for(|stopping| *stopping).await;
+                            let stopped = std::io::Error::other("the test proxy stopped");
+                            Some((Err(stopped), (stream, stopping, Phase::Done)))
+                        }
+                        Phase::Passing(sent) => match stream.next().await? {
+                            Err(e) => Some((
+                                Err(std::io::Error::other(e)),
+                                (stream, stopping, Phase::Done),
+                            )),
+                            Ok(chunk) if sent + chunk.len() > limit => {
+                                let part = chunk.slice(..limit - sent);
+                                Some((Ok(part), (stream, stopping, Phase::Stalling)))
+                            }
+                            Ok(chunk) => {
+                                let sent = sent + chunk.len();
+                                Some((Ok(chunk), (stream, stopping, Phase::Passing(sent))))
+                            }
+                        },
+                    }
+                },
+            ))
         }
         _ => Body::from_stream(stream),
     };

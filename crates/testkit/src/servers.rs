@@ -49,11 +49,42 @@ pub struct WharfServe {
     pub root: PathBuf,
 }
 
+/// How to run a `wharf serve` process beyond its arguments.
+#[derive(Default)]
+pub struct ServeSetup<'a> {
+    /// A command to run it under (`prlimit --nofile=256 --`).
+    pub wrapper: &'a [&'a str],
+    /// Where its standard error goes, instead of the test's.
+    pub stderr: Option<&'a Path>,
+}
+
 impl WharfServe {
     /// Starts `BINARY serve --root DIR/registry` on `listeners` free ports, plus `args`, in `dir`.
     pub fn start(binary: &Path, dir: &Path, listeners: usize, args: &[&str]) -> WharfServe {
+        WharfServe::start_with(binary, dir, listeners, args, ServeSetup::default())
+    }
+
+    /// [`WharfServe::start`], run as `setup` says.
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        listeners: usize,
+        args: &[&str],
+        setup: ServeSetup<'_>,
+    ) -> WharfServe {
         let root = dir.join("registry");
-        let mut command = Command::new(binary);
+        let mut command = match setup.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let stderr = match setup.stderr {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("stderr file")),
+            None => Stdio::inherit(),
+        };
         command
             .current_dir(dir)
             .arg("serve")
@@ -65,7 +96,7 @@ impl WharfServe {
         let mut child = command
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("wharf serve starts");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();

@@ -69,11 +69,19 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     } else if !args.dry_run {
         // Archives stay unfinished, so that nothing incomplete passes for a whole export; their
         // partial files keep what was written for the next run.
-        for archive in destinations.checkpoint().await? {
-            eprintln!(
-                "note: {} is not written because some images failed; what was copied is kept and the next sync to it carries on",
-                archive.display()
-            );
+        match destinations.checkpoint().await {
+            Ok(archives) => {
+                for archive in archives {
+                    eprintln!(
+                        "note: {} is not written because some images failed; what was copied is kept and the next sync to it carries on",
+                        archive.display()
+                    );
+                }
+            }
+            // The report below still says what happened to each image.
+            Err(e) => eprintln!(
+                "note: what was copied could not be kept for the next run ({e:#}); it starts over"
+            ),
         }
     }
 

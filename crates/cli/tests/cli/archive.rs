@@ -9,17 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    DockerRegistry, descriptor_of, http, peer, sample_layout, seed_images, serve, temp, wharf,
+    DockerRegistry, descriptor_of, http, json, peer, sample_layout, seed_images, serve, temp, wharf,
 };
 
 const COMPONENTS: [(&str, &str); 2] = [
     ("example.com/frontend", "1.0.0"),
     ("example.com/backend", "2.1.0"),
 ];
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 /// Two component versions in `{registry}/components`, each with the multi-arch sample image (by
 /// reference) and a file of its own as a local blob.

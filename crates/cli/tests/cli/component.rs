@@ -3,16 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wharf_oci::{Algorithm, Descriptor};
 
-use crate::util::{Nginx, blob_files, files, sample_layout, serve, temp, wharf};
+use crate::util::{Nginx, blob_files, files, json, sample_layout, serve, temp, wharf};
 
 const NAME: &str = "example.com/component-1";
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 /// Publishes the sample image at `registry/upstream/busybox:1.36.1` and writes a constructor for a
 /// component with that image and a file resource; returns the constructor's path.

@@ -6,6 +6,7 @@ mod copy;
 mod demo;
 mod inspect;
 mod registry;
+mod reliability;
 mod resolve;
 mod serve;
 mod sync;

@@ -7,8 +7,8 @@ use wharf_oci::Algorithm;
 
 use crate::util::{
     DockerRegistry, Fault, FaultAction, TestProxy, TlsFiles, TokenAuth, add_referrer,
-    big_image_layout, blob_files, descriptor_of, htpasswd, http, peer, sample_layout, serve, temp,
-    wharf, wharf_env, wharf_stdin,
+    big_image_layout, blob_files, descriptor_of, htpasswd, http, json, peer, sample_layout, serve,
+    temp, wharf, wharf_env, wharf_stdin,
 };
 
 const SIG: &str = "application/vnd.example.signature";
@@ -23,10 +23,6 @@ fn skopeo_digest(dir: &Path, reference: &str, creds: Option<&str>) -> String {
     args.push(&location);
     let raw = peer(dir, "skopeo", &args).ok();
     Algorithm::Sha256.digest(raw.as_bytes()).to_string()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[test]

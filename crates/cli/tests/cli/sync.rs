@@ -3,16 +3,10 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::util::{
-    DockerRegistry, TestProxy, blob_files, descriptor_of, peer, sample_layout, seed_images, serve,
-    temp, wharf,
+    DockerRegistry, TestProxy, blob_files, descriptor_of, json, peer, sample_layout, seed_images,
+    serve, temp, wharf,
 };
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 /// Every image of `names` (under `from`) arrived under `to` with the same digest, and pulling all of
 /// them back yields exactly the source's blobs.

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use wharf_testkit::{
-    DockerRegistry, Fault, FaultAction, Nginx, TestProxy, TlsFiles, TokenAuth, WharfServe,
+    DockerRegistry, Fault, FaultAction, Nginx, ServeSetup, TestProxy, TlsFiles, TokenAuth,
+    WharfServe,
 };
 
 /// The result of a command, with text output.
@@ -356,4 +357,82 @@ pub fn seed_images(dir: &Path, registry: &str, count: usize, layer_size: &str) -
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["roots"].as_array().unwrap().len(), count + 1);
     names
+}
+
+/// Runs `wharf` with `args` in `dir`, killing it and failing the test if it has not ended within
+/// `limit`: for runs that must not hang.
+#[track_caller]
+pub fn wharf_within(dir: &Path, args: &[&str], limit: std::time::Duration) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command.args(args).current_dir(dir).env_remove("RUST_LOG");
+    let child = bounded(&mut command).spawn().expect("wharf runs");
+    finish_within(child, limit, &args.join(" "))
+}
+
+/// `command` with its output captured, in a process group of its own, for [`finish_within`].
+pub fn bounded(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+}
+
+/// Waits for `child` (started through [`bounded`]), killing its whole process group and failing the
+/// test after `limit`.
+#[track_caller]
+pub fn finish_within(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> Run {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return Run::from(child.wait_with_output().expect("output"));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {limit:?}, killed: {what}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// An OCI layout of generated images at `layout` (see `bench/gen-layout.py` for `args`).
+pub fn gen_layout(layout: &Path, args: &[&str]) {
+    let status = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen-layout.py"))
+        .arg(layout)
+        .args(args)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+}
+
+/// The manifest a layout's `index.json` names `tag`, parsed.
+pub fn layout_manifest(layout: &Path, tag: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"][wharf_oci::ANNOTATION_REF_NAME] == tag)
+        .unwrap_or_else(|| panic!("no {tag} in {}", layout.display()));
+    let digest = entry["digest"].as_str().unwrap();
+    let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Parses JSON output, failing the test with the text when it is not JSON.
+#[track_caller]
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }

@@ -460,6 +460,7 @@ async fn paginate(
 ) -> Result<(), ErrorKind> {
     let mut next = Some(first);
     let mut seen = 0;
+    let mut reread = false;
     while let Some(url) = next.take() {
         seen += 1;
         if seen > 10_000 {
@@ -469,7 +470,7 @@ async fn paginate(
         }
         let answer = host
             .send_read(
-                Request::new(Method::GET, url, scopes.clone()),
+                Request::new(Method::GET, url.clone(), scopes.clone()),
                 TAGS_PAGE_LIMIT,
             )
             .await?;
@@ -479,10 +480,20 @@ async fn paginate(
         if !answer.status.is_success() {
             return Err(answer.error());
         }
+        match page(&answer.body) {
+            // A page damaged on the way is asked for again, once.
+            Err(ErrorKind::Invalid(why)) if !reread => {
+                tracing::info!(%url, "unreadable page ({why}); asking again");
+                reread = true;
+                next = Some(url);
+                continue;
+            }
+            outcome => outcome?,
+        }
+        reread = false;
         if let Some(link) = next_link(&answer.headers) {
             next = Some(host.resolve_location(&link).await?);
         }
-        page(&answer.body)?;
     }
     Ok(())
 }
@@ -581,7 +592,8 @@ impl Repository {
             .or_else(|_| header_digest.as_ref().map(Digest::algorithm).ok_or(()))
             .unwrap_or(wharf_oci::Algorithm::Sha256);
         let actual = algorithm.digest(&bytes);
-        if let Ok(expected) = Digest::parse(reference)
+        // By digest, the bytes must match it; by tag, the digest the registry says it sent.
+        if let Some(expected) = Digest::parse(reference).ok().or(header_digest)
             && expected != actual
         {
             return Err(ErrorKind::DigestMismatch { expected, actual });
