@@ -15,7 +15,7 @@
 mod proxy;
 mod servers;
 
-pub use proxy::{Fault, FaultAction, Record, TestProxy, TokenAuth};
+pub use proxy::{ChaosKind, Fault, FaultAction, Record, TestProxy, TokenAuth};
 pub use servers::{
     DockerRegistry, Nginx, ServeSetup, TlsFiles, WharfServe, free_port, wait_for_registry,
 };

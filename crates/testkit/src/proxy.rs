@@ -68,9 +68,67 @@ pub struct TokenAuth {
     pub lifetime: u64,
 }
 
+/// The kinds of fault chaos mode deals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChaosKind {
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// The connection cut inside the response body.
+    Cut,
+    /// The response body stalls with the connection open.
+    Stall,
+    /// A byte of the response body flipped.
+    Corrupt,
+    /// The request body damaged on its way to the registry.
+    DamagedRequest,
+}
+
+impl ChaosKind {
+    /// Every kind.
+    pub const ALL: [ChaosKind; 5] = [
+        ChaosKind::Unavailable,
+        ChaosKind::Cut,
+        ChaosKind::Stall,
+        ChaosKind::Corrupt,
+        ChaosKind::DamagedRequest,
+    ];
+
+    /// By name: `unavailable`, `cut`, `stall`, `corrupt`, `damaged-request`.
+    pub fn parse(name: &str) -> Option<ChaosKind> {
+        ChaosKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChaosKind::Unavailable => "unavailable",
+            ChaosKind::Cut => "cut",
+            ChaosKind::Stall => "stall",
+            ChaosKind::Corrupt => "corrupt",
+            ChaosKind::DamagedRequest => "damaged-request",
+        }
+    }
+
+    fn action(self, blob: bool) -> FaultAction {
+        let into_body = if blob { 4096 } else { 10 };
+        match self {
+            ChaosKind::Unavailable => FaultAction::Status {
+                code: 503,
+                retry_after: None,
+            },
+            ChaosKind::Cut => FaultAction::CutBodyAfter(into_body),
+            ChaosKind::Stall => FaultAction::StallBodyAfter(into_body),
+            ChaosKind::Corrupt => FaultAction::CorruptBody,
+            ChaosKind::DamagedRequest => FaultAction::AlterRequestBody,
+        }
+    }
+}
+
 /// Faults at random: each request meets one with this probability.
 struct Chaos {
     percent: u32,
+    kinds: Vec<ChaosKind>,
     rng: rand::rngs::SmallRng,
     /// Faults dealt so far.
     dealt: usize,
@@ -159,13 +217,13 @@ impl TestProxy {
         self.state.faults.lock().unwrap().push(fault);
     }
 
-    /// From now on, each request meets a fault with probability `percent`%: an error status, the
-    /// connection cut inside the response body, a stall inside it, or damaged bytes (response or
-    /// request). `seed` makes a run repeatable.
-    pub fn chaos(&self, percent: u32, seed: u64) {
+    /// From now on, each request (but the ping and token requests) meets a fault with probability
+    /// `percent`%, one of `kinds` at random. `seed` makes a run repeatable.
+    pub fn chaos(&self, percent: u32, kinds: &[ChaosKind], seed: u64) {
         use rand::SeedableRng;
         *self.state.chaos.lock().unwrap() = Some(Chaos {
             percent,
+            kinds: kinds.to_vec(),
             rng: rand::rngs::SmallRng::seed_from_u64(seed),
             dealt: 0,
         });
@@ -373,21 +431,16 @@ fn chaos_fault(state: &ProxyState, path: &str) -> Option<FaultAction> {
     use rand::Rng;
     let mut chaos = state.chaos.lock().unwrap();
     let chaos = chaos.as_mut()?;
-    if path == "/v2/" || path == "/token" || chaos.rng.random_range(0..100) >= chaos.percent {
+    if path == "/v2/"
+        || path == "/token"
+        || chaos.kinds.is_empty()
+        || chaos.rng.random_range(0..100) >= chaos.percent
+    {
         return None;
     }
     chaos.dealt += 1;
-    let blob = path.contains("/blobs/");
-    Some(match chaos.rng.random_range(0..5) {
-        0 => FaultAction::Status {
-            code: 503,
-            retry_after: None,
-        },
-        1 => FaultAction::CutBodyAfter(if blob { 4096 } else { 10 }),
-        2 => FaultAction::StallBodyAfter(if blob { 4096 } else { 10 }),
-        3 => FaultAction::CorruptBody,
-        _ => FaultAction::AlterRequestBody,
-    })
+    let kind = chaos.kinds[chaos.rng.random_range(0..chaos.kinds.len())];
+    Some(kind.action(path.contains("/blobs/")))
 }
 
 /// Waits until the proxy stops.
@@ -422,7 +475,7 @@ async fn forward(state: &ProxyState, request: Request, action: Option<FaultActio
             || name == header::AUTHORIZATION
             || (name == header::RANGE && matches!(action, Some(FaultAction::IgnoreRange)));
         if !skip {
-            headers.insert(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
         }
     }
     let body = match action {
@@ -459,7 +512,7 @@ async fn forward(state: &ProxyState, request: Request, action: Option<FaultActio
                 HeaderValue::from_str(&rewritten).expect("header"),
             );
         } else {
-            response_headers.insert(name.clone(), value.clone());
+            response_headers.append(name.clone(), value.clone());
         }
     }
     let stream = upstream.bytes_stream();
