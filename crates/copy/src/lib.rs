@@ -8,8 +8,10 @@
 //! destination share a registry, else a verified stream, retried when the failure is transient), and
 //! pushes the manifests children-first with the root last. A failure in discovery writes nothing; a
 //! failure during transfer leaves at most complete, verified blobs, never a manifest or tag above
-//! missing content. Referrers follow, each copied the same way. [`verify()`] walks the same graphs to
-//! read a store's content back and check it.
+//! missing content. Referrers follow, each copied the same way. A [`Job`] runs many such copies at
+//! once: a blob several of them need moves once per destination repository and is uploaded once per
+//! registry (mounted elsewhere); a transfer that fails or is cancelled hands its work to those
+//! waiting for it. [`verify()`] walks the same graphs to read a store's content back and check it.
 //!
 //! ```no_run
 //! # async fn demo(src: &dyn wharf_store::ReadStore, dst: &dyn wharf_store::Store) -> Result<(), wharf_copy::CopyError> {

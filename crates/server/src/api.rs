@@ -22,6 +22,7 @@ use crate::storage::{ChunkRange, Session, blob_unknown};
 const READ_CHUNK: usize = 256 * 1024;
 const DIGEST_HEADER: &str = "docker-content-digest";
 const OCI_SUBJECT: &str = "oci-subject";
+const OCI_TAG: &str = "oci-tag";
 const OCI_FILTERS_APPLIED: &str = "oci-filters-applied";
 const OCI_CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
 const UPLOAD_UUID: &str = "docker-upload-uuid";
@@ -360,9 +361,20 @@ async fn put_manifest(
             )
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         })?;
+    // `?tag=` (distribution spec 1.2): tags to set along with a push by digest.
+    let also_tag: Vec<String> = request
+        .uri
+        .query()
+        .map(|q| {
+            form_pairs(q)
+                .filter(|(k, _)| k == "tag")
+                .map(|(_, v)| v)
+                .collect()
+        })
+        .unwrap_or_default();
     let pushed = state
         .storage
-        .put_manifest(repo, reference, content_type.as_deref(), bytes)
+        .put_manifest(repo, reference, &also_tag, content_type.as_deref(), bytes)
         .await?;
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
@@ -374,6 +386,9 @@ async fn put_manifest(
     set(headers, DIGEST_HEADER, pushed.digest.as_str());
     if let Some(subject) = pushed.subject {
         set(headers, OCI_SUBJECT, subject.as_str());
+    }
+    if !also_tag.is_empty() {
+        set(headers, OCI_TAG, pushed.tags.join(", "));
     }
     Ok(response)
 }

@@ -4,7 +4,9 @@
 //! [`Registry::bind`] opens the [`storage`] and binds one or more addresses (one process reachable under
 //! several URLs); [`Registry::run`] serves them until a shutdown future completes, then drains open
 //! requests. Options cover basic authentication from an htpasswd file, anonymous reads, TLS, read-only
-//! mode and an access log of JSON lines.
+//! mode and an access log of JSON lines. No client can hold it up: silent connections and stalled
+//! bodies time out, at the connection limit the idlest connection makes room, unread request bodies
+//! are drained or the connection closed, and abandoned upload sessions expire.
 //!
 //! What it leaves out: token authentication, storage drivers other than a local directory, and
 //! deletion-time garbage collection (run [`storage::Storage::gc`] offline).

@@ -516,6 +516,39 @@ async fn index_children_must_exist() {
 }
 
 #[tokio::test]
+async fn a_push_by_digest_sets_the_tags_it_names() {
+    let reg = TestRegistry::start().await;
+    let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []});
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = Algorithm::Sha512.digest(&bytes);
+    let pushed = reg
+        .client
+        .put(reg.url(&format!("/v2/app/manifests/{digest}?tag=one&tag=two")))
+        .header("content-type", media_type::OCI_INDEX)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), StatusCode::CREATED);
+    assert_eq!(header(&pushed, "oci-tag"), "one, two");
+    for tag in ["one", "two"] {
+        let head = reg
+            .send(Method::HEAD, &format!("/v2/app/manifests/{tag}"))
+            .await;
+        assert_eq!(header(&head, "docker-content-digest"), digest.to_string());
+    }
+    let refused = reg
+        .client
+        .put(reg.url(&format!("/v2/app/manifests/{digest}?tag=-bad")))
+        .header("content-type", media_type::OCI_INDEX)
+        .body(serde_json::to_vec(&index).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(refused).await, "MANIFEST_INVALID");
+}
+
+#[tokio::test]
 async fn tags_and_catalog_paginate_with_link_headers() {
     let reg = TestRegistry::start().await;
     for tag in ["e", "a", "d", "b", "c"] {

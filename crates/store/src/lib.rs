@@ -6,6 +6,9 @@
 //! [`memory::MemoryStore`] (for tests). [`Address`] parses the command-line notations
 //! (`host/repo:tag`, `oci:PATH[:TAG]`, …) and opens the matching backend.
 //!
+//! A layout, archive or CTF is written by one process at a time: opening it for writing takes a lock
+//! beside it, and a second writer waits or fails as [`WhenLocked`] says.
+//!
 //! Verification is a store's job on the way in: [`Store::push`] must check size and digest while the bytes
 //! stream and make nothing visible unless they match. [`ReadStore::fetch`] does not verify; consumers that
 //! keep bytes wrap the stream with [`verified`]. A manifest is pushed only after everything it points at, so

@@ -95,9 +95,7 @@ impl ChaosKind {
 
     /// By name: `unavailable`, `cut`, `stall`, `corrupt`, `damaged-request`.
     pub fn parse(name: &str) -> Option<ChaosKind> {
-        ChaosKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == name)
+        ChaosKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     pub fn name(self) -> &'static str {

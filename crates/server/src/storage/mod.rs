@@ -48,6 +48,8 @@ pub struct PushedManifest {
     pub digest: Digest,
     /// The subject the manifest refers to, if any.
     pub subject: Option<Digest>,
+    /// The tags now pointing at it.
+    pub tags: Vec<String>,
 }
 
 /// A registry's content on disk.
@@ -213,9 +215,14 @@ impl Storage {
         &self,
         repo: &str,
         reference: &str,
+        also_tag: &[String],
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> ApiResult<PushedManifest> {
+        for tag in also_tag {
+            wharf_oci::validate_tag(tag)
+                .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))?;
+        }
         let (tag, digest) = match Digest::parse(reference) {
             Ok(expected) => {
                 let actual = expected.algorithm().digest(&bytes);
@@ -283,7 +290,12 @@ impl Storage {
             let json = serde_json::to_vec(&entry).expect("descriptor serialises");
             fsutil::write_atomic(&self.tmp(), &path, &json).await?;
         }
-        if let Some(tag) = tag {
+        let tags: Vec<String> = tag
+            .map(str::to_owned)
+            .into_iter()
+            .chain(also_tag.iter().cloned())
+            .collect();
+        for tag in &tags {
             fsutil::write_atomic(
                 &self.tmp(),
                 &self.tag_link(repo, tag),
@@ -291,7 +303,11 @@ impl Storage {
             )
             .await?;
         }
-        Ok(PushedManifest { digest, subject })
+        Ok(PushedManifest {
+            digest,
+            subject,
+            tags,
+        })
     }
 
     async fn check_references(&self, repo: &str, manifest: &Manifest) -> ApiResult<()> {

@@ -22,7 +22,11 @@ fn main() -> ExitCode {
     };
     let kinds = match rest.first().filter(|k| k.as_str() != "all") {
         None => ChaosKind::ALL.to_vec(),
-        Some(list) => match list.split(',').map(ChaosKind::parse).collect::<Option<Vec<_>>>() {
+        Some(list) => match list
+            .split(',')
+            .map(ChaosKind::parse)
+            .collect::<Option<Vec<_>>>()
+        {
             Some(kinds) => kinds,
             None => {
                 eprintln!("fault-proxy: unknown fault kind in {list:?}");
