@@ -16,26 +16,24 @@ LAYERS=${LAYERS:-8}
 LAYER_SIZE=${LAYER_SIZE:-32M}
 
 build_wharf
-python3 "$repo_root/bench/gen-layout.py" "$work/set" --images "$IMAGES" --layers "$LAYERS" \
-  --layer-size "$LAYER_SIZE"
-set_mib=$(du -sm "$work/set/blobs" | cut -f1)
+gen_set "$work/set"
 
 start_wharf_serve source
 SRC=$ADDR
 seed_registry "$SRC" "$IMAGES"
 sources=()
 for i in $(seq 0 $((IMAGES - 1))); do sources+=("$SRC/bench/img$i:v1"); done
-mibps() { python3 -c "print(f'{$set_mib / $1:.0f}')"; }
+mibps() { python3 -c "print(f'{$SET_MIB / $1:.0f}')"; }
 # The source stands for a registry elsewhere: its blobs are read from memory, so that the export
 # measures writing the archive, not this disk reading and writing at once.
 warm_source() { find "$work/source/data" -type f -exec cat {} + >/dev/null; }
 
-echo "== disk: $set_mib MiB with dd conv=fdatasync, median of 3"
+echo "== disk: $SET_MIB MiB with dd conv=fdatasync, median of 3"
 runs=()
 for _ in 1 2 3; do
   sync
   t0=$(now)
-  dd if=/dev/zero of="$work/dd.bin" bs=1M count="$set_mib" conv=fdatasync status=none
+  dd if=/dev/zero of="$work/dd.bin" bs=1M count="$SET_MIB" conv=fdatasync status=none
   runs+=("$(elapsed "$t0" "$(now)")")
   rm "$work/dd.bin"
 done
@@ -88,5 +86,5 @@ echo "wharf ${w_imp}s ($(mibps "$w_imp") MiB/s, $(ratio "$d_secs" "$w_imp") of t
 echo
 echo "| date | set | disk (dd fdatasync) | export: wharf, of disk, vs skopeo | import: wharf, of disk, vs skopeo | wharf peak RSS (export, import) |"
 echo "|---|---|---|---|---|---|"
-echo "| $(date +%F) | $IMAGES x $LAYERS x $LAYER_SIZE ($set_mib MiB) | $(mibps "$d_secs") MiB/s | $(mibps "$w_exp") MiB/s, **$(ratio "$d_secs" "$w_exp")**, **$(ratio "$s_exp" "$w_exp")x** | $(mibps "$w_imp") MiB/s, **$(ratio "$d_secs" "$w_imp")**, **$(ratio "$s_imp" "$w_imp")x** | $w_exp_rss, $w_imp_rss MiB |"
+echo "| $(date +%F) | $IMAGES x $LAYERS x $LAYER_SIZE ($SET_MIB MiB) | $(mibps "$d_secs") MiB/s | $(mibps "$w_exp") MiB/s, **$(ratio "$d_secs" "$w_exp")**, **$(ratio "$s_exp" "$w_exp")x** | $(mibps "$w_imp") MiB/s, **$(ratio "$d_secs" "$w_imp")**, **$(ratio "$s_imp" "$w_imp")x** | $w_exp_rss, $w_imp_rss MiB |"
 echo "machine: $(machine)"

@@ -23,9 +23,7 @@ IDLE=${IDLE:-2}
 
 proxy="${CARGO_TARGET_DIR:-$repo_root/target}/release/fault-proxy"
 (cd "$repo_root" && cargo build --release --quiet -p wharf -p wharf-testkit --bin wharf --bin fault-proxy)
-python3 "$repo_root/bench/gen-layout.py" "$work/set" --images "$IMAGES" --layers "$LAYERS" \
-  --layer-size "$LAYER_SIZE" --shared "$SHARED"
-set_mib=$(du -sm "$work/set/blobs" | cut -f1)
+gen_set "$work/set"
 
 start_docker_registry source
 SRC=$ADDR
@@ -109,7 +107,7 @@ skopeo_passes() {
   SECS=$(elapsed "$t0" "$t1")
 }
 
-echo "== $IMAGES images x $LAYERS layers x $LAYER_SIZE, $SHARED shared ($set_mib MiB); faults at $RATE% of requests, seed $SEED"
+echo "== $IMAGES images x $LAYERS layers x $LAYER_SIZE, $SHARED shared ($SET_MIB MiB); faults at $RATE% of requests, seed $SEED"
 
 start_docker_registry clean
 timed_rss wharf-clean "$wharf" sync --quiet --no-referrers --to "$ADDR/mirror" $(sources "$SRC")

@@ -74,6 +74,14 @@ start_wharf_serve() {
   wait_for "$ADDR"
 }
 
+# gen_set DIR: the generated layout of $IMAGES images x $LAYERS layers x $LAYER_SIZE ($SHARED of
+# them shared, default none) at DIR; sets SET_MIB to the size of its blobs.
+gen_set() {
+  python3 "$repo_root/bench/gen-layout.py" "$1" --images "$IMAGES" --layers "$LAYERS" \
+    --layer-size "$LAYER_SIZE" --shared "${SHARED:-0}"
+  SET_MIB=$(du -sm "$1/blobs" | cut -f1)
+}
+
 # seed_registry ADDR COUNT: pushes images img0..COUNT-1 of the layout $work/set (gen-layout.py) to
 # ADDR/bench/imgN:v1.
 seed_registry() {

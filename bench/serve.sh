@@ -13,10 +13,8 @@ LAYER_SIZE=${LAYER_SIZE:-4M}
 ROUNDS=${ROUNDS:-3}
 
 build_wharf
-python3 "$repo_root/bench/gen-layout.py" "$work/layout" --images "$IMAGES" --layers "$LAYERS" \
-  --layer-size "$LAYER_SIZE"
-total_mib=$(du -sm "$work/layout/blobs" | cut -f1)
-echo "image set: $IMAGES images x $LAYERS layers x $LAYER_SIZE ($total_mib MiB)"
+gen_set "$work/layout"
+echo "image set: $IMAGES images x $LAYERS layers x $LAYER_SIZE ($SET_MIB MiB)"
 
 push_all() {
   for i in $(seq 0 $((IMAGES - 1))); do
@@ -53,7 +51,7 @@ wp=$(median ${push[wharf]}); rp=$(median ${push[registry]})
 wl=$(median ${pull[wharf]}); rl=$(median ${pull[registry]})
 wr=$(median ${rss[wharf]}); rr=$(median ${rss[registry]})
 wc=$(median ${cpu[wharf]}); rc=$(median ${cpu[registry]})
-table="| $(date +%F) | $IMAGES x $LAYERS x $LAYER_SIZE ($total_mib MiB), $ROUNDS rounds | ${wp}s vs ${rp}s (**$(ratio "$rp" "$wp")x**) | ${wl}s vs ${rl}s (**$(ratio "$rl" "$wl")x**) | ${wc}s vs ${rc}s (**$(ratio "$rc" "$wc")x**) | ${wr} vs ${rr} MiB |"
+table="| $(date +%F) | $IMAGES x $LAYERS x $LAYER_SIZE ($SET_MIB MiB), $ROUNDS rounds | ${wp}s vs ${rp}s (**$(ratio "$rp" "$wp")x**) | ${wl}s vs ${rl}s (**$(ratio "$rl" "$wl")x**) | ${wc}s vs ${rc}s (**$(ratio "$rc" "$wc")x**) | ${wr} vs ${rr} MiB |"
 echo
 echo "| date | image set | skopeo push, wall | skopeo pull, wall | server CPU (user+sys) | server peak RSS |"
 echo "|---|---|---|---|---|---|"

@@ -17,9 +17,7 @@ SHARED=${SHARED:-3}
 BIG=${BIG:-1G}
 
 build_wharf
-python3 "$repo_root/bench/gen-layout.py" "$work/set" --images "$IMAGES" --layers "$LAYERS" \
-  --layer-size "$LAYER_SIZE" --shared "$SHARED"
-set_mib=$(du -sm "$work/set/blobs" | cut -f1)
+gen_set "$work/set"
 
 start_docker_registry source
 SRC=$ADDR
@@ -40,7 +38,7 @@ WDST=$ADDR
 ACCESSLOG_DISABLED=false start_docker_registry skopeo-dst
 SDST=$ADDR
 
-echo "== cold: $IMAGES images x $LAYERS layers x $LAYER_SIZE, $SHARED shared ($set_mib MiB)"
+echo "== cold: $IMAGES images x $LAYERS layers x $LAYER_SIZE, $SHARED shared ($SET_MIB MiB)"
 timed_rss wharf-cold "$wharf" sync --quiet --no-referrers --to "$WDST/mirror" "${sources[@]}"
 w_cold=$SECS; w_cold_rss=$RSS
 timed_rss skopeo-cold skopeo sync --src yaml --dest docker --dest-tls-verify=false "$work/skopeo.yaml" "$SDST/mirror"

@@ -84,19 +84,7 @@ fn an_image_failing_beside_a_shared_upload_does_not_hang_the_others() {
     let dir = temp();
     let dir = dir.path();
     let layout = dir.join("shared");
-    gen_layout(
-        &layout,
-        &[
-            "--images",
-            "4",
-            "--layers",
-            "2",
-            "--shared",
-            "1",
-            "--layer-size",
-            "8M",
-        ],
-    );
+    gen_layout(&layout, 4, 2, 1, "8M");
     lose_config(&layout, "img0");
     lose_config(&layout, "img2");
     for round in 0..3 {
@@ -136,19 +124,7 @@ fn a_full_disk_fails_the_sync_without_hanging_or_leaving_temporary_files() {
     let dir = temp();
     let dir = dir.path();
     let layout = dir.join("big");
-    gen_layout(
-        &layout,
-        &[
-            "--images",
-            "4",
-            "--layers",
-            "2",
-            "--shared",
-            "1",
-            "--layer-size",
-            "8M",
-        ],
-    );
+    gen_layout(&layout, 4, 2, 1, "8M");
     let small = dir.join("small");
     for target in ["oci:out", "oci-archive:out.tar", "ctf:out.tgz", "ctf:out"] {
         let (kind, name) = target.split_once(':').unwrap();
@@ -277,19 +253,7 @@ fn two_writers_of_one_store_take_turns() {
     let dir = temp();
     let dir = dir.path();
     let layout = dir.join("many");
-    gen_layout(
-        &layout,
-        &[
-            "--images",
-            "20",
-            "--layers",
-            "2",
-            "--shared",
-            "1",
-            "--layer-size",
-            "256K",
-        ],
-    );
+    gen_layout(&layout, 20, 2, 1, "256K");
     let half = |range: std::ops::Range<usize>| -> Vec<String> {
         range.map(|i| format!("{}:img{i}", oci(&layout))).collect()
     };
@@ -600,19 +564,7 @@ fn images_sharing_a_repository_mount_a_blob_into_it_once() {
     let dir = temp();
     let dir = dir.path();
     let layout = dir.join("shared");
-    gen_layout(
-        &layout,
-        &[
-            "--images",
-            "6",
-            "--layers",
-            "2",
-            "--shared",
-            "1",
-            "--layer-size",
-            "512K",
-        ],
-    );
+    gen_layout(&layout, 6, 2, 1, "512K");
     let shared = layout_manifest(&layout, "img0")["layers"][0]["digest"]
         .as_str()
         .unwrap()
@@ -775,19 +727,7 @@ fn resuming_past_a_duplicated_member_keeps_what_follows() {
     let dir = dir.path();
     let source = serve(dir, &[]);
     let layout = dir.join("many");
-    gen_layout(
-        &layout,
-        &[
-            "--images",
-            "6",
-            "--layers",
-            "3",
-            "--shared",
-            "1",
-            "--layer-size",
-            "256K",
-        ],
-    );
+    gen_layout(&layout, 6, 3, 1, "256K");
     let mut sources = Vec::new();
     for i in 0..6 {
         let name = format!("{}/team/app{i}:v1", source.addr());
@@ -958,10 +898,7 @@ fn compressed_archives_are_unpacked_only_as_far_as_they_are_tar() {
 
     // A real archive too large for the temporary directory says so, not that it is damaged.
     let layout = dir.join("big");
-    gen_layout(
-        &layout,
-        &["--images", "1", "--layers", "3", "--layer-size", "10M"],
-    );
+    gen_layout(&layout, 1, 3, 0, "10M");
     wharf(dir, &["sync", &oci(&layout), "--to", "ctf:big.tgz"]).ok();
     let run = wharf_on_small_disk(
         dir,

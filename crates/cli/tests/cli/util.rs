@@ -405,12 +405,20 @@ pub fn finish_within(
     }
 }
 
-/// An OCI layout of generated images at `layout` (see `bench/gen-layout.py` for `args`).
-pub fn gen_layout(layout: &Path, args: &[&str]) {
+/// An OCI layout of `images` generated images at `layout`, tagged `img0`, `img1`, ..., each with
+/// `layers` layers of `layer_size` random bytes (`512K`, `8M`), the first `shared` of them common to
+/// all (see `bench/gen-layout.py`).
+pub fn gen_layout(layout: &Path, images: usize, layers: usize, shared: usize, layer_size: &str) {
     let status = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen-layout.py"))
         .arg(layout)
-        .args(args)
+        .args([
+            "--images",
+            &images.to_string(),
+            "--layers",
+            &layers.to_string(),
+        ])
+        .args(["--shared", &shared.to_string(), "--layer-size", layer_size])
         .status()
         .expect("python3 runs");
     assert!(status.success());
