@@ -45,7 +45,7 @@ pub enum Command {
     /// List the tags of a registry repository or an OCI layout.
     #[command(after_help = TAGS_HELP)]
     Tags(TagsArgs),
-    /// List the repositories of a registry (its catalog).
+    /// List the repositories of a registry (its catalog), a CTF, or an OCI layout or archive.
     #[command(after_help = CATALOG_HELP)]
     Catalog(CatalogArgs),
     /// Store credentials for a registry in the auth file podman and docker read.
@@ -122,9 +122,14 @@ Examples:
   wharf tags oci:./images";
 
 const CATALOG_HELP: &str = "\
+A registry's repositories come from its catalog API (below PATH when one is given); a CTF lists the
+repositories of its index, an OCI layout or archive the repository part of its image names (team/app
+of team/app:1.0; images named without one are listed as an empty line).
+
 Examples:
   wharf catalog localhost:5000
-  wharf catalog --output json registry.example.com";
+  wharf catalog --output json registry.example.com/team
+  wharf catalog ctf:./airgap.tgz";
 
 const LOGIN_HELP: &str = "\
 The credentials are checked against the registry first, then written to --authfile, else
@@ -263,6 +268,20 @@ fn parse_chunk_size(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Credentials for each side and how to reach registries, for commands that read in one place and
+/// write in another.
+#[derive(Debug, Args)]
+pub struct TwoSidedArgs {
+    /// Credentials USER:PASSWORD for the source side only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials USER:PASSWORD for the destination side only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
 /// Which registries.conf files apply (mirrors, rewrites, insecure and blocked registries).
 #[derive(Debug, Args)]
 pub struct RegistriesConfArgs {
@@ -296,20 +315,14 @@ pub struct CopyArgs {
     /// Do not copy referrers (signatures, SBOMs, attestations).
     #[arg(long)]
     pub no_referrers: bool,
-    /// Credentials USER:PASSWORD for the source only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub src_creds: Option<String>,
-    /// Credentials USER:PASSWORD for the destination only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub dest_creds: Option<String>,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub sides: TwoSidedArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
-fn parse_platform(text: &str) -> Result<wharf_oci::Platform, String> {
+fn parse_platform(text: &str) -> Result<wharf_oci::Platform, wharf_oci::PlatformError> {
     wharf_oci::Platform::parse(text)
 }
 
@@ -324,15 +337,15 @@ pub struct SyncArgs {
     /// Rerun exactly the failed entries of a previous run's JSON report.
     #[arg(long, value_name = "REPORT", conflicts_with_all = ["file", "sources"])]
     pub retry_failed: Option<PathBuf>,
-    /// Destination prefix: a registry HOST[/PATH], oci:DIR or ctf:PATH.
-    #[arg(long, value_name = "PREFIX")]
-    pub to: Option<String>,
+    /// Destination prefix: a registry HOST[/PATH], oci:DIR, oci-archive:FILE or ctf:PATH.
+    #[arg(long, value_name = "PREFIX", value_parser = parse_location)]
+    pub to: Option<wharf_store::Location>,
     /// Rewrite source repository paths starting with FROM to start with TO; repeatable, first match wins.
     #[arg(long, value_name = "FROM=TO", value_parser = parse_repo_map)]
     pub repo_map: Vec<(String, String)>,
     /// Only this platform of multi-platform images given on the command line; repeatable.
-    #[arg(long, value_name = "PLATFORM")]
-    pub platform: Vec<String>,
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Vec<wharf_oci::Platform>,
     /// Blobs transferred at once across all images.
     #[arg(short = 'j', long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
@@ -348,17 +361,15 @@ pub struct SyncArgs {
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Credentials USER:PASSWORD for the sources only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub src_creds: Option<String>,
-    /// Credentials USER:PASSWORD for the destinations only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub dest_creds: Option<String>,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub sides: TwoSidedArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+fn parse_location(text: &str) -> Result<wharf_store::Location, wharf_store::AddressError> {
+    wharf_store::Location::parse(text)
 }
 
 fn parse_repo_map(text: &str) -> Result<(String, String), String> {
@@ -428,9 +439,9 @@ pub struct TagsArgs {
 
 #[derive(Debug, Args)]
 pub struct CatalogArgs {
-    /// The registry host (HOST[:PORT]).
-    #[arg(value_name = "REGISTRY")]
-    pub registry_host: String,
+    /// What to list: a registry HOST[:PORT][/PATH], oci:DIR, oci-archive:FILE or ctf:PATH.
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
@@ -578,14 +589,8 @@ pub struct ComponentTransferArgs {
     /// Blobs to transfer at once.
     #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
-    /// Credentials USER:PASSWORD for the source only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub src_creds: Option<String>,
-    /// Credentials USER:PASSWORD for the destination only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub dest_creds: Option<String>,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub sides: TwoSidedArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,

@@ -3,6 +3,7 @@
 //! the number of blob transfers in flight is bounded for the whole job.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,8 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::Semaphore;
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform};
-use wharf_store::registry::Registries;
-use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Store};
+use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Session, Store};
 
 use crate::flight::{Flights, Turn};
 use crate::graph::{Plan, discover, push_order};
@@ -41,6 +41,34 @@ enum Transfer {
     Present,
 }
 
+impl Transfer {
+    /// Adds this blob to a report.
+    fn count(&self, report: &mut CopyReport) {
+        match self {
+            Transfer::Streamed(size) => {
+                report.blobs_copied += 1;
+                report.bytes_copied += size;
+            }
+            Transfer::Mounted => {
+                report.blobs_copied += 1;
+                report.blobs_mounted += 1;
+            }
+            Transfer::Present => report.blobs_present += 1,
+        }
+    }
+}
+
+/// What a whole job has moved so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Blobs streamed to a destination.
+    pub blobs_streamed: u64,
+    /// Their bytes.
+    pub bytes_streamed: u64,
+    /// Blobs mounted from another repository of the same registry (no bytes moved).
+    pub blobs_mounted: u64,
+}
+
 /// Shared state of many concurrent copies.
 pub struct Job {
     options: CopyOptions,
@@ -58,6 +86,10 @@ pub struct Job {
     /// DIGEST_INVALID.
     manifests: Mutex<HashMap<(String, Digest), ManifestPushed>>,
     transfers: Semaphore,
+    /// Blobs streamed, their bytes, and blobs mounted, across every copy of the job.
+    streamed: AtomicU64,
+    bytes: AtomicU64,
+    mounted: AtomicU64,
 }
 
 impl Job {
@@ -71,7 +103,41 @@ impl Job {
             uploads_to: Flights::new(),
             manifests: Mutex::new(HashMap::new()),
             transfers,
+            streamed: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            mounted: AtomicU64::new(0),
         }
+    }
+
+    /// What the job has moved so far: each blob counts once, however many images needed it.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            blobs_streamed: self.streamed.load(Ordering::Relaxed),
+            bytes_streamed: self.bytes.load(Ordering::Relaxed),
+            blobs_mounted: self.mounted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Copies one blob, as part of this job: moved at most once per destination repository and
+    /// uploaded once per registry, verified, retried, and counted like the blobs of any image.
+    pub async fn copy_blob(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        blob: &Descriptor,
+    ) -> Result<CopyReport, CopyError> {
+        let mut report = CopyReport::empty(blob.clone());
+        if self.options.dry_run {
+            if dst.exists(blob).await? {
+                report.blobs_present = 1;
+            } else {
+                report.blobs_copied = 1;
+                report.bytes_copied = blob.size;
+            }
+            return Ok(report);
+        }
+        self.transfer_blob(src, dst, blob).await?.count(&mut report);
+        Ok(report)
     }
 
     /// The job's options.
@@ -79,19 +145,19 @@ impl Job {
         &self.options
     }
 
-    /// Copies the image one location names to another. The destination is named by its own tag, else
-    /// by the source's tag, else listed as an untagged root. `sources` and `destinations` carry the
-    /// registry settings (credentials, TLS, mirrors) of each side. With `platforms`, only those of a
-    /// multi-platform image are copied, under a new index listing just them.
+    /// Copies the image one address names to another. The destination is named by its own tag, else
+    /// by the source's tag, else listed as an untagged root. `sources` and `destinations` are the
+    /// sessions of each side (credentials, TLS, mirrors, the namespaces opened). With `platforms`,
+    /// only those of a multi-platform image are copied, under a new index listing just them.
     pub async fn copy_image(
         &self,
         source: &Address,
         destination: &Address,
-        sources: &Registries,
-        destinations: &Registries,
+        sources: &Session,
+        destinations: &Session,
         platforms: &[Platform],
     ) -> Result<CopyReport, CopyError> {
-        let src = source.open_read(sources).await?;
+        let src = sources.read(source).await?;
         let mut root = source.resolve_in(src.as_ref()).await?;
         let mut chosen = None;
         if !platforms.is_empty() {
@@ -111,7 +177,7 @@ impl Job {
                 actual: root.digest,
             });
         }
-        let dst = destination.open_write(destinations).await?;
+        let dst = destinations.write(destination).await?;
         let role = match destination.tag().or(source.tag()) {
             Some(tag) => ManifestRole::Tag(tag),
             None => ManifestRole::Root,
@@ -298,25 +364,11 @@ impl Job {
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
-        report.blobs_copied = outcomes
-            .iter()
-            .filter(|o| !matches!(o, Transfer::Present))
-            .count();
-        report.blobs_mounted = outcomes
-            .iter()
-            .filter(|o| matches!(o, Transfer::Mounted))
-            .count();
-        report.blobs_present += outcomes
-            .iter()
-            .filter(|o| matches!(o, Transfer::Present))
-            .count();
-        report.bytes_copied = outcomes
-            .iter()
-            .map(|o| match o {
-                Transfer::Streamed(size) => *size,
-                Transfer::Mounted | Transfer::Present => 0,
-            })
-            .sum();
+        report.blobs_copied = 0;
+        report.bytes_copied = 0;
+        for outcome in &outcomes {
+            outcome.count(&mut report);
+        }
 
         for digest in order.iter().filter(|d| **d != root.digest) {
             let node = &plan.nodes[digest];
@@ -373,6 +425,16 @@ impl Job {
         };
         let outcome = self.upload_or_mount(src, dst, blob).await?;
         claim.complete(());
+        match outcome {
+            Transfer::Streamed(size) => {
+                self.streamed.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            Transfer::Mounted => {
+                self.mounted.fetch_add(1, Ordering::Relaxed);
+            }
+            Transfer::Present => {}
+        }
         Ok(outcome)
     }
 

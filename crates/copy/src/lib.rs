@@ -30,11 +30,10 @@ mod verify;
 
 use std::sync::Arc;
 
-pub use job::{Job, Observer, Silent};
+pub use job::{Job, Observer, Silent, Totals};
 pub use verify::{Problem, VerifyReport, verify};
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, Platform};
-use wharf_store::registry::Registries;
-use wharf_store::{Address, ManifestRole, ReadStore, Store, StoreError};
+use wharf_store::{Address, ManifestRole, ReadStore, Session, Store, StoreError};
 
 /// How a copy runs. `CopyOptions::default()`: 8 blobs at a time, referrers included, every platform,
 /// 3 attempts per blob, for real.
@@ -176,8 +175,8 @@ impl CopyError {
 pub async fn copy_image(
     source: &Address,
     destination: &Address,
-    sources: &Registries,
-    destinations: &Registries,
+    sources: &Session,
+    destinations: &Session,
     options: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
     let report = Job::new(options.clone(), Arc::new(Silent))

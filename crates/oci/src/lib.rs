@@ -19,7 +19,7 @@ pub mod reference;
 pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use manifest::{
     ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageManifest, MANIFEST_MAX_BYTES, Manifest,
-    ManifestBody, ManifestError, Platform,
+    ManifestBody, ManifestError, Platform, PlatformError,
 };
 pub use reference::{
     Reference, ReferenceError, is_valid_domain, validate_ref_name, validate_repository,

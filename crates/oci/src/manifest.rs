@@ -124,9 +124,14 @@ impl Platform {
     }
 }
 
+/// A platform that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch or os/arch/variant, e.g. linux/arm64/v8")]
+pub struct PlatformError(pub String);
+
 impl Platform {
     /// Parses `os/arch[/variant]` (`linux/arm64/v8`).
-    pub fn parse(text: &str) -> Result<Platform, String> {
+    pub fn parse(text: &str) -> Result<Platform, PlatformError> {
         let parts: Vec<&str> = text.split('/').collect();
         let valid = parts.iter().all(|p| {
             !p.is_empty()
@@ -136,9 +141,7 @@ impl Platform {
         match parts.as_slice() {
             [os, arch] if valid => Ok(Platform::new(os, arch, None)),
             [os, arch, variant] if valid => Ok(Platform::new(os, arch, Some(variant))),
-            _ => Err(format!(
-                "invalid platform {text:?}: expected os/arch or os/arch/variant, e.g. linux/arm64/v8"
-            )),
+            _ => Err(PlatformError(text.to_owned())),
         }
     }
 

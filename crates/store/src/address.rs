@@ -1,49 +1,52 @@
-//! Locations as users type them, parsed through one table of prefixes.
+//! Locations as users type them, parsed and printed through one table of prefixes.
+//!
+//! A [`Location`] is a set of repositories: a registry host (with an optional base path), an OCI image
+//! layout directory or archive, or an OCM Common Transport Format. An [`Address`] is a location plus a
+//! repository in it and an optional tag and digest. In a layout, the repository is the part of an
+//! image name before its tag (`team/app` of `team/app:1.0`), as `ref.name` annotations hold it.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use wharf_oci::{Descriptor, Digest, Reference, validate_ref_name};
+use wharf_oci::{
+    Descriptor, Digest, Reference, is_valid_domain, validate_ref_name, validate_repository,
+};
 
-use crate::layout::Layout;
-use crate::registry::Registries;
-use crate::{ReadStore, Result, Store};
+use crate::ReadStore;
 
-/// Where content lives, in command-line notation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    /// `[docker://]HOST/REPO[:TAG][@DIGEST]`: a repository of a registry.
+/// Where a set of repositories is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A registry host; every repository lies under `base` (empty: at the root).
     Registry {
-        /// The repository (its tag, if any, is `latest` by normalisation and not used).
-        repository: Reference,
-        /// The tag as given.
-        tag: Option<String>,
-        /// The digest as given.
-        digest: Option<Digest>,
+        /// `host[:port]` as references name it.
+        host: String,
+        /// A path prefix, without slashes at either end.
+        base: String,
     },
-    /// `ctf:PATH//REPO[:TAG][@DIGEST]`: a repository of an OCM Common Transport Format.
-    Ctf {
-        /// The CTF (directory, `.tar` or `.tgz`).
-        path: PathBuf,
-        /// The repository inside it.
-        repository: String,
-        /// The tag as given.
-        tag: Option<String>,
-        /// The digest as given.
-        digest: Option<Digest>,
-    },
-    /// `oci:PATH[:TAG][@DIGEST]`: an OCI image layout directory, or `oci-archive:FILE[:TAG][@DIGEST]`: a
-    /// tar of one.
+    /// `oci:PATH`, an OCI image layout directory, or `oci-archive:PATH`, a tar of one.
     Layout {
-        /// The layout directory or tar file.
+        /// The directory or tar file.
         path: PathBuf,
-        /// A tar file (`oci-archive:`) rather than a directory.
+        /// A tar file rather than a directory.
         archive: bool,
-        /// The image's tag (`org.opencontainers.image.ref.name`).
-        tag: Option<String>,
-        /// The image's digest.
-        digest: Option<Digest>,
     },
+    /// `ctf:PATH`, an OCM Common Transport Format (directory, `.tar` or `.tgz`).
+    Ctf(PathBuf),
+}
+
+/// Content in a location: a repository, and optionally a tag and a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Where.
+    pub location: Location,
+    /// The repository, relative to the location (empty: the location as a whole, or a layout's
+    /// images named without a repository).
+    pub repository: String,
+    /// The tag, as given.
+    pub tag: Option<String>,
+    /// The digest, as given.
+    pub digest: Option<Digest>,
 }
 
 /// Why a location string cannot be used.
@@ -56,32 +59,59 @@ pub struct AddressError {
     pub reason: String,
 }
 
-/// Parses what follows a location's prefix.
-type PrefixParser = fn(&str) -> Result<Address, String>;
+/// The notations wharf knows, by prefix; anything else must be a registry reference with a host.
+/// Each entry parses what follows the prefix as an address and as a location.
+struct Notation {
+    prefix: &'static str,
+    address: fn(&str) -> Result<Address, String>,
+    location: fn(&str) -> Result<Location, String>,
+}
 
-/// The transports wharf knows, by prefix; anything else must be a registry reference with a host.
-const PREFIXES: &[(&str, PrefixParser)] = &[
-    ("oci:", parse_layout),
-    ("oci-archive:", parse_archive),
-    ("ctf:", parse_ctf),
-    ("docker://", parse_registry),
+const NOTATIONS: &[Notation] = &[
+    Notation {
+        prefix: "oci:",
+        address: |rest| parse_layout(rest, false),
+        location: |rest| layout_location(rest, false),
+    },
+    Notation {
+        prefix: "oci-archive:",
+        address: |rest| parse_layout(rest, true),
+        location: |rest| layout_location(rest, true),
+    },
+    Notation {
+        prefix: "ctf:",
+        address: parse_ctf,
+        location: ctf_location,
+    },
+    Notation {
+        prefix: "docker://",
+        address: parse_registry,
+        location: registry_location,
+    },
 ];
 
-const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub), oci:PATH[:TAG] for an OCI image layout, oci-archive:FILE[:TAG] for a tar of one or ctf:PATH//REPO[:TAG] for a CTF";
+/// URL schemes accepted before a registry location (OCM writes them).
+const SCHEMES: [&str; 3] = ["https://", "http://", "oci://"];
+
+const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub), oci:PATH[:TAG] for an OCI image layout, oci-archive:FILE[:TAG] for a tar of one or ctf:PATH[//REPO[:TAG]] for a CTF";
+
+fn notation(input: &str) -> Option<(&'static Notation, &str)> {
+    NOTATIONS
+        .iter()
+        .find_map(|n| input.strip_prefix(n.prefix).map(|rest| (n, rest)))
+}
 
 impl Address {
-    /// Parses a location: `HOST/REPO[:TAG][@DIGEST]`, `docker://REFERENCE`, `oci:PATH[:TAG][@DIGEST]`,
-    /// `oci-archive:FILE[:TAG][@DIGEST]`, `ctf:PATH//REPO[:TAG][@DIGEST]`.
+    /// Parses an address: `HOST/REPO[:TAG][@DIGEST]`, `docker://REFERENCE`,
+    /// `oci:PATH[:[REPO:]TAG][@DIGEST]`, `oci-archive:FILE[:[REPO:]TAG][@DIGEST]`,
+    /// `ctf:PATH[//REPO[:TAG][@DIGEST]]`.
     pub fn parse(input: &str) -> Result<Address, AddressError> {
         let fail = |reason: String| AddressError {
             input: input.to_owned(),
             reason,
         };
-        if let Some((rest, parse)) = PREFIXES
-            .iter()
-            .find_map(|(prefix, parse)| input.strip_prefix(prefix).map(|rest| (rest, parse)))
-        {
-            return parse(rest).map_err(fail);
+        if let Some((notation, rest)) = notation(input) {
+            return (notation.address)(rest).map_err(fail);
         }
         // Without a prefix only an unmistakable registry reference is accepted, so that a typo such as
         // `oci-dir:x` is not read as the Docker Hub image `oci-dir` with tag `x`.
@@ -93,138 +123,202 @@ impl Address {
         parse_registry(input).map_err(fail)
     }
 
-    /// The CTF that `ctf:PATH` (without `//REPO`) names as a whole, for commands that take all of
-    /// its repositories.
-    pub fn whole_ctf(input: &str) -> Option<PathBuf> {
-        input
-            .strip_prefix("ctf:")
-            .filter(|rest| !rest.is_empty() && !rest.contains("//"))
-            .map(PathBuf::from)
+    /// The whole of `location`.
+    pub fn whole(location: Location) -> Address {
+        Address {
+            location,
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        }
     }
 
-    /// The tag the location names, if any.
+    /// The registry image a reference names (tagged `latest` when the reference names neither a tag
+    /// nor a digest, as references mean).
+    pub fn from_reference(reference: &Reference) -> Address {
+        Address {
+            location: Location::registry(reference.domain()),
+            repository: reference.path().to_owned(),
+            tag: reference.tag().map(str::to_owned),
+            digest: reference.digest().cloned(),
+        }
+    }
+
+    /// The tag the address names, if any.
     pub fn tag(&self) -> Option<&str> {
-        match self {
-            Address::Registry { tag, .. }
-            | Address::Layout { tag, .. }
-            | Address::Ctf { tag, .. } => tag.as_deref(),
-        }
+        self.tag.as_deref()
     }
 
-    /// The digest the location names, if any.
+    /// The digest the address names, if any.
     pub fn digest(&self) -> Option<&Digest> {
-        match self {
-            Address::Registry { digest, .. }
-            | Address::Layout { digest, .. }
-            | Address::Ctf { digest, .. } => digest.as_ref(),
+        self.digest.as_ref()
+    }
+
+    /// The same repository with another tag and digest.
+    pub fn with(&self, tag: Option<&str>, digest: Option<Digest>) -> Address {
+        Address {
+            location: self.location.clone(),
+            repository: self.repository.clone(),
+            tag: tag.map(str::to_owned),
+            digest,
         }
     }
 
-    /// Opens the location to read from it; it must exist.
-    pub async fn open_read(&self, registries: &Registries) -> Result<Box<dyn ReadStore>> {
-        match self {
-            Address::Registry { repository, .. } => Ok(registries.pull(repository)),
-            Address::Layout {
-                path,
-                archive: false,
-                ..
-            } => Ok(Box::new(Layout::open(path.clone()).await?)),
-            // Opened once per run: an archive is indexed (or decompressed) once.
-            Address::Layout {
-                path,
-                archive: true,
-                ..
-            } => Ok(Box::new(registries.archive(path, false).await?)),
-            Address::Ctf {
-                path, repository, ..
-            } => Ok(Box::new(
-                registries.ctf(path, false).await?.repository(repository),
-            )),
-        }
-    }
-
-    /// Opens the location to write to it, creating it on first write if it does not exist.
-    pub async fn open_write(&self, registries: &Registries) -> Result<Box<dyn Store>> {
-        match self {
-            Address::Registry { repository, .. } => Ok(Box::new(registries.push(repository)?)),
-            Address::Layout {
-                path,
-                archive: false,
-                ..
-            } => Ok(Box::new(registries.layout(path).await?)),
-            Address::Layout {
-                path,
-                archive: true,
-                ..
-            } => Ok(Box::new(registries.archive(path, true).await?)),
-            Address::Ctf {
-                path, repository, ..
-            } => Ok(Box::new(
-                registries.ctf(path, true).await?.repository(repository),
-            )),
-        }
-    }
-
-    /// Finds the manifest this location names in `store`: by digest, else by tag, else the store's
+    /// Finds the manifest this address names in `store`: by digest, else by tag, else the store's
     /// default.
-    pub async fn resolve_in(&self, store: &dyn ReadStore) -> Result<Descriptor> {
-        match (self.digest(), self.tag()) {
+    pub async fn resolve_in(&self, store: &dyn ReadStore) -> crate::Result<Descriptor> {
+        match (&self.digest, &self.tag) {
             (Some(digest), _) => store.resolve(digest.as_str()).await,
             (None, Some(tag)) => store.resolve(tag).await,
             (None, None) => store.resolve_default().await,
         }
     }
+
+    /// True when the address names a location as a whole (no repository, tag or digest).
+    pub fn is_whole(&self) -> bool {
+        self.repository.is_empty() && self.tag.is_none() && self.digest.is_none()
+    }
 }
 
+impl Location {
+    /// Parses a location: `[SCHEME://]HOST[:PORT][/BASE]` for a registry, `oci:PATH`,
+    /// `oci-archive:PATH` or `ctf:PATH`.
+    pub fn parse(input: &str) -> Result<Location, AddressError> {
+        let fail = |reason: String| AddressError {
+            input: input.to_owned(),
+            reason,
+        };
+        // Before the prefixes: `oci://host` is a registry URL, not a layout at `//host`.
+        if let Some(rest) = SCHEMES.iter().find_map(|scheme| input.strip_prefix(scheme)) {
+            return registry_location(rest).map_err(fail);
+        }
+        match notation(input) {
+            Some((notation, rest)) => (notation.location)(rest).map_err(fail),
+            None => registry_location(input).map_err(fail),
+        }
+    }
+
+    /// The root of registry `host`.
+    pub fn registry(host: &str) -> Location {
+        Location::Registry {
+            host: host.to_owned(),
+            base: String::new(),
+        }
+    }
+
+    /// The registry host, for registries.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Location::Registry { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Registry { host, base } if base.is_empty() => f.write_str(host),
+            Location::Registry { host, base } => write!(f, "{host}/{base}"),
+            Location::Layout {
+                path,
+                archive: false,
+            } => write!(f, "oci:{}", path.display()),
+            Location::Layout {
+                path,
+                archive: true,
+            } => write!(f, "oci-archive:{}", path.display()),
+            Location::Ctf(path) => write!(f, "ctf:{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Location::Registry { .. } => {
+                write!(f, "{}", self.location)?;
+                if !self.repository.is_empty() {
+                    write!(f, "/{}", self.repository)?;
+                }
+                if let Some(tag) = &self.tag {
+                    write!(f, ":{tag}")?;
+                }
+            }
+            Location::Ctf(_) => {
+                write!(f, "{}", self.location)?;
+                if !self.repository.is_empty() {
+                    write!(f, "//{}", self.repository)?;
+                }
+                if let Some(tag) = &self.tag {
+                    write!(f, ":{tag}")?;
+                }
+            }
+            Location::Layout { .. } => {
+                write!(f, "{}", self.location)?;
+                match (&self.tag, self.repository.is_empty()) {
+                    (Some(tag), true) => write!(f, ":{tag}")?,
+                    (Some(tag), false) => write!(f, ":{}:{tag}", self.repository)?,
+                    (None, false) => write!(f, ":{}", self.repository)?,
+                    (None, true) => {}
+                }
+            }
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `[docker://]HOST/REPO[:TAG][@DIGEST]` (`docker://NAME` is a Docker Hub name).
 fn parse_registry(rest: &str) -> Result<Address, String> {
-    let repository = Reference::parse(rest).map_err(|e| e.reason.to_string())?;
+    let reference = Reference::parse(rest).map_err(|e| e.reason.to_string())?;
     let named = rest.split('@').next().unwrap_or(rest);
     let last_segment = named.rsplit('/').next().unwrap_or(named);
-    let tag = if last_segment.contains(':') {
-        repository.tag().map(str::to_owned)
-    } else {
-        None
-    };
-    let digest = repository.digest().cloned();
-    Ok(Address::Registry {
-        repository,
-        tag,
-        digest,
+    let mut address = Address::from_reference(&reference);
+    if !last_segment.contains(':') {
+        address.tag = None;
+    }
+    Ok(address)
+}
+
+/// `HOST[:PORT][/BASE]`.
+fn registry_location(rest: &str) -> Result<Location, String> {
+    let text = rest.trim_end_matches('/');
+    let (host, base) = text.split_once('/').unwrap_or((text, ""));
+    if host.is_empty() || !is_valid_domain(host) {
+        return Err(format!("expected a registry HOST[:PORT][/PATH]; {KINDS}"));
+    }
+    if !base.is_empty() {
+        validate_repository(base).map_err(|e| e.to_string())?;
+    }
+    Ok(Location::Registry {
+        host: host.to_owned(),
+        base: base.to_owned(),
     })
 }
 
+/// `PATH[//REPO[:TAG][@DIGEST]]`.
 fn parse_ctf(rest: &str) -> Result<Address, String> {
-    let (path, repository) = rest
-        .split_once("//")
-        .ok_or("expected ctf:PATH//REPOSITORY[:TAG][@DIGEST]")?;
+    let Some((path, repository)) = rest.split_once("//") else {
+        return Ok(Address::whole(ctf_location(rest)?));
+    };
+    let location = ctf_location(path)?;
+    let mut address = parse_registry(&format!("ctf.invalid/{repository}"))?;
+    address.location = location;
+    Ok(address)
+}
+
+fn ctf_location(path: &str) -> Result<Location, String> {
     if path.is_empty() {
         return Err("the CTF path is empty".into());
     }
-    let Address::Registry {
-        repository: reference,
-        tag,
-        digest,
-    } = parse_registry(&format!("ctf.invalid/{repository}"))?
-    else {
-        unreachable!("parse_registry makes registry addresses")
-    };
-    Ok(Address::Ctf {
-        path: PathBuf::from(path),
-        repository: reference.path().to_owned(),
-        tag,
-        digest,
-    })
+    Ok(Location::Ctf(PathBuf::from(path)))
 }
 
-fn parse_layout(rest: &str) -> Result<Address, String> {
-    parse_layout_kind(rest, false)
-}
-
-fn parse_archive(rest: &str) -> Result<Address, String> {
-    parse_layout_kind(rest, true)
-}
-
-fn parse_layout_kind(rest: &str, archive: bool) -> Result<Address, String> {
+/// `PATH[:[REPO:]TAG][@DIGEST]`: an image name with a colon names a repository and a tag.
+fn parse_layout(rest: &str, archive: bool) -> Result<Address, String> {
     let (rest, digest) = match rest.rsplit_once('@') {
         Some((before, after)) if after.contains(':') && !after.contains('/') => (
             before,
@@ -232,13 +326,27 @@ fn parse_layout_kind(rest: &str, archive: bool) -> Result<Address, String> {
         ),
         _ => (rest, None),
     };
-    let (path, tag) = match rest.split_once(':') {
-        Some((path, tag)) => {
-            validate_ref_name(tag).map_err(|e| e.to_string())?;
-            (path, Some(tag.to_owned()))
+    let (path, name) = match rest.split_once(':') {
+        Some((path, name)) => {
+            validate_ref_name(name).map_err(|e| e.to_string())?;
+            (path, Some(name))
         }
         None => (rest, None),
     };
+    let location = layout_location(path, archive)?;
+    let (repository, tag) = match name.map(|n| n.rsplit_once(':').unwrap_or(("", n))) {
+        Some((repository, tag)) => (repository.to_owned(), Some(tag.to_owned())),
+        None => (String::new(), None),
+    };
+    Ok(Address {
+        location,
+        repository,
+        tag,
+        digest,
+    })
+}
+
+fn layout_location(path: &str, archive: bool) -> Result<Location, String> {
     if path.is_empty() {
         return Err(if archive {
             "the archive path is empty"
@@ -247,41 +355,10 @@ fn parse_layout_kind(rest: &str, archive: bool) -> Result<Address, String> {
         }
         .into());
     }
-    Ok(Address::Layout {
+    Ok(Location::Layout {
         path: PathBuf::from(path),
         archive,
-        tag,
-        digest,
     })
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (tag, digest) = (self.tag(), self.digest());
-        match self {
-            Address::Registry { repository, .. } => write!(f, "{}", repository.name())?,
-            Address::Layout {
-                path,
-                archive: false,
-                ..
-            } => write!(f, "oci:{}", path.display())?,
-            Address::Layout {
-                path,
-                archive: true,
-                ..
-            } => write!(f, "oci-archive:{}", path.display())?,
-            Address::Ctf {
-                path, repository, ..
-            } => write!(f, "ctf:{}//{repository}", path.display())?,
-        }
-        if let Some(tag) = tag {
-            write!(f, ":{tag}")?;
-        }
-        if let Some(digest) = digest {
-            write!(f, "@{digest}")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -293,39 +370,49 @@ mod tests {
     #[test]
     fn parses_layouts_and_round_trips() {
         let cases = [
-            ("oci:dir", "dir", None, None),
-            ("oci:./a/b:v1.0", "./a/b", Some("v1.0"), None),
+            ("oci:dir", "dir", "", None, None),
+            ("oci:./a/b:v1.0", "./a/b", "", Some("v1.0"), None),
             (
                 &format!("oci:/x@{DIGEST}") as &str,
                 "/x",
+                "",
                 None,
                 Some(DIGEST),
             ),
-            (&format!("oci:x:t@{DIGEST}"), "x", Some("t"), Some(DIGEST)),
-            ("oci:user@host/dir:t", "user@host/dir", Some("t"), None),
-            ("oci-archive:out.tar:v1", "out.tar", Some("v1"), None),
+            (
+                &format!("oci:x:t@{DIGEST}"),
+                "x",
+                "",
+                Some("t"),
+                Some(DIGEST),
+            ),
+            ("oci:user@host/dir:t", "user@host/dir", "", Some("t"), None),
+            ("oci:x:team/app", "x", "", Some("team/app"), None),
+            ("oci-archive:out.tar:v1", "out.tar", "", Some("v1"), None),
             (
                 "oci-archive:out.tar:team/app:1.0",
                 "out.tar",
-                Some("team/app:1.0"),
+                "team/app",
+                Some("1.0"),
                 None,
             ),
         ];
-        for (input, path, tag, digest) in cases {
+        for (input, path, repository, tag, digest) in cases {
             let a = Address::parse(input).unwrap();
             assert_eq!(a.to_string(), input);
             assert_eq!(Address::parse(&a.to_string()).unwrap(), a);
-            let Address::Layout { path: p, .. } = &a else {
+            let Location::Layout { path: p, .. } = &a.location else {
                 panic!("{input} is a layout")
             };
             assert_eq!(p, &PathBuf::from(path));
+            assert_eq!(a.repository, repository, "{input}");
             assert_eq!(a.tag(), tag);
             assert_eq!(a.digest().map(Digest::as_str), digest);
         }
     }
 
     #[test]
-    fn parses_registries_and_round_trips() {
+    fn parses_registries_and_ctfs_and_round_trips() {
         let cases = [
             ("localhost:5000/app", "localhost:5000/app", None, None),
             (
@@ -353,6 +440,13 @@ mod tests {
                 Some("t"),
                 Some(DIGEST),
             ),
+            (
+                "ctf:x.tgz//team/app:1",
+                "ctf:x.tgz//team/app:1",
+                Some("1"),
+                None,
+            ),
+            ("ctf:./x", "ctf:./x", None, None),
         ];
         for (input, printed, tag, digest) in cases {
             let a = Address::parse(input).unwrap();
@@ -360,6 +454,34 @@ mod tests {
             assert_eq!(Address::parse(&a.to_string()).unwrap(), a, "{input}");
             assert_eq!(a.tag(), tag, "{input}");
             assert_eq!(a.digest().map(Digest::as_str), digest, "{input}");
+        }
+        assert!(Address::parse("ctf:./x").unwrap().is_whole());
+        assert_eq!(
+            Address::parse("ctf:a//b/c").unwrap().repository,
+            "b/c".to_owned()
+        );
+    }
+
+    #[test]
+    fn parses_locations_and_round_trips() {
+        for (input, printed) in [
+            ("localhost:5000", "localhost:5000"),
+            ("localhost:5000/ocm/", "localhost:5000/ocm"),
+            (
+                "http://localhost:9999/local/components",
+                "localhost:9999/local/components",
+            ),
+            ("oci://r.example.com/a", "r.example.com/a"),
+            ("oci:./out", "oci:./out"),
+            ("oci-archive:out.tar", "oci-archive:out.tar"),
+            ("ctf:./out.tgz", "ctf:./out.tgz"),
+        ] {
+            let location = Location::parse(input).unwrap();
+            assert_eq!(location.to_string(), printed, "{input}");
+            assert_eq!(Location::parse(printed).unwrap(), location, "{input}");
+        }
+        for bad in ["", "ctf:", "oci:", "/x", "local host/x", "r.io/UPPER"] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
         }
     }
 
@@ -377,7 +499,6 @@ mod tests {
             ("oci:dir@md5:abc", "unsupported digest algorithm"),
             ("localhost:5000/UPPER", "must be lowercase"),
             ("docker://a/b@sha256:12", "64 hex characters"),
-            ("ctf:x", "ctf:PATH//REPOSITORY"),
             ("ctf://a:1", "CTF path is empty"),
         ] {
             let err = Address::parse(input).unwrap_err().to_string();

@@ -33,7 +33,9 @@ mod fsutil;
 pub mod layout;
 mod lock;
 pub mod memory;
+mod namespace;
 pub mod registry;
+mod session;
 mod verify;
 
 use async_trait::async_trait;
@@ -42,9 +44,11 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use wharf_oci::{Descriptor, MANIFEST_MAX_BYTES, Manifest};
 
-pub use address::{Address, AddressError};
+pub use address::{Address, AddressError, Location};
 pub use error::{ErrorKind, Op, Result, StoreError, chain};
 pub use lock::WhenLocked;
+pub use namespace::Namespace;
+pub use session::{Mode, Session, SessionOptions};
 pub use verify::verified;
 
 /// A stream of blob bytes.

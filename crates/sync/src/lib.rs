@@ -1,10 +1,12 @@
 //! Many images and component versions in one run.
 //!
 //! A [`SyncSpec`] (a sync file, or sources and a destination prefix from the command line) expands
-//! into roots: every tag of a repository, or the tags, digests and platforms listed. [`run`] copies
-//! them concurrently through one [`Job`], so blobs shared between images move once per destination
-//! registry and discovery of some roots overlaps the transfer of others. A failed root never stops
-//! the others; each root's result is reported, and the failed ones can be rerun from the report.
+//! into roots: every tag of a repository, every image and component version of a whole layout,
+//! archive or CTF, or the tags, digests and platforms listed. [`run`] copies them concurrently through
+//! one [`Job`], images and component versions interleaved, so blobs shared between any of them move
+//! once per destination registry and discovery of some roots overlaps the transfer of others. A
+//! failed root never stops the others; each root's result is reported, and the failed ones can be
+//! rerun from the report.
 //!
 //! Destinations keep each source's repository path below the prefix (after `--repo-map` rewrites):
 //! `registry.example.com/team/app:1.0` synced `--to mirror.local/copy` lands at
@@ -16,11 +18,13 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use wharf_bundle::ocm::{self, ComponentAddress, RepositorySpec, ResourceMode, TransferOptions};
+use wharf_bundle::ocm::{
+    self, COMPONENT_REPOSITORIES, ComponentAddress, OcmError, OcmRepository, ResourceMode,
+    TransferOptions,
+};
 use wharf_copy::Job;
-use wharf_oci::{Digest, Platform, Reference};
-use wharf_store::registry::Registries;
-use wharf_store::{Address, chain};
+use wharf_oci::{Digest, DigestError, Platform};
+use wharf_store::{Address, AddressError, Location, Mode, Session, StoreError, chain};
 
 /// A sync file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +42,7 @@ pub struct SyncSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
-    /// A repository (all tags), or one image by tag or digest.
+    /// A repository (all tags), a whole layout, archive or CTF, or one image by tag or digest.
     pub source: String,
     /// Only these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -47,8 +51,12 @@ pub struct ImageSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub digests: Vec<String>,
     /// Only these platforms of multi-platform images (`os/arch[/variant]`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "platforms_as_text"
+    )]
+    pub platforms: Vec<Platform>,
     /// Where to, instead of the prefix mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
@@ -75,7 +83,25 @@ fn yes() -> bool {
     true
 }
 
-/// Why a sync could not start.
+/// Platforms written as `os/arch[/variant]` in sync files and reports.
+mod platforms_as_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use wharf_oci::Platform;
+
+    pub fn serialize<S: Serializer>(platforms: &[Platform], out: S) -> Result<S::Ok, S::Error> {
+        let texts: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        texts.serialize(out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Vec<Platform>, D::Error> {
+        Vec::<String>::deserialize(input)?
+            .iter()
+            .map(|text| Platform::parse(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Why a sync, or one of its entries, cannot be done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
@@ -87,24 +113,45 @@ pub enum SyncError {
         /// What is wrong.
         message: String,
     },
-    /// An entry that cannot be used.
-    #[error("{0}")]
-    Entry(String),
+    /// A source or destination that cannot be parsed.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// A digest in a sync file that cannot be parsed.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Reading a source failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A component version entry that cannot be transferred.
+    #[error(transparent)]
+    Component(#[from] OcmError),
+    /// Neither the entry nor the run says where to.
+    #[error("{0} has no destination: give one in the sync file or --to PREFIX")]
+    NoDestination(String),
+    /// A repository without tags.
+    #[error("{0} has no tags")]
+    NoTags(String),
+    /// A layout, archive or CTF without content.
+    #[error("{0} holds nothing to sync")]
+    Empty(String),
+    /// A component entry without a version.
+    #[error("{0}: name the version (LOCATION//NAME:VERSION)")]
+    NoVersion(String),
 }
 
 impl SyncSpec {
     /// Reads a sync file (YAML or JSON).
-    pub fn read(path: &std::path::Path) -> Result<SyncSpec, SyncError> {
+    pub fn read(path: &Path) -> Result<SyncSpec, SyncError> {
         let fail = |message: String| SyncError::File {
             path: path.to_owned(),
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        wharf_bundle::yaml::from_str(&text).map_err(fail)
+        wharf_bundle::yaml::from_str(&text).map_err(|e| fail(e.to_string()))
     }
 
     /// The entries of a previous run's report that failed, as a sync file.
-    pub fn failed_in(path: &std::path::Path) -> Result<SyncSpec, SyncError> {
+    pub fn failed_in(path: &Path) -> Result<SyncSpec, SyncError> {
         let fail = |message: String| SyncError::File {
             path: path.to_owned(),
             message,
@@ -120,10 +167,10 @@ impl SyncSpec {
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// Destination prefix: a registry `HOST[/PATH]`, `oci:DIR`, `oci-archive:FILE` or `ctf:PATH`.
-    pub to: Option<String>,
+    pub to: Option<Location>,
     /// `FROM=TO` rewrites of source repository paths (first match wins).
     pub repo_map: Vec<(String, String)>,
-    /// Roots in flight at once.
+    /// Roots in flight at once (images and component versions).
     pub roots_at_once: usize,
 }
 
@@ -162,7 +209,7 @@ pub struct RootResult {
     pub source: String,
     /// The destination.
     pub destination: String,
-    /// The root's digest, when known.
+    /// The root's digest (a component version's normalised descriptor digest), when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub digest: Option<Digest>,
     /// What happened.
@@ -194,12 +241,25 @@ impl RootResult {
     }
 }
 
-/// An entry's own destination, else the run's prefix.
+/// An entry's own destination, else the run's prefix, for reports.
 fn destination_or_prefix(destination: &Option<String>, options: &SyncOptions) -> String {
     destination
         .clone()
-        .or_else(|| options.to.clone())
+        .or_else(|| options.to.as_ref().map(ToString::to_string))
         .unwrap_or_default()
+}
+
+/// What the whole run moved: each blob counts once, however many images and component versions
+/// needed it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Moved {
+    /// Blobs streamed.
+    pub blobs_uploaded: u64,
+    /// Their bytes.
+    pub bytes_uploaded: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: u64,
 }
 
 /// The result of a run.
@@ -207,6 +267,9 @@ fn destination_or_prefix(destination: &Option<String>, options: &SyncOptions) ->
 pub struct SyncReport {
     /// One entry per image root and per component version.
     pub roots: Vec<RootResult>,
+    /// What the run's one job moved, all roots together.
+    #[serde(default)]
+    pub moved: Moved,
     /// A sync file with exactly the failed entries, for `--retry-failed`.
     pub retry: SyncSpec,
 }
@@ -242,12 +305,12 @@ pub struct Expanded {
     pub retry: SyncSpec,
 }
 
-/// Expands `spec` into roots, listing tags where a repository is given without one. A whole CTF
-/// (`ctf:PATH`) brings every artifact it lists: its component versions are transferred as
+/// Expands `spec` into roots, listing tags where a repository is given without one. A whole layout,
+/// archive or CTF brings everything it holds: a CTF's component versions are transferred as
 /// components, so that their references are rewritten for where they land, the rest copied as
 /// images. Entries that cannot be expanded (a repository that does not exist) come back as failed
 /// results.
-pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Registries) -> Expanded {
+pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -> Expanded {
     let mut expanded = Expanded {
         components: spec.components.clone(),
         ..Expanded::default()
@@ -258,7 +321,8 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Registries
                 expanded.roots.append(&mut roots);
                 expanded.components.append(&mut components);
             }
-            Err(message) => {
+            Err(e) => {
+                let message = chain(&e);
                 tracing::warn!("{} failed: {message}", entry.source);
                 expanded.failures.push(RootResult::failed(
                     entry.source.clone(),
@@ -275,98 +339,97 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Registries
 async fn expand_image(
     entry: &ImageSpec,
     options: &SyncOptions,
-    sources: &Registries,
-) -> Result<(Vec<Root>, Vec<ComponentSpec>), String> {
-    let platforms = entry
-        .platforms
-        .iter()
-        .map(|p| Platform::parse(p))
-        .collect::<Result<Vec<_>, String>>()?;
-    if let Some(path) = Address::whole_ctf(&entry.source) {
-        let (images, components) = ctf_artifacts(&path, entry, sources).await?;
-        if images.is_empty() && components.is_empty() {
-            return Err(format!("{} lists no artifacts", entry.source));
-        }
-        return Ok((roots_for(images, entry, options, &platforms)?, components));
-    }
-    let source = Address::parse(&entry.source).map_err(|e| e.to_string())?;
+    sources: &Session,
+) -> Result<(Vec<Root>, Vec<ComponentSpec>), SyncError> {
+    let source = Address::parse(&entry.source)?;
     let mut selected: Vec<Address> = Vec::new();
+    let mut components = Vec::new();
     for tag in &entry.tags {
-        selected.push(with(&source, Some(tag), None));
+        selected.push(source.with(Some(tag), None));
     }
     for digest in &entry.digests {
-        let digest = Digest::parse(digest).map_err(|e| e.to_string())?;
-        selected.push(with(&source, None, Some(digest)));
+        selected.push(source.with(None, Some(Digest::parse(digest)?)));
     }
     if selected.is_empty() {
         if source.tag().is_some() || source.digest().is_some() {
             selected.push(source.clone());
         } else {
-            let store = source.open_read(sources).await.map_err(|e| chain(&e))?;
-            let tags = store.tags().await.map_err(|e| chain(&e))?;
-            if tags.is_empty() {
-                return Err(format!("{source} has no tags"));
-            }
-            // `sha256-<hex>` tags are referrers indexes (the tag schema): they travel with their
-            // subjects, not as images of their own.
-            for tag in tags.iter().filter(|t| !is_referrers_tag(t)) {
-                selected.push(with(&source, Some(tag), None));
+            components = everything_in(&source, entry, sources, &mut selected).await?;
+        }
+    }
+    Ok((roots_for(selected, entry, options)?, components))
+}
+
+/// Every image `source` holds, into `images`, and the component versions, returned: every tag of a
+/// repository, or of every repository of a whole layout, archive or CTF, referrers-index tags
+/// aside; untagged roots by digest.
+async fn everything_in(
+    source: &Address,
+    entry: &ImageSpec,
+    sources: &Session,
+    images: &mut Vec<Address>,
+) -> Result<Vec<ComponentSpec>, SyncError> {
+    let namespace = sources.namespace(&source.location, Mode::Read).await?;
+    let repositories = match (&source.location, source.repository.is_empty()) {
+        // A layout's root holds every image name as it is.
+        (Location::Layout { .. }, _) | (_, false) => vec![source.repository.clone()],
+        (_, true) => namespace.repositories().await?,
+    };
+    let mut components = Vec::new();
+    for repository in repositories {
+        let store = namespace.read(&repository)?;
+        let component = repository.strip_prefix(COMPONENT_REPOSITORIES);
+        // A whole CTF brings its untagged artifacts too, by digest; elsewhere tags name the images.
+        let named: Vec<(Option<String>, Option<Digest>)> =
+            if matches!(source.location, Location::Ctf(_)) {
+                let roots = store.roots().await?;
+                roots
+                    .into_iter()
+                    .map(|(t, d)| (t, Some(d.digest)))
+                    .collect()
+            } else {
+                let tags = store.tags().await?;
+                tags.into_iter().map(|t| (Some(t), None)).collect()
+            };
+        for (tag, digest) in named {
+            match (tag, component) {
+                (Some(tag), _) if is_referrers_tag(&tag) => {}
+                (Some(tag), Some(name)) => components.push(ComponentSpec {
+                    source: format!("{}//{name}:{}", source.location, ocm::tag_to_version(&tag)),
+                    destination: entry.destination.clone(),
+                    copy_resources: true,
+                    recursive: false,
+                }),
+                (Some(tag), None) => images.push(Address {
+                    location: source.location.clone(),
+                    repository: repository.clone(),
+                    tag: Some(tag),
+                    digest: None,
+                }),
+                (None, _) => images.push(Address {
+                    location: source.location.clone(),
+                    repository: repository.clone(),
+                    tag: None,
+                    digest,
+                }),
             }
         }
     }
-    Ok((roots_for(selected, entry, options, &platforms)?, Vec::new()))
-}
-
-/// Every artifact a whole CTF lists: component versions (tagged in `component-descriptors/NAME`),
-/// and images by repository and tag (or digest when untagged).
-async fn ctf_artifacts(
-    path: &Path,
-    entry: &ImageSpec,
-    sources: &Registries,
-) -> Result<(Vec<Address>, Vec<ComponentSpec>), String> {
-    let ctf = sources.ctf(path, false).await.map_err(|e| chain(&e))?;
-    let mut images = Vec::new();
-    let mut components = Vec::new();
-    for artifact in ctf.artifacts().await {
-        if artifact.tag.as_deref().is_some_and(is_referrers_tag) {
-            continue;
-        }
-        let component = artifact
-            .repository
-            .strip_prefix(COMPONENT_REPOSITORIES)
-            .zip(artifact.tag.as_deref());
-        if let Some((name, tag)) = component {
-            components.push(ComponentSpec {
-                source: format!(
-                    "ctf:{}//{name}:{}",
-                    path.display(),
-                    ocm::tag_to_version(tag)
-                ),
-                destination: entry.destination.clone(),
-                copy_resources: true,
-                recursive: false,
-            });
-            continue;
-        }
-        images.push(Address::Ctf {
-            path: path.to_owned(),
-            repository: artifact.repository,
-            digest: artifact.tag.is_none().then_some(artifact.digest),
-            tag: artifact.tag,
+    if images.is_empty() && components.is_empty() {
+        return Err(if source.is_whole() {
+            SyncError::Empty(source.to_string())
+        } else {
+            SyncError::NoTags(source.to_string())
         });
     }
-    Ok((images, components))
+    Ok(components)
 }
-
-/// Where OCM keeps component versions in a repository.
-const COMPONENT_REPOSITORIES: &str = "component-descriptors/";
 
 fn roots_for(
     selected: Vec<Address>,
     entry: &ImageSpec,
     options: &SyncOptions,
-    platforms: &[Platform],
-) -> Result<Vec<Root>, String> {
+) -> Result<Vec<Root>, SyncError> {
     selected
         .into_iter()
         .map(|source| {
@@ -374,7 +437,7 @@ fn roots_for(
             Ok(Root {
                 source,
                 destination,
-                platforms: platforms.to_vec(),
+                platforms: entry.platforms.clone(),
                 spec: entry.clone(),
             })
         })
@@ -387,47 +450,26 @@ fn is_referrers_tag(tag: &str) -> bool {
         .is_some_and(|(algorithm, hex)| Digest::parse(&format!("{algorithm}:{hex}")).is_ok())
 }
 
-/// `address` with another tag or digest.
-fn with(address: &Address, tag: Option<&str>, digest: Option<Digest>) -> Address {
-    let mut address = address.clone();
-    match &mut address {
-        Address::Registry {
-            tag: t, digest: d, ..
-        }
-        | Address::Layout {
-            tag: t, digest: d, ..
-        }
-        | Address::Ctf {
-            tag: t, digest: d, ..
-        } => {
-            *t = tag.map(str::to_owned);
-            *d = digest;
-        }
-    }
-    address
-}
-
-/// The repository path and tag a source stands for (a layout's `path:tag` names split).
+/// The repository path and tag a source stands for (a layout's `repository:tag` names split; an
+/// image named without a repository takes the layout's file name).
 fn source_path(source: &Address) -> (String, Option<String>) {
-    match source {
-        Address::Registry {
-            repository, tag, ..
-        } => (repository.path().to_owned(), tag.clone()),
-        Address::Ctf {
-            repository, tag, ..
-        } => (repository.clone(), tag.clone()),
-        Address::Layout { path, tag, .. } => {
-            match tag.as_deref().and_then(|t| t.rsplit_once(':')) {
+    match &source.location {
+        Location::Layout { path, .. } if source.repository.is_empty() => {
+            match source.tag().and_then(|t| t.rsplit_once(':')) {
                 Some((repository, tag)) => (repository.to_owned(), Some(tag.to_owned())),
                 None => {
                     let name = path
                         .file_name()
                         .map(|n| n.to_string_lossy().to_lowercase())
                         .unwrap_or_default();
-                    (name, tag.clone())
+                    (name, source.tag.clone())
                 }
             }
         }
+        Location::Registry { base, .. } if !base.is_empty() => {
+            (format!("{base}/{}", source.repository), source.tag.clone())
+        }
+        _ => (source.repository.clone(), source.tag.clone()),
     }
 }
 
@@ -436,18 +478,19 @@ pub fn destination_for(
     source: &Address,
     explicit: Option<&str>,
     options: &SyncOptions,
-) -> Result<Address, String> {
+) -> Result<Address, SyncError> {
     let (path, tag) = source_path(source);
     if let Some(explicit) = explicit {
-        let destination = Address::parse(explicit).map_err(|e| e.to_string())?;
+        let destination = Address::parse(explicit)?;
         if destination.tag().is_some() || destination.digest().is_some() {
             return Ok(destination);
         }
-        return Ok(with(&destination, tag.as_deref(), None));
+        return Ok(destination.with(tag.as_deref(), None));
     }
-    let prefix = options.to.as_deref().ok_or_else(|| {
-        format!("{source} has no destination: give one in the sync file or --to PREFIX")
-    })?;
+    let prefix = options
+        .to
+        .as_ref()
+        .ok_or_else(|| SyncError::NoDestination(source.to_string()))?;
     let path = options
         .repo_map
         .iter()
@@ -457,86 +500,103 @@ pub fn destination_for(
                 .then(|| format!("{to}{rest}").trim_start_matches('/').to_owned())
         })
         .unwrap_or(path);
-    let named = |tag: &Option<String>| tag.as_ref().map(|t| format!("{path}:{t}"));
-    let layout = |path: &str, archive| Address::Layout {
-        path: PathBuf::from(path),
-        archive,
-        tag: named(&tag),
+    Ok(Address {
+        location: prefix.clone(),
+        repository: path,
+        tag,
         digest: None,
-    };
-    Ok(if let Some(dir) = prefix.strip_prefix("oci:") {
-        layout(dir, false)
-    } else if let Some(file) = prefix.strip_prefix("oci-archive:") {
-        layout(file, true)
-    } else if let Some(file) = prefix.strip_prefix("ctf:") {
-        Address::Ctf {
-            path: PathBuf::from(file),
-            repository: path,
-            tag,
-            digest: None,
-        }
-    } else {
-        let base = prefix.trim_end_matches('/');
-        let repository = Reference::parse(&format!("{base}/{path}")).map_err(|e| e.to_string())?;
-        Address::Registry {
-            repository,
-            tag,
-            digest: None,
-        }
     })
 }
 
-/// Copies every root (at most `options.roots_at_once` at a time, through `job`), then every
-/// component version, and reports each.
+/// One thing a run copies.
+enum Work<'a> {
+    Image(Box<Root>),
+    Component(&'a ComponentSpec),
+}
+
+/// What to put in the retry list when a piece of work failed.
+enum Retry {
+    Image(ImageSpec),
+    Component(ComponentSpec),
+}
+
+/// Copies every root and transfers every component version through `job`, at most
+/// `options.roots_at_once` at a time, images and components interleaved, and reports each.
 pub async fn run(
     roots: Vec<Root>,
     components: &[ComponentSpec],
     options: &SyncOptions,
     job: Arc<Job>,
-    sources: &Registries,
-    destinations: &Registries,
+    sources: &Session,
+    destinations: &Session,
     observer: &dyn RootObserver,
 ) -> SyncReport {
     observer.planned(roots.len() + components.len());
-    let mut report = SyncReport::default();
-    let results: Vec<(RootResult, Option<ImageSpec>)> = stream::iter(roots)
-        .map(|root| {
+    let work = roots
+        .into_iter()
+        .map(|root| Work::Image(Box::new(root)))
+        .chain(components.iter().map(Work::Component));
+    let results: Vec<(RootResult, Option<Retry>)> = stream::iter(work)
+        .map(|work| {
             let job = job.clone();
             async move {
-                let result = copy_root(&job, &root, sources, destinations).await;
+                let (result, retry) = match work {
+                    Work::Image(root) => {
+                        let result = copy_root(&job, &root, sources, destinations).await;
+                        (result, Retry::Image(root.spec.clone()))
+                    }
+                    Work::Component(component) => {
+                        let result =
+                            transfer_component(component, options, &job, sources, destinations)
+                                .await;
+                        (result, Retry::Component(component.clone()))
+                    }
+                };
                 observer.finished(&result);
-                let retry = (result.status == Status::Failed).then_some(root.spec);
+                let retry = (result.status == Status::Failed).then_some(retry);
                 (result, retry)
             }
         })
         .buffer_unordered(options.roots_at_once.max(1))
         .collect()
         .await;
+    let mut report = SyncReport::default();
     for (result, retry) in results {
-        if let Some(spec) = retry
-            && !report.retry.images.contains(&spec)
-        {
-            report.retry.images.push(spec);
-        }
-        report.roots.push(result);
-    }
-    for component in components {
-        let result = transfer_component(component, options, &job, sources, destinations).await;
-        observer.finished(&result);
-        if result.status == Status::Failed {
-            report.retry.components.push(component.clone());
+        match retry {
+            Some(Retry::Image(spec)) if !report.retry.images.contains(&spec) => {
+                report.retry.images.push(spec);
+            }
+            Some(Retry::Component(spec)) if !report.retry.components.contains(&spec) => {
+                report.retry.components.push(spec);
+            }
+            _ => {}
         }
         report.roots.push(result);
     }
     report.roots.sort_by(|a, b| a.source.cmp(&b.source));
+    let totals = job.totals();
+    report.moved = Moved {
+        blobs_uploaded: totals.blobs_streamed,
+        bytes_uploaded: totals.bytes_streamed,
+        blobs_mounted: totals.blobs_mounted,
+    };
     report
+}
+
+/// The status of a root that moved `moved` pieces of content (none: it was all there).
+fn status(dry_run: bool, moved: bool) -> Status {
+    match (dry_run, moved) {
+        (true, true) => Status::Planned,
+        (_, true) => Status::Copied,
+        (_, false) => Status::Skipped,
+    }
 }
 
 async fn copy_root(
     job: &Job,
     root: &Root,
-    sources: &Registries,
-    destinations: &Registries,
+    sources: &Session,
+    destinations: &Session,
 ) -> RootResult {
     let mut result =
         RootResult::failed(root.source.to_string(), root.destination.to_string(), None);
@@ -556,11 +616,7 @@ async fn copy_root(
             result.blobs = report.blobs_copied;
             result.mounted = report.blobs_mounted;
             let moved = report.blobs_copied + report.manifests_copied > 0;
-            result.status = match (job.options().dry_run, moved) {
-                (true, true) => Status::Planned,
-                (_, true) => Status::Copied,
-                (_, false) => Status::Skipped,
-            };
+            result.status = status(job.options().dry_run, moved);
         }
         Err(e) => {
             tracing::warn!("{} failed: {}", root.source, chain(&e));
@@ -574,41 +630,50 @@ async fn transfer_component(
     component: &ComponentSpec,
     options: &SyncOptions,
     job: &Job,
-    sources: &Registries,
-    destinations: &Registries,
+    sources: &Session,
+    destinations: &Session,
 ) -> RootResult {
     let destination = destination_or_prefix(&component.destination, options);
     let mut result = RootResult::failed(component.source.clone(), destination.clone(), None);
     let outcome = async {
         let address = ComponentAddress::parse(&component.source)?;
-        let version = address.version.clone().ok_or_else(|| {
-            ocm::OcmError::Location(format!("{}: name the version", component.source))
-        })?;
-        let src = address.repository.open_read(sources).await?;
-        let dst = RepositorySpec::parse(&destination)?
-            .open_write(destinations)
-            .await?;
+        let version = address
+            .version
+            .clone()
+            .ok_or_else(|| SyncError::NoVersion(component.source.clone()))?;
+        let to = match &component.destination {
+            Some(text) => Location::parse(text)?,
+            None => options
+                .to
+                .clone()
+                .ok_or_else(|| SyncError::NoDestination(component.source.clone()))?,
+        };
+        let src = OcmRepository::open(sources, &address.location, Mode::Read).await?;
+        let dst = OcmRepository::open(destinations, &to, Mode::Write).await?;
         let options = TransferOptions {
             recursive: component.recursive,
             copy_resources: component.copy_resources,
             mode: ResourceMode::Relative,
             overwrite: false,
             rebase: true,
-            copy: job.options().clone(),
         };
-        ocm::transfer(&src, &dst, &address.name, &version, sources, &options).await
+        Ok::<_, SyncError>(
+            ocm::transfer(&src, &dst, &address.name, &version, sources, job, &options).await?,
+        )
     }
     .await;
     match outcome {
         Ok(done) => {
             result.digest = done.first().map(|t| t.digest.clone());
-            result.status = if done.iter().any(|t| t.copied) {
-                Status::Copied
-            } else {
-                Status::Skipped
-            };
+            result.bytes = done.iter().map(|t| t.bytes_copied).sum();
+            result.blobs = done.iter().map(|t| t.blobs_copied).sum();
+            result.mounted = done.iter().map(|t| t.blobs_mounted).sum();
+            result.status = status(job.options().dry_run, done.iter().any(|t| t.copied));
         }
-        Err(e) => result.error = Some(chain(&e)),
+        Err(e) => {
+            tracing::warn!("{} failed: {}", component.source, chain(&e));
+            result.error = Some(chain(&e));
+        }
     }
     result
 }
@@ -619,7 +684,7 @@ mod tests {
 
     fn options(to: &str, maps: &[(&str, &str)]) -> SyncOptions {
         SyncOptions {
-            to: Some(to.to_owned()),
+            to: Some(Location::parse(to).unwrap()),
             repo_map: maps
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -655,12 +720,7 @@ mod tests {
             "oci-archive:out.tar:team/app:1.0"
         );
         assert_eq!(mapped("ctf:./out.tgz", &[]), "ctf:./out.tgz//team/app:1.0");
-        let layout = Address::Layout {
-            path: "in".into(),
-            archive: false,
-            tag: Some("team/app:1.0".into()),
-            digest: None,
-        };
+        let layout = Address::parse("oci:in:team/app:1.0").unwrap();
         assert_eq!(
             destination_for(&layout, None, &options("reg.local/m", &[]))
                 .unwrap()
@@ -674,6 +734,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(explicit.to_string(), "other.local/x:1.0");
+        let unnamed = SyncOptions::default();
+        assert!(matches!(
+            destination_for(&source, None, &unnamed),
+            Err(SyncError::NoDestination(_))
+        ));
     }
 
     #[test]
@@ -684,16 +749,28 @@ mod tests {
     }
 
     #[test]
-    fn reads_sync_files_and_refuses_unknown_keys() {
+    fn reads_sync_files_and_refuses_unknown_keys_and_bad_platforms() {
         let spec: SyncSpec = wharf_bundle::yaml::from_str(
             "images:\n- source: r.local/a\n  tags: [\"1\", \"2\"]\n  platforms: [linux/amd64]\ncomponents:\n- source: ctf:x//acme.org/a:1.0.0\n",
         )
         .unwrap();
         assert_eq!(spec.images[0].tags, ["1", "2"]);
+        assert_eq!(
+            spec.images[0].platforms,
+            [Platform::new("linux", "amd64", None)]
+        );
         assert!(spec.components[0].copy_resources && spec.components[0].recursive);
         let err =
             wharf_bundle::yaml::from_str::<SyncSpec>("images:\n- source: x\n  colour: blue\n")
                 .unwrap_err();
-        assert!(err.contains("colour"), "{err}");
+        assert!(err.to_string().contains("colour"), "{err}");
+        let err = wharf_bundle::yaml::from_str::<SyncSpec>(
+            "images:\n- source: x\n  platforms: [linux]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("invalid platform \"linux\""),
+            "{err}"
+        );
     }
 }

@@ -2,16 +2,22 @@
 //! name, version, provider, labels, resources with an `ociArtifact` access or a `file`/`dir` input,
 //! and component references. Unknown fields and types are errors, naming the file.
 
+use std::collections::HashMap;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_oci::{Descriptor, Reference};
-use wharf_store::registry::Registries;
+use tempfile::TempPath;
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+use wharf_copy::Job;
+use wharf_oci::{Algorithm, Descriptor, Digest, Digester, Reference};
+use wharf_store::{Address, ByteStream, ErrorKind, Op, ReadStore, Session, StoreError};
 
 use super::repository::OcmRepository;
-use super::transfer::add_local_blob;
 use super::{Access, ComponentDescriptor, OcmError};
 use crate::yaml;
 
@@ -82,25 +88,30 @@ struct ReferenceSpec {
 }
 
 /// Builds every component version `file` describes into `repository`; image references are resolved
-/// through `registries` to record their digests. Returns the descriptors written.
+/// through `session` to record their digests, and input files are streamed into place through `job`
+/// (directories as tars made in a temporary file), never held in memory. Everything is checked
+/// before anything is written. Returns the descriptors written.
 pub async fn build(
     file: &Path,
     repository: &OcmRepository,
-    registries: &Registries,
+    session: &Session,
+    job: &Job,
 ) -> Result<Vec<ComponentDescriptor>, OcmError> {
     let fail = |message: String| OcmError::Constructor {
         path: file.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+    let text = tokio::fs::read_to_string(file)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let constructor: ConstructorFile = yaml::from_str(&text).map_err(fail)?;
     let base = file.parent().unwrap_or(Path::new("."));
-    // Check every component before writing anything.
+    let mut inputs = Inputs::default();
     let mut planned = Vec::new();
     for spec in &constructor.components {
         let mut descriptor =
             ComponentDescriptor::new(&spec.name, &spec.version, spec.provider.clone())
-                .map_err(|e| fail(e.0))?;
+                .map_err(|e| fail(e.to_string()))?;
         if !spec.labels.is_empty() {
             descriptor.set_labels(Value::Array(spec.labels.clone()));
         }
@@ -113,7 +124,7 @@ pub async fn build(
                 ))
             };
             let mut entry = json!({"name": resource.name, "type": resource.kind});
-            let object = entry.as_object_mut().expect("object");
+            let object = entry.as_object_mut().expect("a JSON object literal");
             if let Some(version) = &resource.version {
                 object.insert("version".into(), json!(version));
             }
@@ -133,17 +144,20 @@ pub async fn build(
                     }
                     let reference = Reference::parse(&access.image_reference)
                         .map_err(|e| context(e.to_string()))?;
-                    let root = registries
-                        .pull(&reference)
+                    let image = |e: wharf_store::StoreError| {
+                        context(format!(
+                            "image {}: {}",
+                            access.image_reference,
+                            wharf_store::chain(&e)
+                        ))
+                    };
+                    let root = session
+                        .read(&Address::from_reference(&reference))
+                        .await
+                        .map_err(image)?
                         .resolve(&reference.tag_or_digest())
                         .await
-                        .map_err(|e| {
-                            context(format!(
-                                "image {}: {}",
-                                access.image_reference,
-                                wharf_store::chain(&e)
-                            ))
-                        })?;
+                        .map_err(image)?;
                     let access = Access::OciArtifact {
                         image_reference: access.image_reference.clone(),
                     };
@@ -155,37 +169,35 @@ pub async fn build(
                 }
                 (None, Some(input)) => {
                     let path = base.join(&input.path);
-                    let (bytes, default_type) = match input.kind.as_str() {
-                        "file" => (
-                            std::fs::read(&path).map_err(|e| {
-                                context(format!("input file {}: {e}", input.path.display()))
-                            })?,
-                            "application/octet-stream",
-                        ),
-                        "dir" => (
-                            tar_directory(&path).map_err(|e| {
-                                context(format!("input directory {}: {e}", input.path.display()))
-                            })?,
-                            "application/x-tar",
-                        ),
+                    let shown = input.path.display();
+                    let blob = match input.kind.as_str() {
+                        "file" => {
+                            let media_type = input.media_type.as_deref();
+                            inputs
+                                .add_file(path, media_type.unwrap_or("application/octet-stream"))
+                                .await
+                                .map_err(|e| context(format!("input file {shown}: {e}")))?
+                        }
+                        "dir" => {
+                            let media_type = input.media_type.as_deref();
+                            inputs
+                                .add_directory(path, media_type.unwrap_or("application/x-tar"))
+                                .await
+                                .map_err(|e| context(format!("input directory {shown}: {e}")))?
+                        }
                         other => {
                             return Err(context(format!(
                                 "input type {other:?} is not supported (use file or dir)"
                             )));
                         }
                     };
-                    let media_type = input
-                        .media_type
-                        .clone()
-                        .unwrap_or_else(|| default_type.to_owned());
-                    let blob = Descriptor::for_bytes(&media_type, &bytes);
                     let access = Access::LocalBlob {
                         local_reference: blob.digest.to_string(),
-                        media_type,
+                        media_type: blob.media_type.clone(),
                         reference_name: None,
                     };
                     let digest = digest_value("genericBlobDigest/v1", blob.digest.hex());
-                    blobs.push((blob, Bytes::from(bytes)));
+                    blobs.push(blob);
                     (access, digest, "local")
                 }
                 _ => return Err(context("needs exactly one of access and input".into())),
@@ -211,17 +223,18 @@ pub async fn build(
             }
             descriptor.add_reference(entry);
         }
-        ComponentDescriptor::from_value(descriptor.as_value().clone()).map_err(|e| fail(e.0))?;
+        ComponentDescriptor::from_value(descriptor.as_value().clone())
+            .map_err(|e| fail(e.to_string()))?;
         planned.push((descriptor, blobs));
     }
     let mut written = Vec::new();
     for (mut descriptor, blobs) in planned {
-        for (blob, bytes) in &blobs {
-            add_local_blob(repository, descriptor.name(), blob, bytes.clone()).await?;
+        let store = repository.write_store(&repository.component_path(descriptor.name()))?;
+        for blob in &blobs {
+            job.copy_blob(&inputs, store.as_ref(), blob).await?;
         }
         descriptor.push_repository_context(repository.context());
-        let layers: Vec<Descriptor> = blobs.into_iter().map(|(d, _)| d).collect();
-        repository.write(&descriptor, &layers, &[]).await?;
+        repository.write(&descriptor, &blobs, &[]).await?;
         written.push(descriptor);
     }
     Ok(written)
@@ -231,13 +244,95 @@ fn digest_value(algorithm: &str, hex: &str) -> Value {
     json!({"hashAlgorithm": "SHA-256", "normalisationAlgorithm": algorithm, "value": hex})
 }
 
-/// A directory as a tar with sorted entries and fixed times, so equal trees give equal digests.
-fn tar_directory(dir: &Path) -> std::io::Result<Vec<u8>> {
+/// Constructor inputs as a store of blobs: files where they are, directories as tars in temporary
+/// files (removed with the store), each read from disk when it is copied.
+#[derive(Default)]
+struct Inputs {
+    files: HashMap<Digest, PathBuf>,
+    temporaries: Vec<TempPath>,
+}
+
+impl Inputs {
+    /// Adds a file, hashing it as it is read; returns its descriptor.
+    async fn add_file(&mut self, path: PathBuf, media_type: &str) -> io::Result<Descriptor> {
+        let meta = tokio::fs::metadata(&path).await?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let mut file = tokio::fs::File::open(&path).await?;
+        let mut digester = Digester::new(Algorithm::Sha256);
+        let mut buffer = vec![0u8; HASH_BUFFER];
+        loop {
+            let n = file.read(&mut buffer).await?;
+            if n == 0 {
+                break;
+            }
+            digester.update(&buffer[..n]);
+        }
+        let size = digester.bytes();
+        let descriptor = Descriptor::new(media_type, digester.finish(), size);
+        self.files.insert(descriptor.digest.clone(), path);
+        Ok(descriptor)
+    }
+
+    /// Adds a directory as a tar with sorted entries and fixed times, so equal trees give equal
+    /// digests; the tar is written to a temporary file.
+    async fn add_directory(&mut self, dir: PathBuf, media_type: &str) -> io::Result<Descriptor> {
+        let temp = tokio::task::spawn_blocking(move || tar_directory(&dir))
+            .await
+            .map_err(io::Error::other)??;
+        let descriptor = self.add_file(temp.to_path_buf(), media_type).await?;
+        self.temporaries.push(temp);
+        Ok(descriptor)
+    }
+}
+
+#[async_trait]
+impl ReadStore for Inputs {
+    fn location(&self) -> String {
+        "constructor inputs".to_owned()
+    }
+
+    async fn resolve(&self, reference: &str) -> wharf_store::Result<Descriptor> {
+        Err(StoreError::new(
+            Op::Resolve,
+            self.location(),
+            ErrorKind::NotFound(Some(format!("{reference}: inputs have no tags"))),
+        ))
+    }
+
+    async fn fetch(&self, descriptor: &Descriptor) -> wharf_store::Result<ByteStream> {
+        let target = format!("{} {}", self.location(), descriptor.digest);
+        let fail = |kind| StoreError::new(Op::Fetch, target.clone(), kind);
+        let path = self
+            .files
+            .get(&descriptor.digest)
+            .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        Ok(Box::pin(
+            ReaderStream::with_capacity(file, HASH_BUFFER).map(move |chunk| {
+                chunk.map_err(|e| StoreError::new(Op::Fetch, target.clone(), e.into()))
+            }),
+        ))
+    }
+
+    async fn exists(&self, descriptor: &Descriptor) -> wharf_store::Result<bool> {
+        Ok(self.files.contains_key(&descriptor.digest))
+    }
+}
+
+/// Read buffer for hashing and streaming inputs.
+const HASH_BUFFER: usize = 1024 * 1024;
+
+/// `dir` as a tar in a temporary file: sorted entries, fixed times and modes.
+fn tar_directory(dir: &Path) -> io::Result<TempPath> {
     if !dir.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "not a directory",
-        ));
+        return Err(io::Error::new(io::ErrorKind::NotFound, "not a directory"));
     }
     let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -253,16 +348,18 @@ fn tar_directory(dir: &Path) -> std::io::Result<Vec<u8>> {
         }
     }
     files.sort();
-    let mut tar = tar::Builder::new(Vec::new());
+    let temp = tempfile::NamedTempFile::new()?;
+    let mut tar = tar::Builder::new(io::BufWriter::new(temp.as_file()));
     for file in files {
-        let relative = file.strip_prefix(dir).expect("under dir");
-        let bytes = std::fs::read(&file)?;
+        let relative = file.strip_prefix(dir).expect("listed under dir");
+        let mut input = std::fs::File::open(&file)?;
         let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
+        header.set_size(input.metadata()?.len());
         header.set_mode(0o644);
         header.set_mtime(0);
         header.set_cksum();
-        tar.append_data(&mut header, relative, bytes.as_slice())?;
+        tar.append_data(&mut header, relative, &mut input)?;
     }
-    tar.into_inner()
+    tar.into_inner()?.flush()?;
+    Ok(temp.into_temp_path())
 }

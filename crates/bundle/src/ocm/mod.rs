@@ -12,13 +12,13 @@ mod transfer;
 use std::path::PathBuf;
 
 pub use access::Access;
-pub use address::{ComponentAddress, RepositorySpec};
+pub use address::ComponentAddress;
 pub use constructor::build;
 pub use descriptor::{
     ComponentDescriptor, ComponentReference, DescriptorError, Resource, canonical_json,
     tag_to_version, validate_name, validate_version, version_to_tag,
 };
-pub use repository::{ComponentVersion, OcmRepository};
+pub use repository::{COMPONENT_REPOSITORIES, ComponentVersion, OcmRepository};
 pub use resolve::{Located, locate};
 pub use transfer::{ResourceMode, TransferOptions, Transferred, resolve_image, transfer};
 

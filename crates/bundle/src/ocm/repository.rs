@@ -16,15 +16,18 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use wharf_oci::{
-    Descriptor, ImageIndex, ImageManifest, Manifest, ManifestBody, Reference, media_type,
+    Descriptor, Digest, ImageIndex, ImageManifest, Manifest, ManifestBody, media_type,
 };
-use wharf_store::ctf::Ctf;
-use wharf_store::registry::Registries;
-use wharf_store::{ManifestRole, Op, ReadStore, Store, StoreError, verified};
+use wharf_store::{
+    Address, Location, ManifestRole, Mode, Namespace, Op, ReadStore, Session, Store, StoreError,
+    verified,
+};
 
 use super::OcmError;
 use super::descriptor::{ComponentDescriptor, tag_to_version, version_to_tag};
 
+/// Where OCM keeps component versions: `<base>/component-descriptors/<name>`.
+pub const COMPONENT_REPOSITORIES: &str = "component-descriptors/";
 /// Config media type of a component version manifest.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.ocm.software.component.config.v1+json";
 /// The descriptor as a tar holding `component-descriptor.yaml` (what OCM writes and every version reads).
@@ -51,18 +54,14 @@ const DESCRIPTOR_MTIME: u64 = 1_640_995_200;
 
 /// A registry base or a CTF holding component versions.
 #[derive(Clone)]
-pub enum OcmRepository {
-    /// `host[:port][/base]` of a registry.
-    Registry {
-        /// How to reach registries.
-        registries: Registries,
-        /// `host[:port]`.
-        host: String,
-        /// Path prefix of every repository (may be empty).
-        base: String,
-    },
-    /// A Common Transport Format.
-    Ctf(Arc<Ctf>),
+pub struct OcmRepository {
+    /// Where, as written: `host[/base]` or `ctf:PATH`.
+    location: Location,
+    /// The namespace of the whole registry host (or the CTF): artifacts referenced relative to a
+    /// component version resolve against the host, not the base.
+    root: Arc<dyn Namespace>,
+    /// Path prefix of every repository (may be empty).
+    base: String,
 }
 
 /// A component version as read from a repository.
@@ -76,105 +75,100 @@ pub struct ComponentVersion {
 }
 
 impl OcmRepository {
-    /// A registry base, `host[:port][/path]`.
-    pub fn registry(registries: Registries, text: &str) -> Result<OcmRepository, OcmError> {
-        let text = text.trim_end_matches('/');
-        let (host, base) = text.split_once('/').unwrap_or((text, ""));
-        // Parse through a reference to validate the host and path.
-        let probe = if base.is_empty() {
-            format!("{host}/x")
-        } else {
-            format!("{host}/{base}")
+    /// The OCM repository at `location` (a registry base or a CTF), opened through `session` to read
+    /// or to write.
+    pub async fn open(
+        session: &Session,
+        location: &Location,
+        mode: Mode,
+    ) -> Result<OcmRepository, OcmError> {
+        let (root, base) = match location {
+            Location::Registry { host, base } => (Location::registry(host), base.clone()),
+            Location::Ctf(_) => (location.clone(), String::new()),
+            Location::Layout { .. } => {
+                return Err(OcmError::Location(format!(
+                    "{location}: component versions live in a registry or a CTF, not an OCI layout"
+                )));
+            }
         };
-        Reference::parse(&probe)
-            .map_err(|e| OcmError::Location(format!("{text}: {}", e.reason)))?;
-        Ok(OcmRepository::Registry {
-            registries,
-            host: host.to_owned(),
-            base: base.to_owned(),
+        Ok(OcmRepository {
+            location: location.clone(),
+            root: session.namespace(&root, mode).await?,
+            base,
         })
     }
 
     /// `host/base` or `ctf:PATH`, as users write it.
     pub fn location(&self) -> String {
-        match self {
-            OcmRepository::Registry { host, base, .. } if base.is_empty() => host.clone(),
-            OcmRepository::Registry { host, base, .. } => format!("{host}/{base}"),
-            OcmRepository::Ctf(ctf) => ctf.location(),
+        self.location.to_string()
+    }
+
+    /// The address of `path` (from the registry root, base included) at `tag` and `digest`.
+    pub fn address(&self, path: &str, tag: Option<&str>, digest: Option<&Digest>) -> Address {
+        let root = match &self.location {
+            Location::Registry { host, .. } => Location::registry(host),
+            other => other.clone(),
+        };
+        Address {
+            location: root,
+            repository: path.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest: digest.cloned(),
         }
     }
 
     /// The repository path of `repository` under the base.
     pub fn path(&self, repository: &str) -> String {
-        match self {
-            OcmRepository::Registry { base, .. } if !base.is_empty() => {
-                format!("{base}/{repository}")
-            }
-            _ => repository.to_owned(),
+        if self.base.is_empty() {
+            repository.to_owned()
+        } else {
+            format!("{}/{repository}", self.base)
         }
     }
 
     /// `repository` made relative to the base again, if it lies under it.
     pub fn strip_base<'a>(&self, repository: &'a str) -> &'a str {
-        match self {
-            OcmRepository::Registry { base, .. } if !base.is_empty() => repository
-                .strip_prefix(base.as_str())
-                .and_then(|rest| rest.strip_prefix('/'))
-                .unwrap_or(repository),
-            _ => repository,
+        if self.base.is_empty() {
+            return repository;
         }
+        repository
+            .strip_prefix(self.base.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(repository)
     }
 
     /// The registry host, for registries.
     pub fn host(&self) -> Option<&str> {
-        match self {
-            OcmRepository::Registry { host, .. } => Some(host),
-            OcmRepository::Ctf(_) => None,
-        }
-    }
-
-    fn reference(&self, host: &str, full_path: &str) -> Result<Reference, OcmError> {
-        Reference::parse(&format!("{host}/{full_path}"))
-            .map_err(|e| OcmError::Location(format!("{host}/{full_path}: {}", e.reason)))
+        self.location.host()
     }
 
     /// A store for reading the repository at `full_path` (a path from the registry root, base included).
-    pub fn read_store(&self, full_path: &str) -> Result<Box<dyn ReadStore>, OcmError> {
-        Ok(match self {
-            OcmRepository::Registry {
-                registries, host, ..
-            } => registries.pull(&self.reference(host, full_path)?),
-            OcmRepository::Ctf(ctf) => Box::new(ctf.repository(full_path)),
-        })
+    pub fn read_store(&self, full_path: &str) -> Result<Arc<dyn ReadStore>, OcmError> {
+        Ok(self.root.read(full_path)?)
     }
 
     /// A store for writing the repository at `full_path`.
-    pub fn write_store(&self, full_path: &str) -> Result<Box<dyn Store>, OcmError> {
-        Ok(match self {
-            OcmRepository::Registry {
-                registries, host, ..
-            } => Box::new(registries.push(&self.reference(host, full_path)?)?),
-            OcmRepository::Ctf(ctf) => Box::new(ctf.repository(full_path)),
-        })
+    pub fn write_store(&self, full_path: &str) -> Result<Arc<dyn Store>, OcmError> {
+        Ok(self.root.write(full_path)?)
     }
 
     /// The repository path of a component's versions.
     pub fn component_path(&self, name: &str) -> String {
-        self.path(&format!("component-descriptors/{name}"))
+        self.path(&format!("{COMPONENT_REPOSITORIES}{name}"))
     }
 
     /// The `repositoryContexts` entry recorded in descriptors stored here.
     pub fn context(&self) -> Value {
-        match self {
-            OcmRepository::Registry { host, base, .. } => json!({
+        match &self.location {
+            Location::Registry { host, base } => json!({
                 "type": "OCIRegistry",
                 "baseUrl": host,
                 "subPath": base,
                 "componentNameMapping": "urlPath",
             }),
-            OcmRepository::Ctf(ctf) => json!({
+            Location::Ctf(path) | Location::Layout { path, .. } => json!({
                 "type": "CommonTransportFormat/v1",
-                "filePath": ctf.path().display().to_string(),
+                "filePath": path.display().to_string(),
             }),
         }
     }

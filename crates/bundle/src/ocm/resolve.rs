@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde_json::Value;
 use wharf_oci::{Digest, Reference, media_type};
+use wharf_store::Address;
 
 use super::repository::{ComponentVersion, OcmRepository};
 use super::{Access, OcmError, Resource};
@@ -54,36 +55,34 @@ impl Located {
     }
 }
 
-impl fmt::Display for Located {
-    /// A pullable reference for images (`ctf:PATH//repo…` inside a CTF), `…@digest` for blobs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = |repository: &OcmRepository, path: &str| match repository.host() {
-            Some(host) => format!("{host}/{path}"),
-            None => format!("{}//{path}", repository.location()),
-        };
+impl Located {
+    /// The address of the content: a pullable reference for images (`ctf:PATH//repo…` inside a
+    /// CTF), `…@digest` for blobs.
+    pub fn address(&self) -> Address {
         match self {
             Located::Within {
                 repository,
                 path,
                 tag,
                 digest,
-            } => {
-                write!(f, "{}", prefix(repository, path))?;
-                if let Some(tag) = tag {
-                    write!(f, ":{tag}")?;
-                }
-                if let Some(digest) = digest {
-                    write!(f, "@{digest}")?;
-                }
-                Ok(())
-            }
-            Located::External(reference) => write!(f, "{reference}"),
+            } => repository.address(path, tag.as_deref(), digest.as_ref()),
+            Located::External(reference) => Address::from_reference(reference),
             Located::Blob {
                 repository,
                 path,
                 digest,
                 ..
-            } => write!(f, "{}@{digest}", prefix(repository, path)),
+            } => repository.address(path, None, Some(digest)),
+        }
+    }
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The reference as written, `latest` included.
+            Located::External(reference) => write!(f, "{reference}"),
+            _ => write!(f, "{}", self.address()),
         }
     }
 }

@@ -1,13 +1,13 @@
 //! Copying component versions between OCM repositories, with their resources when asked.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use wharf_copy::{CopyOptions, copy_graph};
+use wharf_copy::{CopyReport, Job};
 use wharf_oci::{Descriptor, Digest};
-use wharf_store::registry::Registries;
-use wharf_store::{ManifestRole, ReadStore};
+use wharf_store::{ManifestRole, ReadStore, Session};
 
-use super::repository::{OcmRepository, push_bytes};
+use super::repository::OcmRepository;
 use super::resolve::{Located, locate};
 use super::{Access, OcmError};
 
@@ -20,7 +20,7 @@ pub enum ResourceMode {
     LocalBlob,
 }
 
-/// How a transfer runs.
+/// How a transfer runs; the copying itself (concurrency, retries, dry run) is the job's.
 #[derive(Debug, Clone)]
 pub struct TransferOptions {
     /// Also transfer referenced component versions.
@@ -33,8 +33,6 @@ pub struct TransferOptions {
     pub overwrite: bool,
     /// Rebase absolute references into the source's own repository contexts.
     pub rebase: bool,
-    /// How artifacts are copied.
-    pub copy: CopyOptions,
 }
 
 /// What happened to one component version.
@@ -48,17 +46,25 @@ pub struct Transferred {
     pub resources_copied: usize,
     /// The normalised descriptor digest (unchanged by the transfer).
     pub digest: Digest,
+    /// Blobs written for it (streamed or mounted; local blobs and copied resources).
+    pub blobs_copied: usize,
+    /// Of those, blobs mounted from another repository of the same registry.
+    pub blobs_mounted: usize,
+    /// Bytes streamed for it.
+    pub bytes_copied: u64,
 }
 
-/// Transfers `name:version` (and, recursively, its references) from `src` to `dst`. External images
-/// are read through `external`. Archives written to are not finished here: see
-/// [`Registries::finish`].
+/// Transfers `name:version` (and, recursively, its references) from `src` to `dst` as part of `job`:
+/// local blobs, resources and the images it copies share the job's deduplication, retries and
+/// progress with everything else the job copies. External images are read through `external`.
+/// Archives written to are not finished here: see [`Session::finish`].
 pub async fn transfer(
     src: &OcmRepository,
     dst: &OcmRepository,
     name: &str,
     version: &str,
-    external: &Registries,
+    external: &Session,
+    job: &Job,
     options: &TransferOptions,
 ) -> Result<Vec<Transferred>, OcmError> {
     let mut done = Vec::new();
@@ -68,8 +74,14 @@ pub async fn transfer(
         if !visited.insert(format!("{name}:{version}")) {
             continue;
         }
-        let (result, references) =
-            transfer_one(src, dst, &name, &version, external, options).await?;
+        let transfer = Transfer {
+            src,
+            dst,
+            external,
+            job,
+            options,
+        };
+        let (result, references) = transfer.one(&name, &version).await?;
         done.push(result);
         if options.recursive {
             pending.extend(references);
@@ -78,167 +90,183 @@ pub async fn transfer(
     Ok(done)
 }
 
-async fn transfer_one(
-    src: &OcmRepository,
-    dst: &OcmRepository,
-    name: &str,
-    version: &str,
-    external: &Registries,
-    options: &TransferOptions,
-) -> Result<(Transferred, Vec<(String, String)>), OcmError> {
-    let cv = src.read(name, version).await?;
-    let references = cv
-        .descriptor
-        .references()
-        .into_iter()
-        .map(|r| (r.component_name, r.version))
-        .collect();
-    let digest = cv.descriptor.normalised_digest();
-    let component = format!("{name}:{version}");
-    match dst.read(name, version).await {
-        Ok(existing) if !options.overwrite => {
-            if existing.descriptor.normalised_digest() == digest {
-                tracing::info!("{component} is already in {}", dst.location());
-                let transferred = Transferred {
-                    component,
-                    copied: false,
-                    resources_copied: 0,
-                    digest,
-                };
-                return Ok((transferred, references));
-            }
-            return Err(OcmError::Conflict(component, dst.location()));
-        }
-        Ok(_) | Err(OcmError::UnknownVersion(..)) | Err(OcmError::UnknownComponent(..)) => {}
-        Err(e) => return Err(e),
-    }
+/// One transfer's parties.
+struct Transfer<'a> {
+    src: &'a OcmRepository,
+    dst: &'a OcmRepository,
+    external: &'a Session,
+    job: &'a Job,
+    options: &'a TransferOptions,
+}
 
-    let component_path = dst.component_path(name);
-    let src_component = src.read_store(&src.component_path(name))?;
-    let dst_component = dst.write_store(&component_path)?;
-    let mut descriptor = cv.descriptor.clone();
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    let mut artifacts: Vec<Descriptor> = Vec::new();
-    let mut resources_copied = 0;
-    for resource in cv.descriptor.resources() {
-        let Some(access) = &resource.access else {
-            continue;
+impl Transfer<'_> {
+    async fn one(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(Transferred, Vec<(String, String)>), OcmError> {
+        let (src, dst, job, options) = (self.src, self.dst, self.job, self.options);
+        let cv = src.read(name, version).await?;
+        let references = cv
+            .descriptor
+            .references()
+            .into_iter()
+            .map(|r| (r.component_name, r.version))
+            .collect();
+        let digest = cv.descriptor.normalised_digest();
+        let component = format!("{name}:{version}");
+        let mut transferred = Transferred {
+            component: component.clone(),
+            copied: false,
+            resources_copied: 0,
+            digest: digest.clone(),
+            blobs_copied: 0,
+            blobs_mounted: 0,
+            bytes_copied: 0,
         };
-        let located = match access {
-            Access::LocalBlob { .. }
-            | Access::RelativeOciReference { .. }
-            | Access::OciArtifact { .. } => locate(src, &cv, &resource, options.rebase)?,
-            Access::Other(_) => continue,
-        };
-        match located {
-            Located::Blob { digest, .. } => {
-                let blob = cv.local.get(digest.as_str()).cloned().ok_or_else(|| {
-                    OcmError::Invalid(format!(
-                        "resource {:?}: local blob {digest} is not in {component}",
-                        resource.name
-                    ))
-                })?;
-                if !dst_component.exists(&blob).await? {
-                    dst_component
-                        .push(&blob, src_component.fetch(&blob).await?)
-                        .await?;
+        match dst.read(name, version).await {
+            Ok(existing) if !options.overwrite => {
+                if existing.descriptor.normalised_digest() == digest {
+                    tracing::info!("{component} is already in {}", dst.location());
+                    return Ok((transferred, references));
                 }
-                blobs.push(blob);
+                return Err(OcmError::Conflict(component, dst.location()));
             }
-            Located::Within { .. } if matches!(access, Access::LocalBlob { .. }) => {
-                let root = src_component
-                    .resolve(&located.tag_or_digest().unwrap_or_default())
-                    .await?;
-                copy_graph(
-                    src_component.as_ref(),
-                    dst_component.as_ref(),
-                    &root,
-                    ManifestRole::Child,
-                    &options.copy,
-                )
-                .await?;
-                artifacts.push(root);
-            }
-            located if options.copy_resources => {
-                let (store, original_path, tag) = match &located {
-                    Located::Within {
-                        repository,
-                        path,
-                        tag,
-                        ..
-                    } => (
-                        repository.read_store(path)?,
-                        repository.strip_base(path).to_owned(),
-                        tag.clone(),
-                    ),
-                    Located::External(reference) => (
-                        external.pull(reference),
-                        reference.path().to_owned(),
-                        reference.tag().map(str::to_owned),
-                    ),
-                    Located::Blob { .. } => unreachable!("handled above"),
-                };
-                let root = store
-                    .resolve(&located.tag_or_digest().unwrap_or_default())
-                    .await?;
-                check_artifact_digest(&resource.name, resource.digest.as_ref(), &root.digest)?;
-                resources_copied += 1;
-                let tag_suffix = tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default();
-                let new_access = match options.mode {
-                    ResourceMode::Relative => {
-                        let path = dst.path(&original_path);
-                        let target = dst.write_store(&path)?;
-                        let role = tag.as_deref().map_or(ManifestRole::Root, ManifestRole::Tag);
-                        copy_graph(store.as_ref(), target.as_ref(), &root, role, &options.copy)
-                            .await?;
-                        Access::RelativeOciReference {
-                            reference: format!("{path}{tag_suffix}@{}", root.digest),
-                        }
-                    }
-                    ResourceMode::LocalBlob => {
-                        copy_graph(
-                            store.as_ref(),
+            Ok(_) | Err(OcmError::UnknownVersion(..)) | Err(OcmError::UnknownComponent(..)) => {}
+            Err(e) => return Err(e),
+        }
+
+        let src_component = src.read_store(&src.component_path(name))?;
+        let dst_component = dst.write_store(&dst.component_path(name))?;
+        let mut counted = |report: &CopyReport| {
+            transferred.blobs_copied += report.blobs_copied;
+            transferred.blobs_mounted += report.blobs_mounted;
+            transferred.bytes_copied += report.bytes_copied;
+        };
+        let mut descriptor = cv.descriptor.clone();
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        let mut artifacts: Vec<Descriptor> = Vec::new();
+        let mut resources_copied = 0;
+        for resource in cv.descriptor.resources() {
+            let Some(access) = &resource.access else {
+                continue;
+            };
+            let located = match access {
+                Access::LocalBlob { .. }
+                | Access::RelativeOciReference { .. }
+                | Access::OciArtifact { .. } => locate(src, &cv, &resource, options.rebase)?,
+                Access::Other(_) => continue,
+            };
+            match located {
+                Located::Blob { digest, .. } => {
+                    let blob = cv.local.get(digest.as_str()).cloned().ok_or_else(|| {
+                        OcmError::Invalid(format!(
+                            "resource {:?}: local blob {digest} is not in {component}",
+                            resource.name
+                        ))
+                    })?;
+                    counted(
+                        &job.copy_blob(src_component.as_ref(), dst_component.as_ref(), &blob)
+                            .await?,
+                    );
+                    blobs.push(blob);
+                }
+                Located::Within { .. } if matches!(access, Access::LocalBlob { .. }) => {
+                    let root = src_component
+                        .resolve(&located.tag_or_digest().unwrap_or_default())
+                        .await?;
+                    counted(
+                        &job.copy(
+                            src_component.as_ref(),
                             dst_component.as_ref(),
                             &root,
                             ManifestRole::Child,
-                            &options.copy,
                         )
+                        .await?,
+                    );
+                    artifacts.push(root);
+                }
+                located if options.copy_resources => {
+                    let (store, original_path, tag) = match &located {
+                        Located::Within {
+                            repository,
+                            path,
+                            tag,
+                            ..
+                        } => (
+                            repository.read_store(path)?,
+                            repository.strip_base(path).to_owned(),
+                            tag.clone(),
+                        ),
+                        Located::External(reference) => (
+                            self.external.read(&located.address()).await?,
+                            reference.path().to_owned(),
+                            reference.tag().map(str::to_owned),
+                        ),
+                        Located::Blob { .. } => unreachable!("handled above"),
+                    };
+                    let root = store
+                        .resolve(&located.tag_or_digest().unwrap_or_default())
                         .await?;
-                        artifacts.push(root.clone());
-                        Access::LocalBlob {
-                            local_reference: root.digest.to_string(),
-                            media_type: root.media_type.clone(),
-                            reference_name: Some(format!("{original_path}{tag_suffix}")),
+                    check_artifact_digest(&resource.name, resource.digest.as_ref(), &root.digest)?;
+                    resources_copied += 1;
+                    let tag_suffix = tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default();
+                    let new_access = match options.mode {
+                        ResourceMode::Relative => {
+                            let path = dst.path(&original_path);
+                            let target = dst.write_store(&path)?;
+                            let role = tag.as_deref().map_or(ManifestRole::Root, ManifestRole::Tag);
+                            counted(
+                                &job.copy(store.as_ref(), target.as_ref(), &root, role)
+                                    .await?,
+                            );
+                            Access::RelativeOciReference {
+                                reference: format!("{path}{tag_suffix}@{}", root.digest),
+                            }
                         }
-                    }
-                };
-                descriptor.set_access(resource.index, &new_access);
+                        ResourceMode::LocalBlob => {
+                            counted(
+                                &job.copy(
+                                    store.as_ref(),
+                                    dst_component.as_ref(),
+                                    &root,
+                                    ManifestRole::Child,
+                                )
+                                .await?,
+                            );
+                            artifacts.push(root.clone());
+                            Access::LocalBlob {
+                                local_reference: root.digest.to_string(),
+                                media_type: root.media_type.clone(),
+                                reference_name: Some(format!("{original_path}{tag_suffix}")),
+                            }
+                        }
+                    };
+                    descriptor.set_access(resource.index, &new_access);
+                }
+                // Left where they are. A reference relative to the source would not resolve at the
+                // destination, so it becomes the absolute reference it stands for.
+                Located::Within { .. } if src.host().is_some() => {
+                    descriptor.set_access(
+                        resource.index,
+                        &Access::OciArtifact {
+                            image_reference: located.to_string(),
+                        },
+                    );
+                }
+                _ => {}
             }
-            // Left where they are. A reference relative to the source would not resolve at the
-            // destination, so it becomes the absolute reference it stands for.
-            Located::Within { .. } if src.host().is_some() => {
-                descriptor.set_access(
-                    resource.index,
-                    &Access::OciArtifact {
-                        image_reference: located.to_string(),
-                    },
-                );
-            }
-            _ => {}
         }
+        transferred.copied = true;
+        transferred.resources_copied = resources_copied;
+        if job.options().dry_run {
+            return Ok((transferred, references));
+        }
+        descriptor.push_repository_context(dst.context());
+        dst.write(&descriptor, &blobs, &artifacts).await?;
+        tracing::info!("transferred {component} to {}", dst.location());
+        Ok((transferred, references))
     }
-    descriptor.push_repository_context(dst.context());
-    dst.write(&descriptor, &blobs, &artifacts).await?;
-    tracing::info!("transferred {component} to {}", dst.location());
-    Ok((
-        Transferred {
-            component,
-            copied: true,
-            resources_copied,
-            digest,
-        },
-        references,
-    ))
 }
 
 /// An `ociArtifactDigest/v1` resource digest must be the copied manifest's.
@@ -267,28 +295,16 @@ fn check_artifact_digest(
     Ok(())
 }
 
-/// Stores bytes as a local blob of component `name` in `repository`.
-pub(super) async fn add_local_blob(
-    repository: &OcmRepository,
-    name: &str,
-    descriptor: &Descriptor,
-    bytes: bytes::Bytes,
-) -> Result<(), OcmError> {
-    let store = repository.write_store(&repository.component_path(name))?;
-    push_bytes(store.as_ref(), descriptor, bytes).await?;
-    Ok(())
-}
-
 /// The store and root manifest of a located OCI artifact.
 pub async fn resolve_image(
     located: &Located,
-    external: &Registries,
-) -> Result<(Box<dyn ReadStore>, Descriptor), OcmError> {
-    let store: Box<dyn ReadStore> = match located {
+    external: &Session,
+) -> Result<(Arc<dyn ReadStore>, Descriptor), OcmError> {
+    let store = match located {
         Located::Within {
             repository, path, ..
         } => repository.read_store(path)?,
-        Located::External(reference) => external.pull(reference),
+        Located::External(_) => external.read(&located.address()).await?,
         Located::Blob { digest, .. } => {
             return Err(OcmError::Invalid(format!(
                 "{digest} is a blob, not an OCI artifact"

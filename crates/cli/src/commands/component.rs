@@ -7,16 +7,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use serde_json::json;
-use wharf_bundle::ocm::{
-    self, ComponentAddress, ComponentVersion, Located, OcmRepository, RepositorySpec, ResourceMode,
-    TransferOptions,
-};
-use wharf_copy::{CopyOptions, copy_graph};
-use wharf_store::layout::Layout;
-use wharf_store::registry::Registries;
-use wharf_store::{ManifestRole, Op, Store, verified};
+use std::sync::Arc;
 
-use super::registry_args::registries;
+use wharf_bundle::ocm::{
+    self, ComponentAddress, ComponentVersion, Located, OcmRepository, ResourceMode, TransferOptions,
+};
+use wharf_copy::{CopyOptions, Job, Silent, copy_graph};
+use wharf_store::layout::Layout;
+use wharf_store::{Location, ManifestRole, Mode, Op, Session, Store, verified};
+
+use super::registry_args::{session, sessions};
 use crate::args::{
     ComponentBuildArgs, ComponentCommand, ComponentDownloadArgs, ComponentGetArgs,
     ComponentImageRefArgs, ComponentTransferArgs, DocumentFormat, Format, ResourceModeArg,
@@ -33,11 +33,12 @@ pub async fn run(command: ComponentCommand) -> Result<ExitCode> {
 }
 
 async fn build(args: ComponentBuildArgs) -> Result<ExitCode> {
-    let registries = registries(&args.registry, None)?;
-    let target = RepositorySpec::parse(&args.to)?;
-    let repository = target.open_write(&registries).await?;
-    let built = ocm::build(&args.file, &repository, &registries).await?;
-    registries.finish().await?;
+    let session = session(&args.registry, None)?;
+    let target = Location::parse(&args.to).context("--to")?;
+    let repository = OcmRepository::open(&session, &target, Mode::Write).await?;
+    let job = Job::new(CopyOptions::default(), Arc::new(Silent));
+    let built = ocm::build(&args.file, &repository, &session, &job).await?;
+    session.finish().await?;
     for descriptor in built {
         out!(
             "built {}:{} into {target}  (descriptor digest {})",
@@ -57,11 +58,10 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
             args.source
         );
     };
-    let destination = RepositorySpec::parse(&args.destination).context("destination")?;
-    let sources = registries(&args.registry, args.src_creds.as_deref())?;
-    let destinations = registries(&args.registry, args.dest_creds.as_deref())?;
-    let src = source.repository.open_read(&sources).await?;
-    let dst = destination.open_write(&destinations).await?;
+    let destination = Location::parse(&args.destination).context("destination")?;
+    let (sources, destinations) = sessions(&args.sides)?;
+    let src = OcmRepository::open(&sources, &source.location, Mode::Read).await?;
+    let dst = OcmRepository::open(&destinations, &destination, Mode::Write).await?;
     let options = TransferOptions {
         recursive: args.recursive,
         copy_resources: args.copy_resources,
@@ -71,12 +71,13 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
         },
         overwrite: args.overwrite,
         rebase: !args.no_rebase,
-        copy: CopyOptions {
-            concurrency: usize::from(args.jobs),
-            ..CopyOptions::default()
-        },
     };
-    let done = ocm::transfer(&src, &dst, &source.name, &version, &sources, &options).await?;
+    let copy = CopyOptions {
+        concurrency: usize::from(args.jobs),
+        ..CopyOptions::default()
+    };
+    let job = Job::new(copy, Arc::new(Silent));
+    let done = ocm::transfer(&src, &dst, &source.name, &version, &sources, &job, &options).await?;
     destinations.finish().await?;
     match args.output {
         Format::Json => {
@@ -113,22 +114,22 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
 /// Opens the address's repository and reads its version.
 async fn read(
     address: &str,
-    registries: &Registries,
+    session: &Session,
 ) -> Result<(ComponentAddress, OcmRepository, ComponentVersion)> {
     let parsed = ComponentAddress::parse(address)?;
     let Some(version) = parsed.version.clone() else {
         bail!("{address:?}: name the version (LOCATION//NAME:VERSION)");
     };
-    let repository = parsed.repository.open_read(registries).await?;
+    let repository = OcmRepository::open(session, &parsed.location, Mode::Read).await?;
     let cv = repository.read(&parsed.name, &version).await?;
     Ok((parsed, repository, cv))
 }
 
 async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
-    let registries = registries(&args.registry, None)?;
+    let session = session(&args.registry, None)?;
     let address = ComponentAddress::parse(&args.component)?;
     if address.version.is_none() {
-        let repository = address.repository.open_read(&registries).await?;
+        let repository = OcmRepository::open(&session, &address.location, Mode::Read).await?;
         let versions = repository.versions(&address.name).await?;
         match args.output {
             DocumentFormat::Json => out!(
@@ -143,7 +144,7 @@ async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (_, _, cv) = read(&args.component, &registries).await?;
+    let (_, _, cv) = read(&args.component, &session).await?;
     if args.digest {
         out!("{}", cv.descriptor.normalised_digest());
         return Ok(ExitCode::SUCCESS);
@@ -180,8 +181,8 @@ fn located(
 }
 
 async fn image_ref(args: ComponentImageRefArgs) -> Result<ExitCode> {
-    let registries = registries(&args.registry, None)?;
-    let (_, repository, cv) = read(&args.component, &registries).await?;
+    let session = session(&args.registry, None)?;
+    let (_, repository, cv) = read(&args.component, &session).await?;
     let located = located(&repository, &cv, &args.resource, !args.no_rebase)?;
     if matches!(located, Located::Blob { .. }) {
         bail!(
@@ -194,8 +195,8 @@ async fn image_ref(args: ComponentImageRefArgs) -> Result<ExitCode> {
 }
 
 async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
-    let registries = registries(&args.registry, None)?;
-    let (_, repository, cv) = read(&args.component, &registries).await?;
+    let session = session(&args.registry, None)?;
+    let (_, repository, cv) = read(&args.component, &session).await?;
     let located = located(&repository, &cv, &args.resource, !args.no_rebase)?;
     if let Located::Blob { digest, .. } = &located {
         let blob =
@@ -226,7 +227,7 @@ async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (store, root) = ocm::resolve_image(&located, &registries).await?;
+    let (store, root) = ocm::resolve_image(&located, &session).await?;
     let layout = Layout::create(args.output.clone()).await?;
     let tag = match &located {
         Located::Within { tag, .. } => tag.clone(),

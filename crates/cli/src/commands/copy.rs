@@ -6,16 +6,15 @@ use anyhow::Result;
 use serde_json::json;
 use wharf_copy::{CopyOptions, copy_image};
 
-use super::parse_address;
-use super::registry_args::registries;
+use super::parse_image_address;
+use super::registry_args::sessions;
 use crate::args::{CopyArgs, Format};
 use crate::output::{human_bytes, out};
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
-    let source = parse_address(&args.source, "source")?;
-    let destination = parse_address(&args.destination, "destination")?;
-    let sources = registries(&args.registry, args.src_creds.as_deref())?;
-    let destinations = registries(&args.registry, args.dest_creds.as_deref())?;
+    let source = parse_image_address(&args.source, "source")?;
+    let destination = parse_image_address(&args.destination, "destination")?;
+    let (sources, destinations) = sessions(&args.sides)?;
     let options = CopyOptions {
         concurrency: usize::from(args.jobs),
         referrers: !args.no_referrers,

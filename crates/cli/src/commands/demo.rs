@@ -6,18 +6,17 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use futures_util::StreamExt;
-use wharf_bundle::ocm::{
-    self, Access, Located, OcmRepository, RepositorySpec, ResourceMode, TransferOptions,
-};
-use wharf_copy::{CopyOptions, copy_graph};
+use wharf_bundle::ocm::{self, Access, Located, OcmRepository, ResourceMode, TransferOptions};
+use wharf_copy::{CopyOptions, Job, Silent, copy_graph};
 use wharf_oci::Reference;
 use wharf_sample::Sample;
 use wharf_server::{Registry, ServeOptions};
 use wharf_store::layout::Layout;
-use wharf_store::registry::{Registries, RegistryOptions};
+use wharf_store::{Address, Location, Mode, Session, SessionOptions};
 use wharf_store::{ManifestRole, Op, verified};
 
 use crate::args::DemoArgs;
@@ -70,12 +69,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
-    let registries = Registries::new(RegistryOptions::default())?;
+    let session = Session::new(SessionOptions::default())?;
+    let job = Job::new(CopyOptions::default(), Arc::new(Silent));
 
     out!("2. Publishing a multi-arch image the component will ship");
     let image = Reference::parse(&format!("{upload}/upstream/busybox:1.36.1"))?;
     let pushed = Sample::multi_arch("busybox", 1361)
-        .push(&registries.push(&image)?, ManifestRole::Tag("1.36.1"))
+        .push(
+            session
+                .write(&Address::from_reference(&image))
+                .await?
+                .as_ref(),
+            ManifestRole::Tag("1.36.1"),
+        )
         .await?;
     let bytes: u64 = pushed.blobs.iter().map(|b| b.size).sum();
     out!(
@@ -93,43 +99,46 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
             "components:\n- name: {COMPONENT}\n  version: {VERSION}\n  provider:\n    name: example.com\n  resources:\n  - name: image--busybox\n    type: ociImage\n    version: v1.36.1\n    access:\n      type: ociArtifact\n      imageReference: {image}\n  - name: config\n    type: blob\n    input:\n      type: file\n      path: config.yaml\n      mediaType: application/yaml\n"
         ),
     )?;
-    let ctf = RepositorySpec::Ctf(base.join("transport.tgz"));
+    let ctf = Location::Ctf(base.join("transport.tgz"));
     let built = ocm::build(
         &constructor,
-        &ctf.open_write(&registries).await?,
-        &registries,
+        &OcmRepository::open(&session, &ctf, Mode::Write).await?,
+        &session,
+        &job,
     )
     .await?;
-    registries.finish().await?;
+    session.finish().await?;
     let digest = built[0].normalised_digest();
     out!("   {ctf}//{COMPONENT}:{VERSION}  descriptor digest {digest}");
 
     out!("4. Transferring it with its resources through the upload URL");
-    let uploaded =
-        OcmRepository::registry(registries.clone(), &format!("{upload}/local/components"))?;
+    let uploaded = OcmRepository::open(
+        &session,
+        &Location::parse(&format!("{upload}/local/components"))?,
+        Mode::Write,
+    )
+    .await?;
     let options = TransferOptions {
         recursive: false,
         copy_resources: true,
         mode: ResourceMode::Relative,
         overwrite: false,
         rebase: true,
-        copy: CopyOptions::default(),
     };
-    let source = ctf.open_read(&registries).await?;
+    let source = OcmRepository::open(&session, &ctf, Mode::Read).await?;
     ocm::transfer(
-        &source,
-        &uploaded,
-        COMPONENT,
-        VERSION,
-        &registries,
-        &options,
+        &source, &uploaded, COMPONENT, VERSION, &session, &job, &options,
     )
     .await?;
     out!("   {upload}/local/components//{COMPONENT}:{VERSION}");
 
     out!("5. Reading it through the cluster URL");
-    let in_cluster =
-        OcmRepository::registry(registries.clone(), &format!("{cluster}/local/components"))?;
+    let in_cluster = OcmRepository::open(
+        &session,
+        &Location::parse(&format!("{cluster}/local/components"))?,
+        Mode::Read,
+    )
+    .await?;
     let cv = in_cluster.read(COMPONENT, VERSION).await?;
     ensure!(
         cv.descriptor.normalised_digest() == digest,
@@ -156,7 +165,7 @@ async fn story(base: &Path, upload: &str, cluster: &str) -> Result<()> {
     );
 
     out!("6. Pulling the image through the cluster URL and checking its digest");
-    let (store, root) = ocm::resolve_image(&located, &registries).await?;
+    let (store, root) = ocm::resolve_image(&located, &session).await?;
     ensure!(
         root.digest == pushed.root.digest,
         "pulled {}, published {}",

@@ -7,16 +7,14 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use wharf_oci::{Descriptor, ManifestBody};
 
-use super::parse_address;
-use super::registry_args::registries;
+use super::parse_image_address;
+use super::registry_args::session;
 use crate::args::{Format, InspectArgs};
 use crate::output::{human_bytes, out};
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
-    let location = parse_address(&args.location, "inspected")?;
-    let store = location
-        .open_read(&registries(&args.registry, None)?)
-        .await?;
+    let location = parse_image_address(&args.location, "inspected")?;
+    let store = session(&args.registry, None)?.read(&location).await?;
     let descriptor = location.resolve_in(store.as_ref()).await?;
     let manifest = store.fetch_manifest(&descriptor).await?;
     if args.raw {

@@ -5,7 +5,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use wharf_store::registry::{CredentialSource, Credentials, Registries, RegistryOptions};
+use wharf_store::registry::{CredentialSource, Credentials};
+use wharf_store::{Session, SessionOptions};
 
 use crate::args::{LoginArgs, LogoutArgs};
 
@@ -31,14 +32,14 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode> {
     let source = CredentialSource {
         authfile: args.authfile,
     };
-    let registries = Registries::new(RegistryOptions {
+    let session = Session::new(SessionOptions {
         credentials: Some(credentials.clone()),
         source: source.clone(),
         tls_verify: args.tls_verify,
         cert_dir: args.cert_dir,
-        ..RegistryOptions::default()
+        ..SessionOptions::default()
     })?;
-    registries
+    session
         .check_credentials(&args.host)
         .await
         .with_context(|| format!("login to {}", args.host))?;

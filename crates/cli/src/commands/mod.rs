@@ -14,8 +14,8 @@ mod verify;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use wharf_store::Address;
+use anyhow::{Context, Result, bail};
+use wharf_store::{Address, Location};
 
 use crate::args::Command;
 
@@ -39,4 +39,15 @@ pub async fn run(command: Command) -> Result<ExitCode> {
 /// Parses a location argument, naming the argument's role in the error.
 fn parse_address(text: &str, role: &str) -> Result<Address> {
     Address::parse(text).with_context(|| role.to_owned())
+}
+
+/// Parses a location argument that must name one repository (not a whole CTF).
+fn parse_image_address(text: &str, role: &str) -> Result<Address> {
+    let address = parse_address(text, role)?;
+    if matches!(address.location, Location::Ctf(_)) && address.repository.is_empty() {
+        bail!(
+            "{role} {text:?} names a whole CTF; name one repository in it as ctf:PATH//REPOSITORY[:TAG]"
+        );
+    }
+    Ok(address)
 }

@@ -1,13 +1,13 @@
-//! Turning registry flags into the library's connection settings.
+//! Turning registry flags into the library's sessions.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use wharf_registries_conf::{Discovery, RegistriesConf};
-use wharf_store::WhenLocked;
-use wharf_store::registry::{CredentialSource, Credentials, Registries, RegistryOptions};
+use wharf_store::registry::{CredentialSource, Credentials};
+use wharf_store::{Session, SessionOptions, WhenLocked};
 
-use crate::args::{RegistriesConfArgs, RegistryArgs};
+use crate::args::{RegistriesConfArgs, RegistryArgs, TwoSidedArgs};
 
 /// The registries.conf in effect, or `None` with `--no-registries-conf`.
 pub fn registries_conf(args: &RegistriesConfArgs) -> Result<Option<Arc<RegistriesConf>>> {
@@ -23,15 +23,16 @@ pub fn registries_conf(args: &RegistriesConfArgs) -> Result<Option<Arc<Registrie
     Ok(Some(Arc::new(conf)))
 }
 
-/// Settings for one side of an operation; `creds` overrides `--creds` (for `--src-creds`/`--dest-creds`).
-pub fn registries(args: &RegistryArgs, creds: Option<&str>) -> Result<Registries> {
+/// A session for one side of an operation; `creds` overrides `--creds` (for `--src-creds` and
+/// `--dest-creds`).
+pub fn session(args: &RegistryArgs, creds: Option<&str>) -> Result<Session> {
     let credentials = creds
         .or(args.creds.as_deref())
         .map(|text| {
             Credentials::from_user_pass(text).context("credentials must be given as USER:PASSWORD")
         })
         .transpose()?;
-    let options = RegistryOptions {
+    let options = SessionOptions {
         credentials,
         source: CredentialSource {
             authfile: args.authfile.clone(),
@@ -48,5 +49,13 @@ pub fn registries(args: &RegistryArgs, creds: Option<&str>) -> Result<Registries
             WhenLocked::Wait
         },
     };
-    Ok(Registries::new(options)?)
+    Ok(Session::new(options)?)
+}
+
+/// The sessions of the source side and of the destination side.
+pub fn sessions(args: &TwoSidedArgs) -> Result<(Session, Session)> {
+    Ok((
+        session(&args.registry, args.src_creds.as_deref())?,
+        session(&args.registry, args.dest_creds.as_deref())?,
+    ))
 }

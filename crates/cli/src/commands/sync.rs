@@ -9,9 +9,9 @@ use anyhow::{Result, bail};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_copy::{CopyOptions, Job, Observer};
 use wharf_oci::{Descriptor, Digest};
-use wharf_sync::{ImageSpec, RootObserver, RootResult, Status, SyncOptions, SyncSpec};
+use wharf_sync::{ImageSpec, RootObserver, RootResult, Status, SyncOptions, SyncReport, SyncSpec};
 
-use super::registry_args::registries;
+use super::registry_args::sessions;
 use crate::args::{Format, SyncArgs};
 use crate::output::{human_bytes, out};
 
@@ -34,8 +34,16 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     if spec.images.is_empty() && spec.components.is_empty() {
         bail!("nothing to sync: give sources, --file or --retry-failed");
     }
-    let sources = registries(&args.registry, args.src_creds.as_deref())?;
-    let destinations = registries(&args.registry, args.dest_creds.as_deref())?;
+    if args.to.is_none() {
+        let images = spec.images.iter().map(|i| (&i.source, &i.destination));
+        let components = spec.components.iter().map(|c| (&c.source, &c.destination));
+        if let Some((source, _)) = images.chain(components).find(|(_, d)| d.is_none()) {
+            bail!(
+                "{source} has no destination: give --to PREFIX, or a destination in the sync file"
+            );
+        }
+    }
+    let (sources, destinations) = sessions(&args.sides)?;
     let options = SyncOptions {
         to: args.to.clone(),
         repo_map: args.repo_map.clone(),
@@ -87,7 +95,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
 
     match args.output {
         Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print_summary(&report.roots, args.dry_run),
+        Format::Text => print_summary(&report, args.dry_run),
     }
     Ok(if report.failures() > 0 {
         ExitCode::FAILURE
@@ -96,11 +104,11 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_summary(results: &[RootResult], dry_run: bool) {
+fn print_summary(report: &SyncReport, dry_run: bool) {
+    let results = &report.roots;
     let count = |status: Status| results.iter().filter(|r| r.status == status).count();
     let bytes: u64 = results.iter().map(|r| r.bytes).sum();
     let blobs: usize = results.iter().map(|r| r.blobs).sum();
-    let mounted: usize = results.iter().map(|r| r.mounted).sum();
     if dry_run {
         for r in results.iter().filter(|r| r.status != Status::Failed) {
             let what = if r.status == Status::Planned {
@@ -118,13 +126,16 @@ fn print_summary(results: &[RootResult], dry_run: bool) {
             human_bytes(bytes)
         );
     } else {
+        let moved = &report.moved;
         out!(
-            "synced {} images: {} copied, {} already there, {} failed; {blobs} blobs ({mounted} mounted), {} moved",
+            "synced {} images: {} copied, {} already there, {} failed; {} blobs ({} mounted), {} moved",
             results.len(),
             count(Status::Copied),
             count(Status::Skipped),
             count(Status::Failed),
-            human_bytes(bytes)
+            moved.blobs_uploaded + moved.blobs_mounted,
+            moved.blobs_mounted,
+            human_bytes(moved.bytes_uploaded)
         );
     }
     for failed in results.iter().filter(|r| r.status == Status::Failed) {

@@ -3,33 +3,31 @@
 use crate::output::out;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::parse_address;
-use super::registry_args::registries;
+use wharf_store::{Location, Mode};
+
+use super::parse_image_address;
+use super::registry_args::session;
 use crate::args::{CatalogArgs, Format, TagsArgs};
 
 pub async fn tags(args: TagsArgs) -> Result<ExitCode> {
-    let location = parse_address(&args.repository, "repository")?;
-    let store = location
-        .open_read(&registries(&args.registry, None)?)
-        .await?;
+    let address = parse_image_address(&args.repository, "repository")?;
+    let store = session(&args.registry, None)?.read(&address).await?;
     let tags = store.tags().await?;
-    print_list(args.output, "tags", &tags, &location.to_string());
+    print_list(args.output, "tags", &tags, &address.to_string());
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn catalog(args: CatalogArgs) -> Result<ExitCode> {
-    let repositories = registries(&args.registry, None)?
-        .catalog(&args.registry_host)
+    let location = Location::parse(&args.location).context("catalog location")?;
+    let repositories = session(&args.registry, None)?
+        .namespace(&location, Mode::Read)
+        .await?
+        .repositories()
         .await?;
-    print_list(
-        args.output,
-        "repositories",
-        &repositories,
-        &args.registry_host,
-    );
+    print_list(args.output, "repositories", &repositories, &args.location);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,38 +5,30 @@ use std::process::ExitCode;
 use anyhow::Result;
 use wharf_copy::{VerifyReport, verify};
 use wharf_oci::Descriptor;
-use wharf_store::{Address, ReadStore};
+use wharf_store::{Location, Mode, ReadStore};
 
 use super::parse_address;
-use super::registry_args::registries;
+use super::registry_args::session;
 use crate::args::{Format, VerifyArgs};
 use crate::output::{human_bytes, out};
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let registries = registries(&args.registry, None)?;
+    let session = session(&args.registry, None)?;
     let concurrency = usize::from(args.jobs);
     let referrers = !args.no_referrers;
+    let address = parse_address(&args.location, "verified")?;
     let mut report = VerifyReport::default();
-    if let Some(path) = Address::whole_ctf(&args.location) {
-        let ctf = registries.ctf(&path, false).await?;
-        let mut repositories: Vec<String> = ctf
-            .artifacts()
-            .await
-            .into_iter()
-            .map(|a| a.repository)
-            .collect();
-        repositories.sort();
-        repositories.dedup();
-        for repository in repositories {
-            let store = ctf.repository(&repository);
-            let roots = all_roots(&store).await?;
-            report.add(verify(&store, &roots, referrers, concurrency).await);
+    if address.is_whole() && matches!(address.location, Location::Ctf(_)) {
+        let namespace = session.namespace(&address.location, Mode::Read).await?;
+        for repository in namespace.repositories().await? {
+            let store = namespace.read(&repository)?;
+            let roots = all_roots(store.as_ref()).await?;
+            report.add(verify(store.as_ref(), &roots, referrers, concurrency).await);
         }
     } else {
-        let location = parse_address(&args.location, "verified")?;
-        let store = location.open_read(&registries).await?;
-        let roots = if location.tag().is_some() || location.digest().is_some() {
-            vec![location.resolve_in(store.as_ref()).await?]
+        let store = session.read(&address).await?;
+        let roots = if address.tag().is_some() || address.digest().is_some() {
+            vec![address.resolve_in(store.as_ref()).await?]
         } else {
             all_roots(store.as_ref()).await?
         };

@@ -27,8 +27,8 @@ use crate::archive::Archive;
 use crate::files::Files;
 use crate::lock::{WhenLocked, WriteLock};
 use crate::{
-    ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
-    verified,
+    ByteStream, ErrorKind, ManifestRole, Namespace, Op, ReadStore, Result, Store, StoreError,
+    check_bytes, verified,
 };
 
 const INDEX_FILE: &str = "artifact-index.json";
@@ -605,5 +605,64 @@ impl Store for CtfRepository {
 
     async fn finish(&self) -> Result<()> {
         self.ctf.finish().await
+    }
+}
+
+/// A CTF as a set of repositories.
+pub(crate) struct CtfNamespace {
+    ctf: Arc<Ctf>,
+    writable: bool,
+}
+
+impl CtfNamespace {
+    pub fn new(ctf: Arc<Ctf>, writable: bool) -> CtfNamespace {
+        CtfNamespace { ctf, writable }
+    }
+}
+
+#[async_trait]
+impl Namespace for CtfNamespace {
+    fn location(&self) -> String {
+        self.ctf.location()
+    }
+
+    fn read(&self, repository: &str) -> Result<Arc<dyn ReadStore>> {
+        Ok(Arc::new(self.ctf.repository(repository)))
+    }
+
+    fn write(&self, repository: &str) -> Result<Arc<dyn Store>> {
+        if !self.writable {
+            return Err(self.ctf.error(
+                Op::Open,
+                repository,
+                ErrorKind::Unsupported("opened for reading, not writing".into()),
+            ));
+        }
+        Ok(Arc::new(self.ctf.repository(repository)))
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .ctf
+            .artifacts()
+            .await
+            .into_iter()
+            .map(|a| a.repository)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn finish(&self) -> Result<()> {
+        self.ctf.finish().await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<PathBuf>> {
+        Ok(self
+            .ctf
+            .checkpoint()
+            .await?
+            .then(|| self.ctf.path().to_owned()))
     }
 }

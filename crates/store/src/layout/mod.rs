@@ -9,6 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,8 +25,8 @@ use crate::archive::Archive;
 use crate::files::Files;
 use crate::lock::{WhenLocked, WriteLock};
 use crate::{
-    ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
-    referrers_among, verified,
+    ByteStream, ErrorKind, ManifestRole, Namespace, Op, ReadStore, Result, Store, StoreError,
+    check_bytes, referrers_among, verified,
 };
 
 const LAYOUT_FILE: &str = "oci-layout";
@@ -545,5 +546,185 @@ impl Store for Layout {
             .finish()
             .await
             .map_err(|e| self.error(Op::Push, "", e.into()))
+    }
+}
+
+/// A layout as a set of repositories: image names `team/app:1.0` are tag `1.0` of repository
+/// `team/app`; the empty repository is the layout itself, with every name as it is.
+pub(crate) struct LayoutNamespace {
+    layout: Arc<Layout>,
+    writable: bool,
+}
+
+impl LayoutNamespace {
+    pub fn new(layout: Arc<Layout>, writable: bool) -> LayoutNamespace {
+        LayoutNamespace { layout, writable }
+    }
+
+    fn view(&self, repository: &str) -> Arc<LayoutRepository> {
+        Arc::new(LayoutRepository {
+            layout: self.layout.clone(),
+            repository: repository.to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl Namespace for LayoutNamespace {
+    fn location(&self) -> String {
+        self.layout.location()
+    }
+
+    fn read(&self, repository: &str) -> Result<Arc<dyn ReadStore>> {
+        Ok(if repository.is_empty() {
+            self.layout.clone()
+        } else {
+            self.view(repository)
+        })
+    }
+
+    fn write(&self, repository: &str) -> Result<Arc<dyn Store>> {
+        if !self.writable {
+            return Err(self.layout.error(
+                Op::Open,
+                "",
+                ErrorKind::Unsupported("opened for reading, not writing".into()),
+            ));
+        }
+        Ok(if repository.is_empty() {
+            self.layout.clone()
+        } else {
+            self.view(repository)
+        })
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .layout
+            .tags()
+            .await?
+            .iter()
+            .map(|name| {
+                name.rsplit_once(':')
+                    .map_or(String::new(), |(repository, _)| repository.to_owned())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn finish(&self) -> Result<()> {
+        self.layout.finish().await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<PathBuf>> {
+        Ok(self
+            .layout
+            .checkpoint()
+            .await?
+            .then(|| self.layout.path().to_owned()))
+    }
+}
+
+/// One repository of a layout: its tags are the image names `REPOSITORY:TAG`.
+struct LayoutRepository {
+    layout: Arc<Layout>,
+    repository: String,
+}
+
+impl LayoutRepository {
+    fn name(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.repository)
+    }
+
+    fn own_tag<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.repository.as_str())?
+            .strip_prefix(':')
+    }
+}
+
+#[async_trait]
+impl ReadStore for LayoutRepository {
+    fn location(&self) -> String {
+        format!("{}:{}", self.layout.location(), self.repository)
+    }
+
+    fn blob_scope(&self) -> String {
+        self.layout.blob_scope()
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        if Digest::parse(reference).is_ok() {
+            return self.layout.resolve(reference).await;
+        }
+        self.layout.resolve(&self.name(reference)).await
+    }
+
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        self.layout.fetch(descriptor).await
+    }
+
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
+        self.layout.exists(descriptor).await
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        Ok(self
+            .layout
+            .tags()
+            .await?
+            .iter()
+            .filter_map(|name| self.own_tag(name).map(str::to_owned))
+            .collect())
+    }
+
+    async fn roots(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        Ok(self
+            .layout
+            .roots()
+            .await?
+            .into_iter()
+            .filter_map(|(name, descriptor)| {
+                let tag = self.own_tag(name.as_deref()?)?.to_owned();
+                Some((Some(tag), descriptor))
+            })
+            .collect())
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        self.layout.referrers(subject, artifact_type).await
+    }
+}
+
+#[async_trait]
+impl Store for LayoutRepository {
+    async fn push(&self, descriptor: &Descriptor, body: ByteStream) -> Result<()> {
+        self.layout.push(descriptor, body).await
+    }
+
+    async fn push_manifest(
+        &self,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+    ) -> Result<()> {
+        match role {
+            ManifestRole::Tag(tag) => {
+                let name = self.name(tag);
+                self.layout
+                    .push_manifest(descriptor, raw, ManifestRole::Tag(&name))
+                    .await
+            }
+            other => self.layout.push_manifest(descriptor, raw, other).await,
+        }
+    }
+
+    async fn finish(&self) -> Result<()> {
+        self.layout.finish().await
     }
 }

@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use wharf_oci::{Descriptor, Digest, Reference};
 use wharf_registries_conf::{Endpoint, RegistriesConf};
 
-use super::{Registries, Repository};
+use super::{Clients, Repository};
 use crate::error::chain;
 use crate::{ByteStream, ErrorKind, MountSource, Op, ReadStore, Result, StoreError};
 
 /// A repository read through its registries.conf endpoints.
-pub struct Mirrored {
-    registries: Registries,
+pub(crate) struct Mirrored {
+    clients: Clients,
     conf: Arc<RegistriesConf>,
     /// The repository as the user named it.
     logical: Reference,
@@ -22,13 +22,9 @@ pub struct Mirrored {
 }
 
 impl Mirrored {
-    pub(super) fn new(
-        registries: Registries,
-        conf: Arc<RegistriesConf>,
-        logical: Reference,
-    ) -> Mirrored {
+    pub(super) fn new(clients: Clients, conf: Arc<RegistriesConf>, logical: Reference) -> Mirrored {
         Mirrored {
-            registries,
+            clients,
             conf,
             logical,
             chosen: Mutex::new(None),
@@ -88,7 +84,7 @@ impl Mirrored {
                 failures.push((endpoint, error));
                 continue;
             }
-            let repository = Arc::new(self.registries.endpoint(&endpoint, self.logical.domain()));
+            let repository = Arc::new(self.clients.endpoint(&endpoint, self.logical.domain()));
             tracing::debug!(endpoint = %endpoint.reference, mirror = endpoint.mirror, "trying");
             match attempt(repository.clone(), endpoint.reference.clone()).await {
                 Ok(value) => return Ok((value, repository)),
@@ -175,7 +171,7 @@ impl ReadStore for Mirrored {
 
     /// Tags come from the registry as named: mirrors serve single images, not listings.
     async fn tags(&self) -> Result<Vec<String>> {
-        self.registries.repository(&self.logical).tags().await
+        self.clients.repository(&self.logical).tags().await
     }
 
     async fn referrers(

@@ -1,5 +1,7 @@
-//! Registries over the OCI distribution API: a [`Repository`] is a [`Store`] for one repository, reached
-//! through a [`Registries`] context that holds connection settings, credentials and per-host state.
+//! Registries over the OCI distribution API: a repository is a [`Store`], a registry host (below a base
+//! path) a [`Namespace`], both reached through the clients and per-host state of a
+//! [`Session`](crate::Session). Only the credential types are public: callers open registries through
+//! sessions, never this module's types.
 //!
 //! Blobs stream in both directions: downloads are resumed with `Range` after a dropped connection, and
 //! uploads are one streamed `PUT` after a `POST` (chunked `PATCH`es when a chunk size is set, the host's
@@ -16,7 +18,7 @@ mod quirks;
 mod throttle;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,16 +30,14 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Reference, media_type};
 
+use crate::namespace::join;
 use crate::{
-    ByteStream, ErrorKind, ManifestRole, MountSource, Op, ReadStore, Result, Store, StoreError,
-    WhenLocked, check_bytes, verified,
+    ByteStream, ErrorKind, ManifestRole, MountSource, Namespace, Op, ReadStore, Result,
+    SessionOptions, Store, StoreError, check_bytes, verified,
 };
 use client::{Body, Host, Request, Response};
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
 use wharf_registries_conf::RegistriesConf;
-
-use crate::ctf::Ctf;
-use crate::layout::Layout;
 
 /// Upload chunk size when chunked uploads are needed and nothing else says how big.
 const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
@@ -52,46 +52,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How wharf connects to registries.
-#[derive(Debug, Clone)]
-pub struct RegistryOptions {
-    /// Credentials for every registry (`--creds`), instead of the auth files.
-    pub credentials: Option<Credentials>,
-    /// Where to look up credentials.
-    pub source: CredentialSource,
-    /// Verify TLS certificates (`--tls-verify=false` turns this off).
-    pub tls_verify: bool,
-    /// Extra CA certificates (`*.crt`, `*.pem`) to trust.
-    pub cert_dir: Option<PathBuf>,
-    /// Hosts that may be reached over plain HTTP (loopback hosts always may).
-    pub insecure_hosts: Vec<String>,
-    /// Upload blobs in chunks of at most this many bytes (for proxies that limit request bodies).
-    pub chunk_size: Option<usize>,
-    /// Mirrors, rewrites, `insecure` and `blocked` from registries.conf; reads try its endpoints.
-    pub registries_conf: Option<Arc<RegistriesConf>>,
-    /// A request on which no byte moves in either direction for this long fails, and is retried
-    /// like any network failure.
-    pub idle_timeout: Duration,
-    /// What to do when another process is writing a layout, archive or CTF this run writes.
-    pub when_locked: WhenLocked,
-}
-
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        RegistryOptions {
-            credentials: None,
-            source: CredentialSource::default(),
-            tls_verify: true,
-            cert_dir: None,
-            insecure_hosts: Vec::new(),
-            chunk_size: None,
-            registries_conf: None,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            when_locked: WhenLocked::Wait,
-        }
-    }
-}
-
 /// How to reach one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct HostMode {
@@ -101,49 +61,31 @@ struct HostMode {
     explicit_credentials: bool,
 }
 
-/// Connection settings plus per-host state (schemes, tokens, detected capabilities), shared by every
-/// repository opened through it, and the layouts and CTFs being written in the same run.
+/// HTTP clients and per-host state (schemes, tokens, detected capabilities), shared by every
+/// repository a session opens.
 #[derive(Clone)]
-pub struct Registries {
-    inner: Arc<RegistriesInner>,
+pub(crate) struct Clients {
+    inner: Arc<ClientsInner>,
 }
 
-struct RegistriesInner {
-    options: RegistryOptions,
+struct ClientsInner {
+    credentials: Option<Credentials>,
+    source: CredentialSource,
+    insecure_hosts: Vec<String>,
+    chunk_size: Option<usize>,
+    registries_conf: Option<Arc<RegistriesConf>>,
+    idle_timeout: Duration,
     client: reqwest::Client,
     /// For insecure hosts: certificates are not checked.
     lenient_client: reqwest::Client,
     hosts: Mutex<HashMap<(String, HostMode), Arc<Host>>>,
-    /// Layouts and CTFs opened for writing, one instance per path, so that concurrent copies into
-    /// one of them share its index.
-    layouts: tokio::sync::Mutex<HashMap<PathBuf, Arc<Layout>>>,
-    ctfs: tokio::sync::Mutex<HashMap<PathBuf, Arc<Ctf>>>,
     /// Per `host/repository`: does the referrers API exist?
     referrers_api: Mutex<HashMap<String, bool>>,
 }
 
-/// The instance cached for `path`, opened with `open` the first time.
-async fn shared<T, F, Fut>(
-    cache: &tokio::sync::Mutex<HashMap<PathBuf, Arc<T>>>,
-    path: &Path,
-    open: F,
-) -> Result<Arc<T>>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Arc<T>>>,
-{
-    let mut cache = cache.lock().await;
-    if let Some(found) = cache.get(path) {
-        return Ok(found.clone());
-    }
-    let opened = open().await?;
-    cache.insert(path.to_owned(), opened.clone());
-    Ok(opened)
-}
-
-impl Registries {
-    /// A context for `options`; fails if the CA directory cannot be read.
-    pub fn new(options: RegistryOptions) -> Result<Registries> {
+impl Clients {
+    /// Clients for `options`; fails if the CA directory cannot be read.
+    pub fn new(options: &SessionOptions) -> Result<Clients> {
         let fail = |reason: String| {
             StoreError::new(Op::Open, "registry client", ErrorKind::Invalid(reason))
         };
@@ -166,39 +108,37 @@ impl Registries {
             .tls_danger_accept_invalid_certs(true)
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        Ok(Registries {
-            inner: Arc::new(RegistriesInner {
-                options,
+        Ok(Clients {
+            inner: Arc::new(ClientsInner {
+                credentials: options.credentials.clone(),
+                source: options.source.clone(),
+                insecure_hosts: options.insecure_hosts.clone(),
+                chunk_size: options.chunk_size,
+                registries_conf: options.registries_conf.clone(),
+                idle_timeout: options.idle_timeout,
                 client,
                 lenient_client,
                 hosts: Mutex::new(HashMap::new()),
-                layouts: tokio::sync::Mutex::new(HashMap::new()),
-                ctfs: tokio::sync::Mutex::new(HashMap::new()),
                 referrers_api: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// The options this context was made with.
-    pub fn options(&self) -> &RegistryOptions {
-        &self.inner.options
-    }
-
     /// The shared state for `host` reached in `mode`.
     fn host_with(&self, host: &str, mode: HostMode) -> Arc<Host> {
-        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &self.inner;
+        let mut hosts = inner.hosts.lock().unwrap_or_else(|e| e.into_inner());
         hosts
             .entry((host.to_owned(), mode))
             .or_insert_with(|| {
-                let options = &self.inner.options;
                 // Insecure hosts skip certificate checks and may use HTTP; loopback hosts may use HTTP
                 // but a certificate they present is still checked.
                 let client = if mode.insecure {
-                    self.inner.lenient_client.clone()
+                    inner.lenient_client.clone()
                 } else {
-                    self.inner.client.clone()
+                    inner.client.clone()
                 };
-                let credentials = options
+                let credentials = inner
                     .credentials
                     .clone()
                     .filter(|_| mode.explicit_credentials);
@@ -207,8 +147,8 @@ impl Registries {
                     client,
                     mode.insecure || is_loopback(host),
                     credentials,
-                    options.source.clone(),
-                    options.idle_timeout,
+                    inner.source.clone(),
+                    inner.idle_timeout,
                 ))
             })
             .clone()
@@ -216,13 +156,13 @@ impl Registries {
 
     /// `host` as the user named it: insecure if `--insecure-registry` or registries.conf says so.
     fn host(&self, host: &str) -> Arc<Host> {
-        let options = &self.inner.options;
-        let configured = options
+        let configured = self
+            .inner
             .registries_conf
             .as_ref()
             .and_then(|conf| conf.find(host))
             .is_some_and(|r| r.insecure);
-        let insecure = configured || options.insecure_hosts.iter().any(|h| h == host);
+        let insecure = configured || self.inner.insecure_hosts.iter().any(|h| h == host);
         self.host_with(
             host,
             HostMode {
@@ -232,11 +172,20 @@ impl Registries {
         )
     }
 
+    /// The namespace of registry `host` below `base`.
+    pub fn namespace(&self, host: &str, base: &str) -> Arc<dyn Namespace> {
+        Arc::new(RegistryNamespace {
+            clients: self.clone(),
+            host: host.to_owned(),
+            base: base.to_owned(),
+        })
+    }
+
     /// A store for the repository `reference` names (its tag and digest are ignored), reached
     /// directly: for writes, tag listings, and when no registries.conf applies.
-    pub fn repository(&self, reference: &Reference) -> Repository {
+    fn repository(&self, reference: &Reference) -> Repository {
         Repository {
-            registries: self.clone(),
+            clients: self.clone(),
             host: self.host(reference.domain()),
             name: reference.path().to_owned(),
         }
@@ -244,20 +193,20 @@ impl Registries {
 
     /// A store for reading `reference`'s repository: through the registries.conf endpoints (mirrors
     /// first) when a configuration is loaded, else directly.
-    pub fn pull(&self, reference: &Reference) -> Box<dyn ReadStore> {
-        match &self.inner.options.registries_conf {
-            Some(conf) => Box::new(mirrors::Mirrored::new(
+    fn pull(&self, reference: &Reference) -> Arc<dyn ReadStore> {
+        match &self.inner.registries_conf {
+            Some(conf) => Arc::new(mirrors::Mirrored::new(
                 self.clone(),
                 conf.clone(),
                 reference.clone(),
             )),
-            None => Box::new(self.repository(reference)),
+            None => Arc::new(self.repository(reference)),
         }
     }
 
     /// A store for writing to `reference`'s repository; refused if registries.conf blocks it.
-    pub fn push(&self, reference: &Reference) -> Result<Repository> {
-        if let Some(conf) = &self.inner.options.registries_conf
+    fn push(&self, reference: &Reference) -> Result<Repository> {
+        if let Some(conf) = &self.inner.registries_conf
             && let Some(entry) = conf.find(&reference.name()).filter(|r| r.blocked)
         {
             return Err(StoreError::new(
@@ -280,97 +229,17 @@ impl Registries {
     ) -> Repository {
         let domain = endpoint.reference.domain();
         let mode = HostMode {
-            insecure: endpoint.insecure
-                || self
-                    .inner
-                    .options
-                    .insecure_hosts
-                    .iter()
-                    .any(|h| h == domain),
+            insecure: endpoint.insecure || self.inner.insecure_hosts.iter().any(|h| h == domain),
             explicit_credentials: domain == logical_domain,
         };
         Repository {
-            registries: self.clone(),
+            clients: self.clone(),
             host: self.host_with(domain, mode),
             name: endpoint.reference.path().to_owned(),
         }
     }
 
-    /// The layout directory at `path` for writing, shared by everything this context writes there.
-    pub async fn layout(&self, path: &Path) -> Result<Arc<Layout>> {
-        shared(&self.inner.layouts, path, || async {
-            Ok(Arc::new(
-                Layout::create_with(path, self.inner.options.when_locked).await?,
-            ))
-        })
-        .await
-    }
-
-    /// The `oci-archive:` at `path`, shared by everything this context reads or writes there: indexed
-    /// once, and written out by [`Registries::finish`].
-    pub async fn archive(&self, path: &Path, write: bool) -> Result<Arc<Layout>> {
-        shared(&self.inner.layouts, path, || async {
-            Ok(Arc::new(if write {
-                Layout::create_archive(path, self.inner.options.when_locked).await?
-            } else {
-                Layout::open_archive(path).await?
-            }))
-        })
-        .await
-    }
-
-    /// The CTF at `path`, shared by everything this context reads or writes there: an archive is
-    /// indexed once, and written out by [`Registries::finish`].
-    pub async fn ctf(&self, path: &Path, write: bool) -> Result<Arc<Ctf>> {
-        shared(&self.inner.ctfs, path, || async {
-            if write {
-                Ctf::create(path, self.inner.options.when_locked).await
-            } else {
-                Ctf::open(path).await
-            }
-        })
-        .await
-    }
-
-    /// Finishes every layout, archive and CTF opened through this context: archives written to are
-    /// written out (see [`Store::finish`]); the rest need nothing. Call once, after the last write.
-    pub async fn finish(&self) -> Result<()> {
-        for layout in self.opened_layouts().await {
-            layout.finish().await?;
-        }
-        for ctf in self.opened_ctfs().await {
-            ctf.finish().await?;
-        }
-        Ok(())
-    }
-
-    /// Leaves every archive written through this context unfinished but resumable: its partial file
-    /// holds what was written, indexes included, and the next run to write it carries on. For runs
-    /// that failed in part; returns the archives left so.
-    pub async fn checkpoint(&self) -> Result<Vec<PathBuf>> {
-        let mut unfinished = Vec::new();
-        for layout in self.opened_layouts().await {
-            if layout.checkpoint().await? {
-                unfinished.push(layout.path().to_owned());
-            }
-        }
-        for ctf in self.opened_ctfs().await {
-            if ctf.checkpoint().await? {
-                unfinished.push(ctf.path().to_owned());
-            }
-        }
-        Ok(unfinished)
-    }
-
-    async fn opened_layouts(&self) -> Vec<Arc<Layout>> {
-        self.inner.layouts.lock().await.values().cloned().collect()
-    }
-
-    async fn opened_ctfs(&self) -> Vec<Arc<Ctf>> {
-        self.inner.ctfs.lock().await.values().cloned().collect()
-    }
-
-    /// Checks that the registry accepts this context's credentials (`wharf login`).
+    /// Checks that the registry accepts the credentials (`wharf login`).
     pub async fn check_credentials(&self, host: &str) -> Result<()> {
         let host = self.host(host);
         let fail = |kind| StoreError::new(Op::Open, host.name.clone(), kind);
@@ -387,7 +256,7 @@ impl Registries {
     }
 
     /// Repositories of a registry (`/v2/_catalog`, following pagination).
-    pub async fn catalog(&self, host: &str) -> Result<Vec<String>> {
+    async fn catalog(&self, host: &str) -> Result<Vec<String>> {
         let host = self.host(host);
         let target = format!("{} catalog", host.name);
         let fail = |kind| StoreError::new(Op::ListTags, target.clone(), kind);
@@ -415,6 +284,54 @@ impl Registries {
         .await
         .map_err(fail)?;
         Ok(out)
+    }
+}
+
+/// The repositories of a registry below a base path.
+struct RegistryNamespace {
+    clients: Clients,
+    host: String,
+    base: String,
+}
+
+impl RegistryNamespace {
+    fn reference(&self, repository: &str) -> Result<Reference> {
+        let path = join(&self.base, repository);
+        Reference::parse(&format!("{}/{path}", self.host)).map_err(|e| {
+            StoreError::new(
+                Op::Open,
+                format!("{}/{path}", self.host),
+                ErrorKind::Invalid(e.reason.to_string()),
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl Namespace for RegistryNamespace {
+    fn location(&self) -> String {
+        join(&self.host, &self.base)
+    }
+
+    fn read(&self, repository: &str) -> Result<Arc<dyn ReadStore>> {
+        Ok(self.clients.pull(&self.reference(repository)?))
+    }
+
+    fn write(&self, repository: &str) -> Result<Arc<dyn Store>> {
+        Ok(Arc::new(self.clients.push(&self.reference(repository)?)?))
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        let mut all = self.clients.catalog(&self.host).await?;
+        if !self.base.is_empty() {
+            let prefix = format!("{}/", self.base);
+            all = all
+                .into_iter()
+                .filter_map(|r| r.strip_prefix(&prefix).map(str::to_owned))
+                .collect();
+        }
+        all.sort();
+        Ok(all)
     }
 }
 
@@ -514,8 +431,8 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
 }
 
 /// One repository of a registry.
-pub struct Repository {
-    registries: Registries,
+pub(crate) struct Repository {
+    clients: Clients,
     host: Arc<Host>,
     name: String,
 }
@@ -615,7 +532,7 @@ impl Repository {
     ) -> Result<Option<Vec<Descriptor>>, ErrorKind> {
         let key = format!("{}/{}", self.host.name, self.name);
         let known = self
-            .registries
+            .clients
             .inner
             .referrers_api
             .lock()
@@ -643,7 +560,7 @@ impl Repository {
         if !first.status.is_success() || !is_index {
             // 404 (or any non-index answer) from a registry without the API: use the tag schema.
             if matches!(first.status.as_u16(), 404 | 400 | 405) || first.status.is_success() {
-                self.registries
+                self.clients
                     .inner
                     .referrers_api
                     .lock()
@@ -653,7 +570,7 @@ impl Repository {
             }
             return Err(first.error());
         }
-        self.registries
+        self.clients
             .inner
             .referrers_api
             .lock()
@@ -815,7 +732,7 @@ impl Repository {
         let min_chunk = header_str(response.headers(), "oci-chunk-min-length")
             .and_then(|v| v.parse::<usize>().ok());
         let location = upload_location(&self.host, response.headers()).await?;
-        let chunk = match (self.registries.inner.options.chunk_size, min_chunk) {
+        let chunk = match (self.clients.inner.chunk_size, min_chunk) {
             (Some(size), min) => Some(size.max(min.unwrap_or(0))),
             (None, Some(min)) if !self.host.quirks.monolithic_only => Some(min.max(DEFAULT_CHUNK)),
             (None, _) if self.host.quirks.chunked_upload => Some(DEFAULT_CHUNK),
