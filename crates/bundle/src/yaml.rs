@@ -3,10 +3,14 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Parses YAML (JSON is accepted too: it is YAML). The error names line and column.
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_saphyr::from_str(text)
-        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
+/// YAML that cannot be read as what it should be; the message names line and column.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.to_string().lines().next().unwrap_or_default())]
+pub struct YamlError(#[from] serde_saphyr::Error);
+
+/// Parses YAML (JSON is accepted too: it is YAML).
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    Ok(serde_saphyr::from_str(text)?)
 }
 
 /// Writes YAML, long strings on one line (references and digests stay greppable).

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -15,29 +15,57 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::User;
 
-/// An append-only file of JSON lines.
+/// An append-only file of JSON lines, written by a thread of its own so that no request waits on the
+/// disk; the thread writes each line as it comes.
 pub struct AccessLog {
-    file: Mutex<std::fs::File>,
+    lines: mpsc::Sender<Message>,
+}
+
+enum Message {
+    Line(String),
+    /// Answered once every line sent before it is written.
+    Flush(mpsc::Sender<()>),
 }
 
 impl AccessLog {
     /// Opens (creating) the file for appending.
     pub fn open(path: &Path) -> std::io::Result<AccessLog> {
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(AccessLog {
-            file: Mutex::new(file),
-        })
+        let (lines, received) = mpsc::channel::<Message>();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                for message in received {
+                    match message {
+                        Message::Line(line) => {
+                            if let Err(e) = file.write_all(line.as_bytes()) {
+                                tracing::warn!("cannot write the access log: {e}");
+                            }
+                        }
+                        Message::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(AccessLog { lines })
     }
 
     fn write(&self, record: &serde_json::Value) {
         let mut line = record.to_string();
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            tracing::warn!("cannot write the access log: {e}");
+        // Fails only when the writer thread is gone, and it has said why.
+        let _ = self.lines.send(Message::Line(line));
+    }
+
+    /// Waits until every line recorded so far is written (for shutdown).
+    pub async fn flush(&self) {
+        let (done, written) = mpsc::channel();
+        if self.lines.send(Message::Flush(done)).is_ok() {
+            let _ = tokio::task::spawn_blocking(move || written.recv()).await;
         }
     }
 }

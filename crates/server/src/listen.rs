@@ -224,6 +224,9 @@ impl Registry {
         {
             tracing::warn!("requests still open after {DRAIN_TIMEOUT:?}; closing them");
         }
+        if let Some(log) = &self.state.access_log {
+            log.flush().await;
+        }
     }
 }
 

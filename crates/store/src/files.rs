@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::archive::Archive;
-use crate::fsutil;
+use crate::durable;
 use crate::{ByteStream, StoreError};
 
 /// Where a store's files are.
@@ -83,11 +83,11 @@ impl Files {
         match self {
             Files::Dir(dir) => {
                 tokio::fs::create_dir_all(dir).await.map_err(&fail)?;
-                let (mut file, temp) = fsutil::temp_file(dir).await.map_err(&fail)?;
+                let (mut file, temp) = durable::temp_file(dir).await.map_err(&fail)?;
                 while let Some(chunk) = body.next().await {
                     file.write_all(&chunk?).await.map_err(&fail)?;
                 }
-                fsutil::persist(file, temp, &dir.join(name))
+                durable::persist(file, temp, &dir.join(name))
                     .await
                     .map_err(fail)
             }
@@ -124,7 +124,7 @@ impl Files {
     /// write lock.
     pub async fn remove_stale_temporaries(&self) -> io::Result<()> {
         match self {
-            Files::Dir(dir) => fsutil::remove_stale(dir, fsutil::TEMP_PREFIX).await,
+            Files::Dir(dir) => durable::remove_stale(dir, durable::TEMP_PREFIX).await,
             Files::Archive(archive) => archive.remove_stale_temporaries().await,
         }
     }
@@ -168,5 +168,5 @@ async fn open_regular(path: &Path) -> io::Result<Option<tokio::fs::File>> {
 
 async fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     tokio::fs::create_dir_all(dir).await?;
-    fsutil::write_atomic(dir, &dir.join(name), bytes).await
+    durable::write_atomic(dir, &dir.join(name), bytes).await
 }

@@ -27,13 +27,14 @@
 mod address;
 mod archive;
 pub mod ctf;
+pub mod durable;
 mod error;
 mod files;
-mod fsutil;
 pub mod layout;
 mod lock;
 pub mod memory;
 mod namespace;
+mod referrers;
 pub mod registry;
 mod session;
 mod verify;

@@ -29,19 +29,38 @@ pub enum Access {
     Other(Value),
 }
 
+/// An access specification that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// No `type`.
+    #[error("access has no type")]
+    NoType,
+    /// A field the type needs is missing.
+    #[error("{kind} access needs {field}")]
+    Missing {
+        /// The access type.
+        kind: String,
+        /// The field.
+        field: &'static str,
+    },
+}
+
 impl Access {
     /// Reads an access specification.
-    pub fn from_value(value: &Value) -> Result<Access, String> {
+    pub fn from_value(value: &Value) -> Result<Access, AccessError> {
         let kind = value
             .get("type")
             .and_then(Value::as_str)
-            .ok_or("access has no type")?;
-        let field = |name: &str| {
+            .ok_or(AccessError::NoType)?;
+        let field = |name: &'static str| {
             value
                 .get(name)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| format!("{kind} access needs {name}"))
+                .ok_or_else(|| AccessError::Missing {
+                    kind: kind.to_owned(),
+                    field: name,
+                })
         };
         Ok(match kind.split('/').next().unwrap_or(kind) {
             "localBlob" | "LocalBlob" => Access::LocalBlob {
@@ -114,6 +133,7 @@ mod tests {
         assert!(
             Access::from_value(&json!({"type": "localBlob"}))
                 .unwrap_err()
+                .to_string()
                 .contains("localReference")
         );
     }

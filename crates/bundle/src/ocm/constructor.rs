@@ -104,7 +104,7 @@ pub async fn build(
     let text = tokio::fs::read_to_string(file)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let constructor: ConstructorFile = yaml::from_str(&text).map_err(fail)?;
+    let constructor: ConstructorFile = yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut inputs = Inputs::default();
     let mut planned = Vec::new();
@@ -223,8 +223,7 @@ pub async fn build(
             }
             descriptor.add_reference(entry);
         }
-        ComponentDescriptor::from_value(descriptor.as_value().clone())
-            .map_err(|e| fail(e.to_string()))?;
+        ComponentDescriptor::from_value(descriptor.to_value()).map_err(|e| fail(e.to_string()))?;
         planned.push((descriptor, blobs));
     }
     let mut written = Vec::new();

@@ -4,18 +4,73 @@
 use serde_json::{Map, Value, json};
 use wharf_oci::{Algorithm, Digest};
 
-use super::access::Access;
-use crate::yaml;
+use super::access::{Access, AccessError};
+use crate::yaml::{self, YamlError};
 
 /// Why a component descriptor cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("component descriptor: {0}")]
-pub struct DescriptorError(pub String);
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DescriptorError {
+    /// The bytes are not text.
+    #[error("component descriptor: not UTF-8 text")]
+    NotText,
+    /// Neither JSON nor YAML.
+    #[error("component descriptor: invalid YAML: {0}")]
+    Yaml(#[from] YamlError),
+    /// Another schema.
+    #[error("component descriptor: meta.schemaVersion is {0}, wharf reads v2")]
+    Schema(String),
+    /// No `component` object.
+    #[error("component descriptor: no component section")]
+    NoComponent,
+    /// The component's name.
+    #[error("component descriptor: {0}")]
+    Name(#[from] InvalidName),
+    /// The component's version.
+    #[error("component descriptor: {0}")]
+    Version(#[from] InvalidVersion),
+    /// A field that must be a list is not.
+    #[error("component descriptor: component.{0} must be a list")]
+    NotAList(&'static str),
+    /// A resource without a name.
+    #[error("component descriptor: resource {0} has no name")]
+    UnnamedResource(usize),
+    /// A resource whose access cannot be read.
+    #[error("component descriptor: resource {index}: {error}")]
+    Access {
+        /// Position in `component.resources`.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        error: AccessError,
+    },
+}
 
-/// A component descriptor (`meta.schemaVersion: v2`).
+/// A string that is not an OCM component name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a valid component name: use a lower-case domain you own and a path, e.g. acme.org/app"
+)]
+pub struct InvalidName(pub String);
+
+/// A string that is not an OCM component version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a valid component version (relaxed semver, e.g. 1.2.3 or v1.0.0-rc.1+build.5)"
+)]
+pub struct InvalidVersion(pub String);
+
+/// A component descriptor (`meta.schemaVersion: v2`): the document as read, so that fields wharf
+/// does not know survive every transfer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentDescriptor {
-    doc: Value,
+    /// Everything but `component` (meta, signatures, unknown fields).
+    top: Map<String, Value>,
+    /// `component`.
+    component: Map<String, Value>,
+    /// `component.name` and `component.version`, validated.
+    name: String,
+    version: String,
 }
 
 /// A resource as the descriptor lists it.
@@ -49,38 +104,38 @@ pub struct ComponentReference {
 impl ComponentDescriptor {
     /// Parses JSON or YAML and validates the essentials.
     pub fn parse(bytes: &[u8]) -> Result<ComponentDescriptor, DescriptorError> {
-        let text =
-            std::str::from_utf8(bytes).map_err(|_| DescriptorError("not UTF-8 text".into()))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| DescriptorError::NotText)?;
         let doc: Value = match serde_json::from_str(text) {
             Ok(doc) => doc,
-            Err(_) => {
-                yaml::from_str(text).map_err(|e| DescriptorError(format!("invalid YAML: {e}")))?
-            }
+            Err(_) => yaml::from_str(text)?,
         };
         ComponentDescriptor::from_value(doc)
     }
 
     /// Validates a document.
     pub fn from_value(doc: Value) -> Result<ComponentDescriptor, DescriptorError> {
-        let fail = |m: String| Err(DescriptorError(m));
         let schema = doc.pointer("/meta/schemaVersion").and_then(Value::as_str);
         if schema != Some("v2") {
-            return fail(format!(
-                "meta.schemaVersion is {}, wharf reads v2",
-                schema.map_or("missing".to_owned(), |s| format!("{s:?}"))
+            return Err(DescriptorError::Schema(
+                schema.map_or("missing".to_owned(), |s| format!("{s:?}")),
             ));
         }
-        let Some(component) = doc.get("component").and_then(Value::as_object) else {
-            return fail("no component section".into());
+        let Value::Object(mut top) = doc else {
+            return Err(DescriptorError::NoComponent);
+        };
+        let Some(Value::Object(component)) = top.remove("component") else {
+            return Err(DescriptorError::NoComponent);
         };
         let text = |key: &str| {
             component
                 .get(key)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
+                .to_owned()
         };
-        validate_name(text("name")).map_err(DescriptorError)?;
-        validate_version(text("version")).map_err(DescriptorError)?;
+        let (name, version) = (text("name"), text("version"));
+        validate_name(&name)?;
+        validate_version(&version)?;
         for list in [
             "resources",
             "sources",
@@ -92,21 +147,26 @@ impl ComponentDescriptor {
                 .get(list)
                 .is_some_and(|v| !v.is_array() && !v.is_null())
             {
-                return fail(format!("component.{list} must be a list"));
+                return Err(DescriptorError::NotAList(list));
             }
         }
-        let descriptor = ComponentDescriptor { doc };
-        for (i, resource) in descriptor.list("resources").iter().enumerate() {
+        let descriptor = ComponentDescriptor {
+            top,
+            component,
+            name,
+            version,
+        };
+        for (index, resource) in descriptor.list("resources").iter().enumerate() {
             if resource
                 .get("name")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
             {
-                return fail(format!("resource {i} has no name"));
+                return Err(DescriptorError::UnnamedResource(index));
             }
             if let Some(access) = resource.get("access") {
                 Access::from_value(access)
-                    .map_err(|e| DescriptorError(format!("resource {i}: {e}")))?;
+                    .map_err(|error| DescriptorError::Access { index, error })?;
             }
         }
         Ok(descriptor)
@@ -132,46 +192,37 @@ impl ComponentDescriptor {
         }))
     }
 
-    fn component(&self) -> &Map<String, Value> {
-        self.doc["component"].as_object().expect("validated")
-    }
-
-    fn component_mut(&mut self) -> &mut Map<String, Value> {
-        self.doc["component"].as_object_mut().expect("validated")
-    }
-
     fn list(&self, key: &str) -> Vec<Value> {
-        self.component()
+        self.component
             .get(key)
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
     }
 
-    fn list_mut(&mut self, key: &str) -> &mut Vec<Value> {
-        let component = self.component_mut();
-        if !component.get(key).is_some_and(Value::is_array) {
-            component.insert(key.to_owned(), json!([]));
-        }
-        component
-            .get_mut(key)
-            .and_then(Value::as_array_mut)
-            .expect("just made a list")
+    /// Changes list `key` of the component (made a list if it is not one).
+    fn edit_list(&mut self, key: &str, edit: impl FnOnce(&mut Vec<Value>)) {
+        let mut items = match self.component.remove(key) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        edit(&mut items);
+        self.component.insert(key.to_owned(), Value::Array(items));
     }
 
     /// `component.name`.
     pub fn name(&self) -> &str {
-        self.component()["name"].as_str().expect("validated")
+        &self.name
     }
 
     /// `component.version`.
     pub fn version(&self) -> &str {
-        self.component()["version"].as_str().expect("validated")
+        &self.version
     }
 
     /// The provider's name (a string, or the `name` of an object).
     pub fn provider(&self) -> String {
-        match self.component().get("provider") {
+        match self.component.get("provider") {
             Some(Value::String(name)) => name.clone(),
             Some(Value::Object(object)) => object
                 .get("name")
@@ -204,29 +255,25 @@ impl ComponentDescriptor {
 
     /// Adds a resource (a JSON object with at least `name` and `type`).
     pub fn add_resource(&mut self, resource: Value) {
-        self.list_mut("resources").push(resource);
+        self.edit_list("resources", |resources| resources.push(resource));
     }
 
     /// Replaces the access of resource `index`.
     pub fn set_access(&mut self, index: usize, access: &Access) {
-        if let Some(resource) = self
-            .list_mut("resources")
-            .get_mut(index)
-            .and_then(Value::as_object_mut)
-        {
-            resource.insert("access".to_owned(), access.to_value());
-        }
+        self.set_resource_field(index, "access", access.to_value());
     }
 
     /// Sets the digest of resource `index`.
     pub fn set_digest(&mut self, index: usize, digest: Value) {
-        if let Some(resource) = self
-            .list_mut("resources")
-            .get_mut(index)
-            .and_then(Value::as_object_mut)
-        {
-            resource.insert("digest".to_owned(), digest);
-        }
+        self.set_resource_field(index, "digest", digest);
+    }
+
+    fn set_resource_field(&mut self, index: usize, field: &str, value: Value) {
+        self.edit_list("resources", |resources| {
+            if let Some(resource) = resources.get_mut(index).and_then(Value::as_object_mut) {
+                resource.insert(field.to_owned(), value);
+            }
+        });
     }
 
     /// Component references.
@@ -255,7 +302,9 @@ impl ComponentDescriptor {
 
     /// Adds a component reference.
     pub fn add_reference(&mut self, reference: Value) {
-        self.list_mut("componentReferences").push(reference);
+        self.edit_list("componentReferences", |references| {
+            references.push(reference);
+        });
     }
 
     /// `component.repositoryContexts`, oldest first.
@@ -265,37 +314,46 @@ impl ComponentDescriptor {
 
     /// Appends a repository context unless it is already the last one.
     pub fn push_repository_context(&mut self, context: Value) {
-        let contexts = self.list_mut("repositoryContexts");
-        if contexts.last() != Some(&context) {
-            contexts.push(context);
-        }
+        self.edit_list("repositoryContexts", |contexts| {
+            if contexts.last() != Some(&context) {
+                contexts.push(context);
+            }
+        });
     }
 
     /// Sets `component.labels`.
     pub fn set_labels(&mut self, labels: Value) {
-        self.component_mut().insert("labels".to_owned(), labels);
+        self.component.insert("labels".to_owned(), labels);
     }
 
     /// The document as JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(&self.doc).expect("serialises")
+        let mut out = Vec::new();
+        // A JSON value always serialises; writing to memory cannot fail.
+        let _ = serde_json::to_writer_pretty(&mut out, &self.to_value());
+        out
     }
 
     /// The document as YAML.
     pub fn to_yaml(&self) -> String {
-        yaml::to_string(&self.doc)
+        yaml::to_string(&self.to_value())
     }
 
     /// The document.
-    pub fn as_value(&self) -> &Value {
-        &self.doc
+    pub fn to_value(&self) -> Value {
+        let mut doc = self.top.clone();
+        doc.insert(
+            "component".to_owned(),
+            Value::Object(self.component.clone()),
+        );
+        Value::Object(doc)
     }
 
     /// The signing-relevant content, normalised (OCM `jsonNormalisation/v3`, byte-identical to
     /// `v4alpha1`): no meta, signatures, repository contexts or accesses, only labels marked for
     /// signing, provider as an object, serialised with JSON canonicalisation (RFC 8785).
     pub fn normalised(&self) -> Vec<u8> {
-        let component = self.component();
+        let component = &self.component;
         let mut out = Map::new();
         for key in ["name", "version"] {
             if let Some(value) = component.get(key) {
@@ -415,12 +473,8 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 
 /// OCM component names: a DNS domain (at least two labels, the last two or more letters) and a path
 /// of at least one element, all lower case, at most 255 characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let fail = || {
-        Err(format!(
-            "{name:?} is not a valid component name: use a lower-case domain you own and a path, e.g. acme.org/app"
-        ))
-    };
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let fail = || Err(InvalidName(name.to_owned()));
     if name.len() > 255 {
         return fail();
     }
@@ -455,12 +509,8 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// Relaxed semantic versions: an optional `v`, one to three numbers, an optional pre-release and build.
-pub fn validate_version(version: &str) -> Result<(), String> {
-    let fail = || {
-        Err(format!(
-            "{version:?} is not a valid component version (relaxed semver, e.g. 1.2.3 or v1.0.0-rc.1+build.5)"
-        ))
-    };
+pub fn validate_version(version: &str) -> Result<(), InvalidVersion> {
+    let fail = || Err(InvalidVersion(version.to_owned()));
     let core = version.strip_prefix('v').unwrap_or(version);
     let (core, build) = match core.split_once('+') {
         Some((core, build)) => (core, Some(build)),

@@ -11,16 +11,93 @@ mod transfer;
 
 use std::path::PathBuf;
 
-pub use access::Access;
+pub use access::{Access, AccessError};
 pub use address::ComponentAddress;
 pub use constructor::build;
 pub use descriptor::{
-    ComponentDescriptor, ComponentReference, DescriptorError, Resource, canonical_json,
-    tag_to_version, validate_name, validate_version, version_to_tag,
+    ComponentDescriptor, ComponentReference, DescriptorError, InvalidName, InvalidVersion,
+    Resource, canonical_json, tag_to_version, validate_name, validate_version, version_to_tag,
 };
 pub use repository::{COMPONENT_REPOSITORIES, ComponentVersion, OcmRepository};
 pub use resolve::{Located, locate};
 pub use transfer::{ResourceMode, TransferOptions, Transferred, resolve_image, transfer};
+
+/// What is wrong with a stored component version.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoredError {
+    /// Its index lists nothing.
+    #[error("an empty component index")]
+    EmptyIndex,
+    /// Its index marks more than one descriptor manifest.
+    #[error("an index with several descriptor manifests")]
+    SeveralDescriptors,
+    /// The descriptor manifest is an index itself.
+    #[error("the descriptor manifest is an index")]
+    DescriptorIsIndex,
+    /// The config is not OCM's.
+    #[error("config media type {0} is not OCM's")]
+    ForeignConfig(String),
+    /// The config cannot be read.
+    #[error("config is not JSON: {0}")]
+    ConfigNotJson(serde_json::Error),
+    /// The config does not name the descriptor layer.
+    #[error("config has no usable componentDescriptorLayer: {0}")]
+    NoDescriptorLayer(serde_json::Error),
+    /// The descriptor layer is of an unknown kind.
+    #[error("descriptor layer media type {0} is unknown")]
+    UnknownDescriptorType(String),
+    /// The descriptor is of another component version.
+    #[error("its descriptor describes {0}")]
+    DescribesOther(String),
+    /// A config or descriptor over the size limit.
+    #[error("{0} is {1} bytes, over the descriptor limit")]
+    TooLarge(wharf_oci::Digest, u64),
+    /// The descriptor tar cannot be read.
+    #[error("descriptor tar: {0}")]
+    Tar(std::io::Error),
+    /// The descriptor tar lacks the descriptor.
+    #[error("the descriptor tar has no component-descriptor.yaml")]
+    NoDescriptorFile,
+}
+
+/// What is wrong with a resource.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResourceError {
+    /// It has no access.
+    #[error("has no access")]
+    NoAccess,
+    /// Its local reference is not a digest.
+    #[error("local reference: {0}")]
+    LocalReference(wharf_oci::DigestError),
+    /// Its image reference cannot be parsed.
+    #[error("reference {reference:?}: {error}")]
+    Reference {
+        /// The reference as written.
+        reference: String,
+        /// Why it cannot be parsed.
+        #[source]
+        error: wharf_oci::ReferenceError,
+    },
+    /// An access type wharf cannot follow.
+    #[error("access type {0} is not one wharf can read")]
+    UnknownAccess(String),
+    /// A local blob the component version does not hold.
+    #[error("local blob {0} is not in the component version")]
+    MissingBlob(wharf_oci::Digest),
+    /// The copied artifact is not what the descriptor records.
+    #[error("the artifact's digest is {actual}, but the descriptor records {recorded}")]
+    DigestMismatch {
+        /// What was copied.
+        actual: wharf_oci::Digest,
+        /// What the descriptor records.
+        recorded: wharf_oci::Digest,
+    },
+    /// A recorded digest that cannot be read.
+    #[error("recorded digest {0} cannot be read")]
+    RecordedDigest(String),
+}
 
 /// Why an OCM operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +113,28 @@ pub enum OcmError {
     #[error(transparent)]
     Copy(#[from] wharf_copy::CopyError),
     /// Stored content that does not form a valid component version.
-    #[error("invalid component version: {0}")]
-    Invalid(String),
+    #[error("invalid component version {component} in {location}")]
+    Stored {
+        /// `name:version`.
+        component: String,
+        /// The OCM repository.
+        location: String,
+        /// What is wrong.
+        #[source]
+        error: StoredError,
+    },
+    /// A resource that cannot be used.
+    #[error("resource {name:?}")]
+    Resource {
+        /// The resource's name.
+        name: String,
+        /// What is wrong.
+        #[source]
+        error: ResourceError,
+    },
+    /// A local blob asked for as an OCI artifact.
+    #[error("{0} is a blob, not an OCI artifact")]
+    NotAnArtifact(wharf_oci::Digest),
     /// A location that cannot be parsed.
     #[error("invalid location {0}")]
     Location(String),

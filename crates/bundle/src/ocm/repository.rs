@@ -23,8 +23,8 @@ use wharf_store::{
     verified,
 };
 
-use super::OcmError;
 use super::descriptor::{ComponentDescriptor, tag_to_version, version_to_tag};
+use super::{OcmError, StoredError};
 
 /// Where OCM keeps component versions: `<base>/component-descriptors/<name>`.
 pub const COMPONENT_REPOSITORIES: &str = "component-descriptors/";
@@ -192,6 +192,11 @@ impl OcmRepository {
 
     /// Reads component version `name:version`.
     pub async fn read(&self, name: &str, version: &str) -> Result<ComponentVersion, OcmError> {
+        let stored = |error| OcmError::Stored {
+            component: format!("{name}:{version}"),
+            location: self.location(),
+            error,
+        };
         let store = self.read_store(&self.component_path(name))?;
         let root = store.resolve(&version_to_tag(version)).await.map_err(|e| {
             if e.is_not_found() {
@@ -218,8 +223,8 @@ impl OcmRepository {
                         .manifests
                         .first()
                         .cloned()
-                        .ok_or_else(|| invalid("an empty component index"))?,
-                    _ => return Err(invalid("an index with several descriptor manifests")),
+                        .ok_or_else(|| stored(StoredError::EmptyIndex))?,
+                    _ => return Err(stored(StoredError::SeveralDescriptors)),
                 };
                 for entry in index.manifests.iter().filter(|d| d.digest != chosen.digest) {
                     local.insert(entry.digest.to_string(), plain(entry));
@@ -229,43 +234,36 @@ impl OcmRepository {
             }
         };
         let ManifestBody::Image(image) = manifest.body() else {
-            return Err(invalid("the descriptor manifest is an index"));
+            return Err(stored(StoredError::DescriptorIsIndex));
         };
         if image.config.media_type != CONFIG_MEDIA_TYPE
             && !LEGACY_CONFIG.contains(&image.config.media_type.as_str())
         {
-            return Err(invalid(&format!(
-                "config media type {} is not OCM's",
-                image.config.media_type
+            return Err(stored(StoredError::ForeignConfig(
+                image.config.media_type.clone(),
             )));
         }
         let config: Value =
-            serde_json::from_slice(&read_small(store.as_ref(), &image.config).await?)
-                .map_err(|e| invalid(&format!("config is not JSON: {e}")))?;
+            serde_json::from_slice(&read_small(store.as_ref(), &image.config, &stored).await?)
+                .map_err(|e| stored(StoredError::ConfigNotJson(e)))?;
         let layer: Descriptor = serde_json::from_value(config["componentDescriptorLayer"].clone())
-            .map_err(|e| {
-                invalid(&format!(
-                    "config has no usable componentDescriptorLayer: {e}"
-                ))
-            })?;
-        let bytes = read_small(store.as_ref(), &layer).await?;
+            .map_err(|e| stored(StoredError::NoDescriptorLayer(e)))?;
+        let bytes = read_small(store.as_ref(), &layer, &stored).await?;
         let text = match layer.media_type.as_str() {
-            DESCRIPTOR_YAML_TAR => untar_descriptor(&bytes)?,
-            t if LEGACY_YAML_TAR.contains(&t) => untar_descriptor(&bytes)?,
+            DESCRIPTOR_YAML_TAR => untar_descriptor(&bytes).map_err(stored)?,
+            t if LEGACY_YAML_TAR.contains(&t) => untar_descriptor(&bytes).map_err(stored)?,
             DESCRIPTOR_JSON | DESCRIPTOR_YAML | LEGACY_JSON => bytes.to_vec(),
             other => {
-                return Err(invalid(&format!(
-                    "descriptor layer media type {other} is unknown"
-                )));
+                return Err(stored(StoredError::UnknownDescriptorType(other.to_owned())));
             }
         };
         let descriptor = ComponentDescriptor::parse(&text)?;
         if descriptor.name() != name || descriptor.version() != version {
-            return Err(invalid(&format!(
-                "the descriptor stored as {name}:{version} describes {}:{}",
+            return Err(stored(StoredError::DescribesOther(format!(
+                "{}:{}",
                 descriptor.name(),
                 descriptor.version()
-            )));
+            ))));
         }
         for blob in image.layers.iter().filter(|l| l.digest != layer.digest) {
             local.insert(blob.digest.to_string(), plain(blob));
@@ -343,10 +341,6 @@ impl OcmRepository {
     }
 }
 
-fn invalid(what: &str) -> OcmError {
-    OcmError::Invalid(what.to_owned())
-}
-
 /// A descriptor without platform or annotations: as an index member or a layer list entry.
 fn plain(descriptor: &Descriptor) -> Descriptor {
     let mut plain = Descriptor::new(
@@ -364,11 +358,15 @@ fn plain(descriptor: &Descriptor) -> Descriptor {
 }
 
 /// Reads and verifies a small blob (config, descriptor).
-async fn read_small(store: &dyn ReadStore, descriptor: &Descriptor) -> Result<Bytes, OcmError> {
+async fn read_small(
+    store: &dyn ReadStore,
+    descriptor: &Descriptor,
+    stored: &dyn Fn(StoredError) -> OcmError,
+) -> Result<Bytes, OcmError> {
     if descriptor.size > DESCRIPTOR_MAX_BYTES {
-        return Err(invalid(&format!(
-            "{} is {} bytes, over the descriptor limit",
-            descriptor.digest, descriptor.size
+        return Err(stored(StoredError::TooLarge(
+            descriptor.digest.clone(),
+            descriptor.size,
         )));
     }
     let target = format!("{} {}", store.location(), descriptor.digest);
@@ -412,18 +410,12 @@ fn tar_descriptor(yaml: &str) -> Bytes {
     Bytes::from(tar.into_inner().expect("in-memory tar"))
 }
 
-/// `component-descriptor.yaml` out of the descriptor tar, refusing anything else in it.
-fn untar_descriptor(bytes: &[u8]) -> Result<Vec<u8>, OcmError> {
+/// `component-descriptor.yaml` out of the descriptor tar.
+fn untar_descriptor(bytes: &[u8]) -> Result<Vec<u8>, StoredError> {
     let mut archive = tar::Archive::new(bytes);
-    let entries = archive
-        .entries()
-        .map_err(|e| invalid(&format!("descriptor tar: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| invalid(&format!("descriptor tar: {e}")))?;
-        let path = entry
-            .path()
-            .map_err(|e| invalid(&format!("descriptor tar: {e}")))?
-            .into_owned();
+    for entry in archive.entries().map_err(StoredError::Tar)? {
+        let mut entry = entry.map_err(StoredError::Tar)?;
+        let path = entry.path().map_err(StoredError::Tar)?.into_owned();
         if path.to_str() == Some("component-descriptor.yaml")
             && entry.header().entry_type().is_file()
         {
@@ -432,11 +424,9 @@ fn untar_descriptor(bytes: &[u8]) -> Result<Vec<u8>, OcmError> {
                 .by_ref()
                 .take(DESCRIPTOR_MAX_BYTES)
                 .read_to_end(&mut out)
-                .map_err(|e| invalid(&format!("descriptor tar: {e}")))?;
+                .map_err(StoredError::Tar)?;
             return Ok(out);
         }
     }
-    Err(invalid(
-        "the descriptor tar has no component-descriptor.yaml",
-    ))
+    Err(StoredError::NoDescriptorFile)
 }

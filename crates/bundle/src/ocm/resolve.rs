@@ -11,7 +11,7 @@ use wharf_oci::{Digest, Reference, media_type};
 use wharf_store::Address;
 
 use super::repository::{ComponentVersion, OcmRepository};
-use super::{Access, OcmError, Resource};
+use super::{Access, OcmError, Resource, ResourceError};
 
 /// Where a resource's content lives.
 pub enum Located {
@@ -94,17 +94,28 @@ pub fn locate(
     resource: &Resource,
     rebase: bool,
 ) -> Result<Located, OcmError> {
-    let name = &resource.name;
-    let unusable = |why: String| OcmError::Invalid(format!("resource {name:?}: {why}"));
+    let unusable = |error| OcmError::Resource {
+        name: resource.name.clone(),
+        error,
+    };
+    let parse = |text: &str, written: &str| {
+        Reference::parse(text).map_err(|error| {
+            unusable(ResourceError::Reference {
+                reference: written.to_owned(),
+                error,
+            })
+        })
+    };
     match &resource.access {
-        None => Err(unusable("has no access".into())),
+        None => Err(unusable(ResourceError::NoAccess)),
         Some(Access::LocalBlob {
             local_reference,
             media_type,
             ..
         }) => {
             // OCM v1 may list several digests (split blobs); wharf reads single ones.
-            let digest = Digest::parse(local_reference).map_err(|e| unusable(e.to_string()))?;
+            let digest = Digest::parse(local_reference)
+                .map_err(|e| unusable(ResourceError::LocalReference(e)))?;
             let path = repository.component_path(version.descriptor.name());
             if media_type::is_manifest(media_type) {
                 Ok(Located::Within {
@@ -123,8 +134,7 @@ pub fn locate(
             }
         }
         Some(Access::RelativeOciReference { reference }) => {
-            let parsed = Reference::parse(&format!("relative.invalid/{reference}"))
-                .map_err(|e| unusable(format!("relative reference {reference:?}: {}", e.reason)))?;
+            let parsed = parse(&format!("relative.invalid/{reference}"), reference)?;
             Ok(Located::Within {
                 repository: repository.clone(),
                 path: parsed.path().to_owned(),
@@ -138,10 +148,7 @@ pub fn locate(
                 && let Some(rest) =
                     own_context_rest(&version.descriptor.repository_contexts(), bare)
             {
-                let parsed =
-                    Reference::parse(&format!("relative.invalid/{rest}")).map_err(|e| {
-                        unusable(format!("image reference {image_reference:?}: {}", e.reason))
-                    })?;
+                let parsed = parse(&format!("relative.invalid/{rest}"), image_reference)?;
                 return Ok(Located::Within {
                     repository: repository.clone(),
                     path: repository.path(parsed.path()),
@@ -149,14 +156,14 @@ pub fn locate(
                     digest: parsed.digest().cloned(),
                 });
             }
-            let parsed = Reference::parse(bare).map_err(|e| {
-                unusable(format!("image reference {image_reference:?}: {}", e.reason))
-            })?;
-            Ok(Located::External(parsed))
+            Ok(Located::External(parse(bare, image_reference)?))
         }
-        Some(Access::Other(value)) => Err(unusable(format!(
-            "access type {} is not one wharf can read",
-            value.get("type").and_then(Value::as_str).unwrap_or("?")
+        Some(Access::Other(value)) => Err(unusable(ResourceError::UnknownAccess(
+            value
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
         ))),
     }
 }

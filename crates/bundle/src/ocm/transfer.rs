@@ -9,7 +9,7 @@ use wharf_store::{ManifestRole, ReadStore, Session};
 
 use super::repository::OcmRepository;
 use super::resolve::{Located, locate};
-use super::{Access, OcmError};
+use super::{Access, OcmError, Resource, ResourceError};
 
 /// How copied OCI artifacts are referenced at the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,10 +160,10 @@ impl Transfer<'_> {
             match located {
                 Located::Blob { digest, .. } => {
                     let blob = cv.local.get(digest.as_str()).cloned().ok_or_else(|| {
-                        OcmError::Invalid(format!(
-                            "resource {:?}: local blob {digest} is not in {component}",
-                            resource.name
-                        ))
+                        OcmError::Resource {
+                            name: resource.name.clone(),
+                            error: ResourceError::MissingBlob(digest.clone()),
+                        }
                     })?;
                     counted(
                         &job.copy_blob(src_component.as_ref(), dst_component.as_ref(), &blob)
@@ -208,7 +208,7 @@ impl Transfer<'_> {
                     let root = store
                         .resolve(&located.tag_or_digest().unwrap_or_default())
                         .await?;
-                    check_artifact_digest(&resource.name, resource.digest.as_ref(), &root.digest)?;
+                    check_artifact_digest(&resource, store.as_ref(), &root).await?;
                     resources_copied += 1;
                     let tag_suffix = tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default();
                     let new_access = match options.mode {
@@ -269,28 +269,42 @@ impl Transfer<'_> {
     }
 }
 
-/// An `ociArtifactDigest/v1` resource digest must be the copied manifest's.
-fn check_artifact_digest(
-    resource: &str,
-    digest: Option<&serde_json::Value>,
-    actual: &Digest,
+/// An `ociArtifactDigest/v1` resource digest must be the copied manifest's, in the hash algorithm
+/// it names.
+async fn check_artifact_digest(
+    resource: &Resource,
+    store: &dyn ReadStore,
+    root: &Descriptor,
 ) -> Result<(), OcmError> {
-    let Some(digest) = digest else { return Ok(()) };
-    if digest
-        .get("normalisationAlgorithm")
-        .and_then(|v| v.as_str())
-        != Some("ociArtifactDigest/v1")
-    {
+    let Some(recorded) = &resource.digest else {
+        return Ok(());
+    };
+    let field = |key: &str| recorded.get(key).and_then(serde_json::Value::as_str);
+    if field("normalisationAlgorithm") != Some("ociArtifactDigest/v1") {
         return Ok(());
     }
-    let expected = digest
-        .get("value")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    if expected != actual.hex() {
-        return Err(OcmError::Invalid(format!(
-            "resource {resource:?}: the artifact's digest is {actual}, but the descriptor records sha256:{expected}"
-        )));
+    let unusable = |error| OcmError::Resource {
+        name: resource.name.clone(),
+        error,
+    };
+    let algorithm = field("hashAlgorithm")
+        .unwrap_or("SHA-256")
+        .to_ascii_lowercase()
+        .replace('-', "");
+    let text = format!("{algorithm}:{}", field("value").unwrap_or_default());
+    let recorded =
+        Digest::parse(&text).map_err(|_| unusable(ResourceError::RecordedDigest(text.clone())))?;
+    let actual = if recorded.algorithm() == root.digest.algorithm() {
+        root.digest.clone()
+    } else {
+        let manifest = store.fetch_manifest(root).await?;
+        recorded.algorithm().digest(manifest.raw())
+    };
+    if actual != recorded {
+        return Err(unusable(ResourceError::DigestMismatch {
+            actual: root.digest.clone(),
+            recorded,
+        }));
     }
     Ok(())
 }
@@ -305,11 +319,7 @@ pub async fn resolve_image(
             repository, path, ..
         } => repository.read_store(path)?,
         Located::External(_) => external.read(&located.address()).await?,
-        Located::Blob { digest, .. } => {
-            return Err(OcmError::Invalid(format!(
-                "{digest} is a blob, not an OCI artifact"
-            )));
-        }
+        Located::Blob { digest, .. } => return Err(OcmError::NotAnArtifact(digest.clone())),
     };
     let root = store
         .resolve(&located.tag_or_digest().unwrap_or_default())

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use wharf_oci::{Digest, Manifest};
 
-use super::{Storage, fsutil};
+use super::Storage;
+use wharf_store::durable;
 
 /// What a collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,7 +35,7 @@ impl Storage {
         let repositories = self.repositories().await?;
         for repo in &repositories {
             for digest in linked(&self.repo_dir(repo).join("_manifests")).await? {
-                let Some(bytes) = fsutil::read_optional(&self.blob_path(&digest)).await? else {
+                let Some(bytes) = durable::read_optional(&self.blob_path(&digest)).await? else {
                     continue;
                 };
                 if let Ok(manifest) = Manifest::parse(Bytes::from(bytes), None) {
@@ -53,14 +54,14 @@ impl Storage {
                 report.blobs_kept += 1;
                 continue;
             }
-            fsutil::remove_if_present(&path).await?;
+            durable::remove_if_present(&path).await?;
             report.blobs_removed += 1;
             report.bytes_removed += meta.len();
             removed.push(digest);
         }
         for repo in &repositories {
             for digest in &removed {
-                fsutil::remove_if_present(&self.blob_link(repo, digest)).await?;
+                durable::remove_if_present(&self.blob_link(repo, digest)).await?;
             }
         }
         for dir in [self.root.join("uploads"), self.tmp()] {
@@ -74,7 +75,7 @@ impl Storage {
 async fn linked(dir: &Path) -> io::Result<Vec<Digest>> {
     let mut out = Vec::new();
     for algorithm in ALGORITHMS {
-        for hex in fsutil::list_dir(&dir.join(algorithm)).await? {
+        for hex in durable::list_dir(&dir.join(algorithm)).await? {
             if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
                 out.push(digest);
             }
@@ -85,10 +86,10 @@ async fn linked(dir: &Path) -> io::Result<Vec<Digest>> {
 
 async fn remove_older_than(dir: &Path, cutoff: SystemTime) -> io::Result<usize> {
     let mut removed = 0;
-    for name in fsutil::list_dir(dir).await? {
+    for name in durable::list_dir(dir).await? {
         let path = dir.join(name);
         if tokio::fs::metadata(&path).await?.modified()? < cutoff {
-            fsutil::remove_if_present(&path).await?;
+            durable::remove_if_present(&path).await?;
             removed += 1;
         }
     }

@@ -16,7 +16,6 @@
 //! temporary name, fsync and rename: after a crash at any point no link names missing or partial
 //! content.
 
-mod fsutil;
 mod gc;
 mod uploads;
 mod writer;
@@ -27,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use wharf_oci::{Descriptor, Digest, Manifest, ManifestBody, media_type};
+use wharf_store::durable;
 
 use crate::error::{ApiError, ApiResult, Code};
 pub use gc::GcReport;
@@ -143,7 +143,7 @@ impl Storage {
         if tokio::fs::try_exists(&link).await? {
             return Ok(());
         }
-        fsutil::write_atomic(&self.tmp(), &link, b"").await
+        durable::write_atomic(&self.tmp(), &link, b"").await
     }
 
     /// Removes the blob from `repo` (its bytes stay until garbage collection).
@@ -151,7 +151,7 @@ impl Storage {
         if self.blob_size(repo, digest).await?.is_none() {
             return Err(blob_unknown(digest));
         }
-        fsutil::remove_if_present(&self.blob_link(repo, digest)).await?;
+        durable::remove_if_present(&self.blob_link(repo, digest)).await?;
         Ok(())
     }
 
@@ -182,7 +182,7 @@ impl Storage {
         if wharf_oci::validate_tag(reference).is_err() {
             return Err(unknown());
         }
-        let text = fsutil::read_optional(&self.tag_link(repo, reference))
+        let text = durable::read_optional(&self.tag_link(repo, reference))
             .await?
             .ok_or_else(unknown)?;
         Digest::parse(String::from_utf8_lossy(&text).trim())
@@ -192,7 +192,7 @@ impl Storage {
     /// Reads a manifest by tag or digest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> ApiResult<StoredManifest> {
         let digest = self.resolve(repo, reference).await?;
-        let media_type = fsutil::read_optional(&self.manifest_link(repo, &digest))
+        let media_type = durable::read_optional(&self.manifest_link(repo, &digest))
             .await?
             .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
             .ok_or_else(|| {
@@ -270,9 +270,9 @@ impl Storage {
 
         let blob = self.blob_path(&digest);
         if !tokio::fs::try_exists(&blob).await? {
-            fsutil::write_atomic(&self.tmp(), &blob, &bytes).await?;
+            durable::write_atomic(&self.tmp(), &blob, &bytes).await?;
         }
-        fsutil::write_atomic(
+        durable::write_atomic(
             &self.tmp(),
             &self.manifest_link(repo, &digest),
             manifest.media_type().as_bytes(),
@@ -288,7 +288,7 @@ impl Storage {
                 .referrers_dir(repo, subject)
                 .join(referrer_file(&digest));
             let json = serde_json::to_vec(&entry).expect("descriptor serialises");
-            fsutil::write_atomic(&self.tmp(), &path, &json).await?;
+            durable::write_atomic(&self.tmp(), &path, &json).await?;
         }
         let tags: Vec<String> = tag
             .map(str::to_owned)
@@ -296,7 +296,7 @@ impl Storage {
             .chain(also_tag.iter().cloned())
             .collect();
         for tag in &tags {
-            fsutil::write_atomic(
+            durable::write_atomic(
                 &self.tmp(),
                 &self.tag_link(repo, tag),
                 digest.as_str().as_bytes(),
@@ -341,7 +341,7 @@ impl Storage {
     pub async fn delete_manifest(&self, repo: &str, reference: &str) -> ApiResult<()> {
         let digest = self.resolve(repo, reference).await?;
         if Digest::parse(reference).is_err() {
-            fsutil::remove_if_present(&self.tag_link(repo, reference)).await?;
+            durable::remove_if_present(&self.tag_link(repo, reference)).await?;
             return Ok(());
         }
         let stored = self.manifest(repo, reference).await?;
@@ -349,8 +349,8 @@ impl Storage {
         // naming nothing.
         for tag in self.tags(repo).await? {
             let link = self.tag_link(repo, &tag);
-            if fsutil::read_optional(&link).await?.as_deref() == Some(digest.as_str().as_bytes()) {
-                fsutil::remove_if_present(&link).await?;
+            if durable::read_optional(&link).await?.as_deref() == Some(digest.as_str().as_bytes()) {
+                durable::remove_if_present(&link).await?;
             }
         }
         if let Ok(manifest) = Manifest::parse(stored.bytes, Some(&stored.media_type))
@@ -359,15 +359,15 @@ impl Storage {
             let entry = self
                 .referrers_dir(repo, &subject.digest)
                 .join(referrer_file(&digest));
-            fsutil::remove_if_present(&entry).await?;
+            durable::remove_if_present(&entry).await?;
         }
-        fsutil::remove_if_present(&self.manifest_link(repo, &digest)).await?;
+        durable::remove_if_present(&self.manifest_link(repo, &digest)).await?;
         Ok(())
     }
 
     /// Tags of a repository, sorted.
     pub async fn tags(&self, repo: &str) -> io::Result<Vec<String>> {
-        let mut tags = fsutil::list_dir(&self.repo_dir(repo).join("_tags")).await?;
+        let mut tags = durable::list_dir(&self.repo_dir(repo).join("_tags")).await?;
         tags.sort();
         Ok(tags)
     }
@@ -375,11 +375,11 @@ impl Storage {
     /// Descriptors of the manifests whose subject is `subject`, sorted by digest.
     pub async fn referrers(&self, repo: &str, subject: &Digest) -> io::Result<Vec<Descriptor>> {
         let dir = self.referrers_dir(repo, subject);
-        let mut names = fsutil::list_dir(&dir).await?;
+        let mut names = durable::list_dir(&dir).await?;
         names.sort();
         let mut out = Vec::new();
         for name in names {
-            let Some(bytes) = fsutil::read_optional(&dir.join(&name)).await? else {
+            let Some(bytes) = durable::read_optional(&dir.join(&name)).await? else {
                 continue;
             };
             match serde_json::from_slice::<Descriptor>(&bytes) {
@@ -396,7 +396,7 @@ impl Storage {
         let mut found = BTreeSet::new();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
-            for name in fsutil::list_dir(&base.join(&prefix)).await? {
+            for name in durable::list_dir(&base.join(&prefix)).await? {
                 if name == "_manifests" && !prefix.is_empty() {
                     found.insert(prefix.clone());
                 } else if !name.starts_with(['_', '.']) {

@@ -16,9 +16,10 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 use wharf_oci::{Algorithm, Digest, Digester};
 
+use super::Storage;
 use super::writer::BlockWriter;
-use super::{Storage, fsutil};
 use crate::error::{ApiError, ApiResult, Code};
+use wharf_store::durable;
 
 /// Read buffer when an upload has to be hashed again from disk.
 const READ_BUFFER: usize = 1024 * 1024;
@@ -158,7 +159,7 @@ impl Storage {
             ids
         };
         let mut removed = 0;
-        for name in fsutil::list_dir(&self.uploads.dir).await? {
+        for name in durable::list_dir(&self.uploads.dir).await? {
             let owned = self
                 .uploads
                 .sessions
@@ -172,7 +173,7 @@ impl Storage {
                 Err(e) => return Err(e),
             };
             if expired.contains(&name) || (!owned && old) {
-                fsutil::remove_if_present(&path).await?;
+                durable::remove_if_present(&path).await?;
                 removed += 1;
             }
         }
@@ -244,7 +245,7 @@ impl Storage {
         };
         if actual != *digest {
             self.uploads.forget(id);
-            fsutil::remove_if_present(&path).await?;
+            durable::remove_if_present(&path).await?;
             return Err(ApiError::new(
                 Code::DigestInvalid,
                 format!("uploaded content has digest {actual}, not {digest}"),
@@ -252,10 +253,10 @@ impl Storage {
         }
         let blob = self.blob_path(digest);
         if tokio::fs::try_exists(&blob).await? {
-            fsutil::remove_if_present(&path).await?;
+            durable::remove_if_present(&path).await?;
         } else {
             tokio::fs::File::open(&path).await?.sync_all().await?;
-            fsutil::rename_synced(&path, &blob).await?;
+            durable::rename_synced(&path, &blob).await?;
         }
         self.uploads.forget(id);
         self.link_blob(repo, digest).await?;
@@ -267,7 +268,7 @@ impl Storage {
         let entry = self.uploads.entry(target)?;
         let _guard = entry.state.lock().await;
         self.uploads.forget(target.id);
-        fsutil::remove_if_present(&self.uploads.path(target.id)).await?;
+        durable::remove_if_present(&self.uploads.path(target.id)).await?;
         Ok(())
     }
 

@@ -443,8 +443,8 @@ impl Archive {
     pub async fn remove_stale_temporaries(&self) -> io::Result<()> {
         let mut compacting = partial_path(&self.path).into_os_string();
         compacting.push(COMPACT_SUFFIX);
-        crate::fsutil::remove_if_present(Path::new(&compacting)).await?;
-        crate::fsutil::remove_stale(parent_dir(&self.path), &compress_prefix(&self.path)).await
+        crate::durable::remove_if_present(Path::new(&compacting)).await?;
+        crate::durable::remove_stale(parent_dir(&self.path), &compress_prefix(&self.path)).await
     }
 
     /// Gives back space at the end of the tar that holds no member.
@@ -733,7 +733,7 @@ const COMPACT_SUFFIX: &str = ".compact";
 /// Prefix of the temporary file a `.tgz` is compressed into, beside it: `.<name>.wharf-tmp-`.
 fn compress_prefix(path: &Path) -> String {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    format!(".{name}{}", crate::fsutil::TEMP_PREFIX)
+    format!(".{name}{}", crate::durable::TEMP_PREFIX)
 }
 
 /// Compresses the finished tar into `path`, through a temporary file beside it.

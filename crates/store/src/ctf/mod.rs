@@ -19,13 +19,14 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio_util::io::ReaderStream;
-use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest};
+use wharf_oci::{Descriptor, Digest, Manifest};
 
 pub use crate::archive::ArchiveError;
 
 use crate::archive::Archive;
 use crate::files::Files;
 use crate::lock::{WhenLocked, WriteLock};
+use crate::referrers::{self, TaggedIndexes};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Namespace, Op, ReadStore, Result, Store, StoreError,
     check_bytes, verified,
@@ -408,10 +409,6 @@ impl CtfRepository {
     }
 }
 
-fn fallback_tag(subject: &Digest) -> String {
-    format!("{}-{}", subject.algorithm(), subject.hex())
-}
-
 #[async_trait]
 impl ReadStore for CtfRepository {
     fn location(&self) -> String {
@@ -496,22 +493,7 @@ impl ReadStore for CtfRepository {
         subject: &Descriptor,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        let Some(entry) = self.entry(&fallback_tag(&subject.digest)).await else {
-            return Ok(Vec::new());
-        };
-        let descriptor = self.descriptor_of(&entry.digest, entry.media_type).await?;
-        let manifest = self.fetch_manifest(&descriptor).await?;
-        let wharf_oci::ManifestBody::Index(index) = manifest.body() else {
-            return Ok(Vec::new());
-        };
-        Ok(index
-            .manifests
-            .iter()
-            .filter(|d| {
-                artifact_type.is_none_or(|wanted| d.artifact_type.as_deref() == Some(wanted))
-            })
-            .cloned()
-            .collect())
+        referrers::listed(self, &subject.digest, artifact_type).await
     }
 }
 
@@ -558,47 +540,12 @@ impl Store for CtfRepository {
         let manifest = Manifest::parse(raw, Some(&descriptor.media_type))
             .map_err(|e| self.ctf.error(Op::Push, &what, e.into()))?;
         if let Some(subject) = manifest.subject() {
-            let mut index = match self.entry(&fallback_tag(&subject.digest)).await {
-                Some(entry) => {
-                    let existing = self.descriptor_of(&entry.digest, entry.media_type).await?;
-                    match self.fetch_manifest(&existing).await?.body() {
-                        wharf_oci::ManifestBody::Index(index) => (**index).clone(),
-                        wharf_oci::ManifestBody::Image(_) => ImageIndex::new(),
-                    }
-                }
-                None => ImageIndex::new(),
-            };
-            if !index
-                .manifests
-                .iter()
-                .any(|d| d.digest == descriptor.digest)
-            {
-                let mut entry = Descriptor::new(
-                    &descriptor.media_type,
-                    descriptor.digest.clone(),
-                    descriptor.size,
-                );
-                entry.artifact_type = manifest.artifact_type().map(str::to_owned);
-                entry.annotations = manifest.annotations().clone();
-                index.manifests.push(entry);
-                let index = Manifest::from_index(&index);
-                let index_descriptor = index.descriptor();
-                self.ctf
-                    .files
-                    .write(
-                        &blob_name(&index_descriptor.digest),
-                        index.raw().clone(),
-                        |e| self.ctf.error(Op::Push, &what, e.into()),
-                    )
-                    .await?;
-                self.ctf
-                    .record(
-                        &self.name,
-                        &index_descriptor,
-                        Some(&fallback_tag(&subject.digest)),
-                    )
-                    .await?;
-            }
+            referrers::add(
+                self,
+                &subject.digest,
+                referrers::entry(descriptor, &manifest),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -664,5 +611,36 @@ impl Namespace for CtfNamespace {
             .checkpoint()
             .await?
             .then(|| self.ctf.path().to_owned()))
+    }
+}
+
+#[async_trait]
+impl TaggedIndexes for CtfRepository {
+    fn location(&self) -> String {
+        ReadStore::location(self)
+    }
+
+    async fn tagged(&self, tag: &str) -> Result<Option<Manifest>> {
+        let Some(entry) = self.entry(tag).await else {
+            return Ok(None);
+        };
+        let descriptor = self.descriptor_of(&entry.digest, entry.media_type).await?;
+        self.fetch_manifest(&descriptor).await.map(Some)
+    }
+
+    async fn put_tagged(&self, tag: &str, manifest: &Manifest) -> Result<()> {
+        let descriptor = manifest.descriptor();
+        let what = self.what(descriptor.digest.as_str());
+        if !self.exists(&descriptor).await? {
+            self.ctf
+                .files
+                .write(
+                    &blob_name(&descriptor.digest),
+                    manifest.raw().clone(),
+                    |e| self.ctf.error(Op::Push, &what, e.into()),
+                )
+                .await?;
+        }
+        self.ctf.record(&self.name, &descriptor, Some(tag)).await
     }
 }

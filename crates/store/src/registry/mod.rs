@@ -31,6 +31,7 @@ use serde::Deserialize;
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Reference, media_type};
 
 use crate::namespace::join;
+use crate::referrers::{self, TaggedIndexes};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, MountSource, Namespace, Op, ReadStore, Result,
     SessionOptions, Store, StoreError, check_bytes, verified,
@@ -594,49 +595,6 @@ impl Repository {
         Ok(Some(out))
     }
 
-    /// The referrers index kept under the `sha256-<hex>` tag, if there is a usable one.
-    async fn fallback_index(&self, subject: &Digest) -> Result<Option<ImageIndex>, ErrorKind> {
-        let tag = fallback_tag(subject);
-        match self.get_manifest(&tag).await {
-            Ok((descriptor, bytes)) => {
-                // Some registries resolve such a tag to the subject itself: only an index counts.
-                if descriptor.media_type != media_type::OCI_INDEX || descriptor.digest == *subject {
-                    tracing::debug!(%tag, "fallback tag is not a referrers index; ignored");
-                    return Ok(None);
-                }
-                let index: ImageIndex = serde_json::from_slice(&bytes)
-                    .map_err(|e| ErrorKind::Invalid(format!("referrers index {tag}: {e}")))?;
-                Ok(Some(index))
-            }
-            Err(ErrorKind::NotFound(_)) => Ok(None),
-            Err(ErrorKind::Registry {
-                status: 400 | 404, ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Adds `referrer` to the tag-schema index of its subject (for registries without the API).
-    async fn add_to_fallback_index(
-        &self,
-        subject: &Digest,
-        referrer: Descriptor,
-    ) -> Result<(), ErrorKind> {
-        let mut index = self.fallback_index(subject).await?.unwrap_or_default();
-        if index.manifests.iter().any(|d| d.digest == referrer.digest) {
-            return Ok(());
-        }
-        index.manifests.push(referrer);
-        let manifest = Manifest::from_index(&index);
-        self.put_manifest(
-            &fallback_tag(subject),
-            manifest.media_type(),
-            manifest.raw().clone(),
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// PUTs a manifest and makes sure the registry stored exactly those bytes: bytes damaged on the
     /// way (the registry refuses them, or stores them under another digest) are sent once more, and
     /// if they arrive damaged again, what the registry stored is deleted so that no tag is left on
@@ -833,10 +791,6 @@ impl Repository {
     }
 }
 
-fn fallback_tag(subject: &Digest) -> String {
-    format!("{}-{}", subject.algorithm(), subject.hex())
-}
-
 fn parse_index_entries(bytes: &[u8]) -> Result<Vec<Descriptor>, ErrorKind> {
     let index: ImageIndex = serde_json::from_slice(bytes)
         .map_err(|e| ErrorKind::Invalid(format!("unreadable referrers index: {e}")))?;
@@ -1000,16 +954,7 @@ impl ReadStore for Repository {
         {
             return Ok(found);
         }
-        let mut found = self
-            .fallback_index(&subject.digest)
-            .await
-            .map_err(fail)?
-            .map(|index| index.manifests)
-            .unwrap_or_default();
-        if let Some(wanted) = artifact_type {
-            found.retain(|d| d.artifact_type.as_deref() == Some(wanted));
-        }
-        Ok(found)
+        referrers::listed(self, &subject.digest, artifact_type).await
     }
 
     fn mount_source(&self) -> Option<MountSource> {
@@ -1056,16 +1001,12 @@ impl Store for Repository {
         if let Some(subject) = manifest.subject()
             && header_str(&headers, "oci-subject").is_none()
         {
-            let mut entry = Descriptor::new(
-                &descriptor.media_type,
-                descriptor.digest.clone(),
-                descriptor.size,
-            );
-            entry.artifact_type = manifest.artifact_type().map(str::to_owned);
-            entry.annotations = manifest.annotations().clone();
-            self.add_to_fallback_index(&subject.digest, entry)
-                .await
-                .map_err(fail)?;
+            referrers::add(
+                self,
+                &subject.digest,
+                referrers::entry(descriptor, &manifest),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1101,6 +1042,36 @@ impl Store for Repository {
             }
             _ => Ok(false),
         }
+    }
+}
+
+#[async_trait]
+impl TaggedIndexes for Repository {
+    fn location(&self) -> String {
+        ReadStore::location(self)
+    }
+
+    async fn tagged(&self, tag: &str) -> Result<Option<Manifest>> {
+        let fail = |kind| self.error(Op::Referrers, tag, kind);
+        match self.get_manifest(tag).await {
+            Ok((descriptor, bytes)) => Manifest::parse(bytes, Some(&descriptor.media_type))
+                .map(Some)
+                .map_err(|e| fail(e.into())),
+            Err(
+                ErrorKind::NotFound(_)
+                | ErrorKind::Registry {
+                    status: 400 | 404, ..
+                },
+            ) => Ok(None),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    async fn put_tagged(&self, tag: &str, manifest: &Manifest) -> Result<()> {
+        self.put_manifest(tag, manifest.media_type(), manifest.raw().clone())
+            .await
+            .map(|_| ())
+            .map_err(|kind| self.error(Op::Push, tag, kind))
     }
 }
 
