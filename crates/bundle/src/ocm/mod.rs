@@ -121,7 +121,7 @@ pub enum OcmError {
         location: String,
         /// What is wrong.
         #[source]
-        error: StoredError,
+        error: Box<StoredError>,
     },
     /// A resource that cannot be used.
     #[error("resource {name:?}")]
@@ -130,7 +130,7 @@ pub enum OcmError {
         name: String,
         /// What is wrong.
         #[source]
-        error: ResourceError,
+        error: Box<ResourceError>,
     },
     /// A local blob asked for as an OCI artifact.
     #[error("{0} is a blob, not an OCI artifact")]

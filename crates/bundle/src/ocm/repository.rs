@@ -195,7 +195,7 @@ impl OcmRepository {
         let stored = |error| OcmError::Stored {
             component: format!("{name}:{version}"),
             location: self.location(),
-            error,
+            error: Box::new(error),
         };
         let store = self.read_store(&self.component_path(name))?;
         let root = store.resolve(&version_to_tag(version)).await.map_err(|e| {

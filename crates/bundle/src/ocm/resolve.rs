@@ -96,7 +96,7 @@ pub fn locate(
 ) -> Result<Located, OcmError> {
     let unusable = |error| OcmError::Resource {
         name: resource.name.clone(),
-        error,
+        error: Box::new(error),
     };
     let parse = |text: &str, written: &str| {
         Reference::parse(text).map_err(|error| {

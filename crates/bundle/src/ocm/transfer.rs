@@ -162,7 +162,7 @@ impl Transfer<'_> {
                     let blob = cv.local.get(digest.as_str()).cloned().ok_or_else(|| {
                         OcmError::Resource {
                             name: resource.name.clone(),
-                            error: ResourceError::MissingBlob(digest.clone()),
+                            error: Box::new(ResourceError::MissingBlob(digest.clone())),
                         }
                     })?;
                     counted(
@@ -285,7 +285,7 @@ async fn check_artifact_digest(
     }
     let unusable = |error| OcmError::Resource {
         name: resource.name.clone(),
-        error,
+        error: Box::new(error),
     };
     let algorithm = field("hashAlgorithm")
         .unwrap_or("SHA-256")
