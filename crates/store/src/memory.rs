@@ -1,7 +1,8 @@
 //! A store in memory, for tests and for content wharf assembles before pushing.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -9,14 +10,27 @@ use futures_util::{StreamExt, stream};
 use wharf_oci::{Descriptor, Digest};
 
 use crate::{
-    ByteStream, ErrorKind, ManifestRole, Op, ReadStore, Result, Store, StoreError, check_bytes,
-    referrers_among, verified,
+    ByteStream, ErrorKind, ManifestRole, Namespace, Op, ReadStore, Result, Store, StoreError,
+    check_bytes, referrers_among, verified,
 };
 
 /// Content and tags held in memory.
-#[derive(Default)]
 pub struct MemoryStore {
+    /// `memory:N`: each store is a place of its own.
+    name: String,
     state: RwLock<State>,
+}
+
+/// Numbers the stores of a process.
+static STORES: AtomicUsize = AtomicUsize::new(0);
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            name: format!("memory:{}", STORES.fetch_add(1, Ordering::Relaxed)),
+            state: RwLock::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -61,7 +75,7 @@ impl MemoryStore {
 #[async_trait]
 impl ReadStore for MemoryStore {
     fn location(&self) -> String {
-        "memory".to_owned()
+        self.name.clone()
     }
 
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {
@@ -141,5 +155,57 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Repositories in memory, created on first use; for tests.
+#[derive(Default)]
+pub struct MemoryNamespace {
+    repositories: Mutex<BTreeMap<String, Arc<MemoryStore>>>,
+}
+
+impl MemoryNamespace {
+    /// An empty namespace.
+    pub fn new() -> MemoryNamespace {
+        MemoryNamespace::default()
+    }
+
+    fn repository(&self, name: &str) -> Arc<MemoryStore> {
+        self.repositories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Namespace for MemoryNamespace {
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+
+    fn read(&self, repository: &str) -> Result<Arc<dyn ReadStore>> {
+        Ok(self.repository(repository))
+    }
+
+    fn write(&self, repository: &str) -> Result<Arc<dyn Store>> {
+        Ok(self.repository(repository))
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        let repositories = self
+            .repositories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut names = Vec::new();
+        for (name, store) in repositories {
+            if !store.read().tags.is_empty() {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 }

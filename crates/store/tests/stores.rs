@@ -1,11 +1,16 @@
-//! Behaviour every store shares, run against each backend, plus layout-specific file checks.
+//! The contract every store and namespace keeps, run against each backend: memory, an OCI layout
+//! directory and archive, a CTF directory and `.tgz`, and registry repositories on `wharf serve` and on
+//! Debian's docker-registry; plus layout-specific file checks.
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use wharf_oci::{Descriptor, ImageIndex, ImageManifest, Manifest, media_type};
 use wharf_store::layout::Layout;
-use wharf_store::memory::MemoryStore;
-use wharf_store::{ByteStream, ErrorKind, ManifestRole, ReadStore, Store};
+use wharf_store::memory::{MemoryNamespace, MemoryStore};
+use wharf_store::{
+    Address, ByteStream, ErrorKind, Location, ManifestRole, Mode, Namespace, ReadStore, Session,
+    SessionOptions, Store,
+};
 
 /// The error and its sources on one line, as the CLI prints them.
 fn chain(err: &dyn std::error::Error) -> String {
@@ -142,6 +147,97 @@ async fn contract(store: &dyn Store) {
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(&MemoryStore::new()).await;
+}
+
+/// The namespace contract: two repositories written apart, listed, and read back as written.
+async fn namespace_contract(namespace: &dyn Namespace) {
+    contract(namespace.write("team/app").unwrap().as_ref()).await;
+    let other = namespace.write("team/other").unwrap();
+    let config = Descriptor::for_bytes(media_type::OCI_CONFIG, b"{}");
+    other.push(&config, body(b"{}")).await.unwrap();
+    let manifest = image(&config, &config);
+    other
+        .push_manifest(
+            &manifest.descriptor(),
+            manifest.raw().clone(),
+            ManifestRole::Tag("only"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.tags().await.unwrap(), ["only"]);
+    let read = namespace.read("team/app").unwrap();
+    assert_eq!(read.tags().await.unwrap(), ["v1", "v2"]);
+    let repositories = namespace.repositories().await.unwrap();
+    for name in ["team/app", "team/other"] {
+        assert!(repositories.iter().any(|r| r == name), "{repositories:?}");
+    }
+    namespace.finish().await.unwrap();
+}
+
+/// Writes `location` through one session, then reads it back through a fresh one.
+async fn session_contract(location: Location) {
+    let writer = Session::new(SessionOptions::default()).unwrap();
+    namespace_contract(
+        writer
+            .namespace(&location, Mode::Write)
+            .await
+            .unwrap()
+            .as_ref(),
+    )
+    .await;
+    writer.finish().await.unwrap();
+    let reader = Session::new(SessionOptions::default()).unwrap();
+    let address = Address {
+        location: location.clone(),
+        repository: "team/other".into(),
+        tag: Some("only".into()),
+        digest: None,
+    };
+    let store = reader.read(&address).await.unwrap();
+    let root = address.resolve_in(store.as_ref()).await.unwrap();
+    let manifest = store.fetch_manifest(&root).await.unwrap();
+    assert_eq!(manifest.successors().len(), 2, "{location}");
+}
+
+#[tokio::test]
+async fn every_namespace_keeps_the_contract() {
+    namespace_contract(&MemoryNamespace::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    for location in [
+        Location::Layout {
+            path: dir.path().join("layout"),
+            archive: false,
+        },
+        Location::Layout {
+            path: dir.path().join("layout.tar"),
+            archive: true,
+        },
+        Location::Ctf(dir.path().join("ctf")),
+        Location::Ctf(dir.path().join("ctf.tgz")),
+    ] {
+        session_contract(location).await;
+    }
+}
+
+#[tokio::test]
+async fn registries_keep_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = wharf_server::ServeOptions::new(vec!["127.0.0.1:0".parse().unwrap()]);
+    let served = wharf_server::Registry::bind(dir.path().join("registry"), options)
+        .await
+        .unwrap();
+    let wharf_serve = served.local_addrs()[0].to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(served.run(async {
+        let _ = stopped.await;
+    }));
+    session_contract(Location::parse(&wharf_serve).unwrap()).await;
+    session_contract(Location::parse(&format!("{wharf_serve}/base/path")).unwrap()).await;
+    let _ = stop.send(());
+    server.await.unwrap();
+
+    let docker = wharf_testkit::DockerRegistry::start(None);
+    session_contract(Location::parse(&docker.addr).unwrap()).await;
 }
 
 #[tokio::test]

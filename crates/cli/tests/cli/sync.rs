@@ -269,3 +269,115 @@ fn failures_do_not_stop_the_rest_and_retry_reruns_only_them() {
     .fails_with(&["not found"]);
     wharf(dir, &["sync", "--to", &prefix]).fails_with(&["nothing to sync"]);
 }
+
+#[test]
+fn images_and_component_versions_share_one_job() {
+    let dir = temp();
+    let dir = dir.path();
+    let source = serve(dir, &[]);
+    let layout = dir.join("set");
+    crate::util::gen_layout(&layout, 20, 4, 2, "64K");
+    let mut images = String::from("images:\n");
+    for i in 0..20 {
+        let name = format!("{}/team/app{i}:v1", source.addr());
+        wharf(
+            dir,
+            &["copy", &format!("oci:{}:img{i}", layout.display()), &name],
+        )
+        .ok();
+        images += &format!("- source: {name}\n");
+    }
+    // Five component versions whose images are five of the twenty, built into a CTF.
+    let mut constructor = String::from("components:\n");
+    for i in 0..5 {
+        constructor += &format!(
+            "- name: example.com/c{i}\n  version: 1.0.0\n  provider:\n    name: example.com\n  resources:\n  - name: image\n    type: ociImage\n    access:\n      type: ociArtifact\n      imageReference: {}/team/app{i}:v1\n",
+            source.addr()
+        );
+    }
+    std::fs::write(dir.join("constructor.yaml"), constructor).unwrap();
+    wharf(
+        dir,
+        &[
+            "component",
+            "build",
+            "constructor.yaml",
+            "--to",
+            "ctf:components",
+        ],
+    )
+    .ok();
+    let mut file = images;
+    file += "components:\n";
+    for i in 0..5 {
+        file += &format!("- source: ctf:components//example.com/c{i}:1.0.0\n");
+    }
+    std::fs::write(dir.join("sync.yaml"), file).unwrap();
+
+    std::fs::create_dir_all(dir.join("target")).unwrap();
+    let target = crate::util::WharfServe::start(
+        Path::new(env!("CARGO_BIN_EXE_wharf")),
+        &dir.join("target"),
+        1,
+        &["--access-log", "access.log"],
+    );
+    let prefix = format!("{}/mirror", target.addr());
+    let report = json(
+        &wharf(
+            dir,
+            &[
+                "sync",
+                "--file",
+                "sync.yaml",
+                "--to",
+                &prefix,
+                "--output",
+                "json",
+            ],
+        )
+        .ok(),
+    );
+    let roots = report["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 25);
+    assert!(roots.iter().all(|r| r["status"] == "copied"), "{report:#}");
+    // Every blob of the set (configs and layers: all but the 20 manifests) moved exactly once, over
+    // images and component versions together.
+    let distinct = blob_files(&layout).len() as u64 - 20;
+    assert_eq!(report["moved"]["blobsUploaded"], distinct, "{report:#}");
+    let log = std::fs::read_to_string(dir.join("target/access.log")).unwrap();
+    let mut uploads: Vec<String> = log
+        .lines()
+        .map(|l| json(l))
+        .filter(|r| r["method"] == "PUT" && r["path"].as_str().unwrap().contains("/blobs/uploads/"))
+        .filter_map(|r| {
+            r["query"]
+                .as_str()
+                .and_then(|q| q.split("digest=").nth(1))
+                .map(str::to_owned)
+        })
+        .collect();
+    let total = uploads.len();
+    uploads.sort();
+    uploads.dedup();
+    assert_eq!(uploads.len(), total, "a blob was uploaded twice");
+    // The component versions' images resolve where the images themselves went.
+    for i in 0..5 {
+        let image_ref = wharf(
+            dir,
+            &[
+                "component",
+                "image-ref",
+                &format!("{prefix}//example.com/c{i}:1.0.0"),
+                "--resource",
+                "image",
+            ],
+        )
+        .ok();
+        assert!(
+            image_ref
+                .trim()
+                .starts_with(&format!("{prefix}/team/app{i}:v1@sha256:")),
+            "{image_ref}"
+        );
+    }
+}
