@@ -143,11 +143,14 @@ impl Files {
     }
 
     /// Makes what was written so far durable without finishing: an archive's partial file then holds
-    /// the indexes too, for the run that resumes it. True when an archive was left unfinished.
-    pub async fn checkpoint(&self) -> io::Result<bool> {
+    /// the indexes too, for the run that resumes it. The archive's path when one was left unfinished.
+    pub async fn checkpoint(&self) -> io::Result<Option<PathBuf>> {
         match self {
-            Files::Archive(archive) if archive.dirty() => archive.checkpoint().await.map(|()| true),
-            _ => Ok(false),
+            Files::Archive(archive) if archive.dirty() => {
+                archive.checkpoint().await?;
+                Ok(Some(archive.path().to_owned()))
+            }
+            _ => Ok(None),
         }
     }
 }

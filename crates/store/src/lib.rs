@@ -1,13 +1,18 @@
 //! Where OCI content lives, behind one interface.
 //!
-//! A store holds a content-addressed graph of blobs and manifests plus names (tags) for some of its
-//! manifests. [`ReadStore`] reads it, [`Store`] also writes it. Backends: [`registry::Repository`] (a
-//! repository of an OCI distribution registry), [`layout::Layout`] (an OCI image layout directory) and
-//! [`memory::MemoryStore`] (for tests). [`Address`] parses the command-line notations
-//! (`host/repo:tag`, `oci:PATH[:TAG]`, …) and opens the matching backend.
+//! A store is one repository: a content-addressed graph of blobs and manifests plus names (tags) for
+//! some of its manifests. [`ReadStore`] reads it, [`Store`] also writes it. A [`Namespace`] is a set of
+//! repositories in one place, which opens, lists, finishes and checkpoints them: a registry host below
+//! a base path (its repositories read through registries.conf mirrors), an OCI image layout directory
+//! or archive ([`layout`]; its repositories are the prefixes of image names), an OCM Common Transport
+//! Format ([`ctf`]), or memory ([`memory`], for tests). A [`Session`] holds a run's connection
+//! settings, credentials and per-host state, and opens each namespace once; the registry client itself
+//! is private to this crate. [`Location`] and [`Address`] parse and print the command-line notations
+//! (`host/repo:tag`, `oci:PATH[:TAG]`, `ctf:PATH//REPO`, …) through one table.
 //!
 //! A layout, archive or CTF is written by one process at a time: opening it for writing takes a lock
-//! beside it, and a second writer waits or fails as [`WhenLocked`] says.
+//! beside it, and a second writer waits or fails as [`WhenLocked`] says. Files are written crash-safe
+//! ([`durable`]).
 //!
 //! Verification is a store's job on the way in: [`Store::push`] must check size and digest while the bytes
 //! stream and make nothing visible unless they match. [`ReadStore::fetch`] does not verify; consumers that
@@ -16,10 +21,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> wharf_store::Result<()> {
-//! use wharf_store::{ReadStore, layout::Layout};
-//! let layout = Layout::open("./images").await?;
-//! let root = layout.resolve("v1").await?;
-//! let manifest = layout.fetch_manifest(&root).await?;
+//! use wharf_store::{Address, Session, SessionOptions};
+//! let session = Session::new(SessionOptions::default())?;
+//! let address = Address::parse("oci:./images:v1").expect("a valid address");
+//! let store = session.read(&address).await?;
+//! let root = address.resolve_in(store.as_ref()).await?;
+//! let manifest = store.fetch_manifest(&root).await?;
 //! println!("{} points at {} blobs", root.digest, manifest.successors().len());
 //! # Ok(()) }
 //! ```

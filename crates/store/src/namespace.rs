@@ -51,3 +51,11 @@ pub(crate) fn join(base: &str, repository: &str) -> String {
         _ => format!("{base}/{repository}"),
     }
 }
+
+/// `names` sorted, each once.
+pub(crate) fn sorted_unique(names: impl Iterator<Item = String>) -> Vec<String> {
+    names
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}

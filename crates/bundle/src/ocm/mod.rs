@@ -1,5 +1,10 @@
 //! Open Component Model component versions: descriptors, where they are stored, how constructors
 //! build them, how transfers copy them, and how their resources are found under any URL.
+//!
+//! An [`OcmRepository`] is a registry base or a CTF, opened through a session's namespaces. Builds and
+//! transfers copy everything (local blobs, resources, artifacts) through a copy [`Job`](wharf_copy::Job)
+//! shared with whatever else the caller copies, so a blob an image and a component version share
+//! moves once.
 
 mod access;
 mod address;

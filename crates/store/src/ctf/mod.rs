@@ -26,6 +26,7 @@ pub use crate::archive::ArchiveError;
 use crate::archive::Archive;
 use crate::files::Files;
 use crate::lock::{WhenLocked, WriteLock};
+use crate::namespace::sorted_unique;
 use crate::referrers::{self, TaggedIndexes};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Namespace, Op, ReadStore, Result, Store, StoreError,
@@ -316,8 +317,8 @@ impl Ctf {
     }
 
     /// Makes an unfinished archive's partial file durable with its index, so a later run resumes it.
-    /// True when there was one.
-    pub async fn checkpoint(&self) -> Result<bool> {
+    /// The archive's path when there was one.
+    pub async fn checkpoint(&self) -> Result<Option<PathBuf>> {
         self.save_unfinished_index().await?;
         self.files
             .checkpoint()
@@ -589,16 +590,8 @@ impl Namespace for CtfNamespace {
     }
 
     async fn repositories(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .ctf
-            .artifacts()
-            .await
-            .into_iter()
-            .map(|a| a.repository)
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        let artifacts = self.ctf.artifacts().await;
+        Ok(sorted_unique(artifacts.into_iter().map(|a| a.repository)))
     }
 
     async fn finish(&self) -> Result<()> {
@@ -606,11 +599,7 @@ impl Namespace for CtfNamespace {
     }
 
     async fn checkpoint(&self) -> Result<Option<PathBuf>> {
-        Ok(self
-            .ctf
-            .checkpoint()
-            .await?
-            .then(|| self.ctf.path().to_owned()))
+        self.ctf.checkpoint().await
     }
 }
 

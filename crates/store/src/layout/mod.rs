@@ -24,6 +24,7 @@ use wharf_oci::{
 use crate::archive::Archive;
 use crate::files::Files;
 use crate::lock::{WhenLocked, WriteLock};
+use crate::namespace::sorted_unique;
 use crate::{
     ByteStream, ErrorKind, ManifestRole, Namespace, Op, ReadStore, Result, Store, StoreError,
     check_bytes, referrers_among, verified,
@@ -159,8 +160,8 @@ impl Layout {
     }
 
     /// Makes an unfinished archive's partial file durable with its `index.json`, so a later run resumes
-    /// it; see [`Store::finish`] for finishing. True when there was one.
-    pub async fn checkpoint(&self) -> Result<bool> {
+    /// it; see [`Store::finish`] for finishing. The archive's path when there was one.
+    pub async fn checkpoint(&self) -> Result<Option<PathBuf>> {
         self.files
             .checkpoint()
             .await
@@ -599,19 +600,12 @@ impl Namespace for LayoutNamespace {
     }
 
     async fn repositories(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .layout
-            .tags()
-            .await?
-            .iter()
-            .map(|name| {
+        Ok(sorted_unique(self.layout.tags().await?.iter().map(
+            |name| {
                 name.rsplit_once(':')
                     .map_or(String::new(), |(repository, _)| repository.to_owned())
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+            },
+        )))
     }
 
     async fn finish(&self) -> Result<()> {
@@ -619,11 +613,7 @@ impl Namespace for LayoutNamespace {
     }
 
     async fn checkpoint(&self) -> Result<Option<PathBuf>> {
-        Ok(self
-            .layout
-            .checkpoint()
-            .await?
-            .then(|| self.layout.path().to_owned()))
+        self.layout.checkpoint().await
     }
 }
 

@@ -30,7 +30,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Reference, media_type};
 
-use crate::namespace::join;
+use crate::namespace::{join, sorted_unique};
 use crate::referrers::{self, TaggedIndexes};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, MountSource, Namespace, Op, ReadStore, Result,
@@ -323,16 +323,14 @@ impl Namespace for RegistryNamespace {
     }
 
     async fn repositories(&self) -> Result<Vec<String>> {
-        let mut all = self.clients.catalog(&self.host).await?;
-        if !self.base.is_empty() {
-            let prefix = format!("{}/", self.base);
-            all = all
-                .into_iter()
-                .filter_map(|r| r.strip_prefix(&prefix).map(str::to_owned))
-                .collect();
+        let all = self.clients.catalog(&self.host).await?;
+        if self.base.is_empty() {
+            return Ok(sorted_unique(all.into_iter()));
         }
-        all.sort();
-        Ok(all)
+        let prefix = format!("{}/", self.base);
+        Ok(sorted_unique(all.iter().filter_map(|r| {
+            r.strip_prefix(&prefix).map(str::to_owned)
+        })))
     }
 }
 
