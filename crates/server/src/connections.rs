@@ -208,22 +208,25 @@ impl<T> IdleIo<T> {
     }
 
     /// After a pending read or write: an error once the connection has been silent for the limit,
-    /// else pending, with a wake-up when it would be.
+    /// else pending, with a wake-up when it would be. The timer is moved only when it fires early
+    /// (something moved since it was set), not on every read, which keeps busy connections cheap.
     fn check_idle<R>(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<io::Result<R>> {
         if reading && self.connection.working() {
             return Poll::Pending;
         }
-        let deadline =
-            tokio::time::Instant::from_std(self.connection.opened + self.connection.since_open())
-                + self.limit;
-        if self.deadline.deadline() != deadline {
-            self.deadline.as_mut().reset(deadline);
+        loop {
+            ready!(self.deadline.as_mut().poll(cx));
+            let due = tokio::time::Instant::from_std(
+                self.connection.opened + self.connection.since_open(),
+            ) + self.limit;
+            if tokio::time::Instant::now() >= due {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing moved for {} s", self.limit.as_secs_f32()),
+                )));
+            }
+            self.deadline.as_mut().reset(due);
         }
-        ready!(self.deadline.as_mut().poll(cx));
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("nothing moved for {} s", self.limit.as_secs_f32()),
-        )))
     }
 
     /// Passes on a write's outcome, noting movement or checking for silence.

@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use hyper::body::{Body as _, Frame, SizeHint};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::AppState;
 
@@ -31,6 +31,9 @@ type Leftover = Arc<Mutex<Option<Body>>>;
 
 /// The middleware: watches the body while the handler runs, then finishes it.
 pub async fn finish(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
     let leftover = Leftover::default();
     let limit = state.options.idle_timeout;
     let request = request.map(|body| Body::new(Watched::new(body, limit, leftover.clone())));
@@ -73,7 +76,10 @@ struct Watched {
     inner: Option<Body>,
     leftover: Leftover,
     limit: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When a frame last arrived.
+    last: Instant,
+    /// Set the first time the body waits, and moved only when it fires early.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// Read to the end, or broken: nothing to finish.
     done: bool,
 }
@@ -84,8 +90,25 @@ impl Watched {
             inner: Some(inner),
             leftover,
             limit,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            last: Instant::now(),
+            deadline: None,
             done: false,
+        }
+    }
+
+    /// Pending until the body has been silent for the limit.
+    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = self.last + self.limit;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            ready!(deadline.as_mut().poll(cx));
+            let due = self.last + self.limit;
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            deadline.as_mut().reset(due);
         }
     }
 }
@@ -104,15 +127,14 @@ impl hyper::body::Body for Watched {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let next = tokio::time::Instant::now() + this.limit;
-                this.deadline.as_mut().reset(next);
+                this.last = Instant::now();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => {
                 this.done = true;
                 Poll::Ready(other)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending => match this.silent_too_long(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(()) => {
                     this.done = true;
