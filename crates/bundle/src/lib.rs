@@ -1,6 +1,10 @@
-//! The formats wharf moves on top of plain OCI content. Today: the Open Component Model ([`ocm`]) —
-//! component descriptors, how component versions are stored in registries and CTFs, constructor files,
-//! and transfers that keep every resource reference valid under any URL.
+//! The formats wharf moves on top of plain OCI content: the Open Component Model ([`ocm`]) —
+//! component descriptors, how component versions are stored in registries and CTFs, constructor
+//! files, and transfers that keep every resource reference valid under any URL — and imgpkg bundles
+//! ([`imgpkg`]) — lock files, bundles found by their config label, location records, and copies that
+//! keep every image findable wherever the bundle lands.
 
+pub mod imgpkg;
 pub mod ocm;
+pub mod staged;
 pub mod yaml;

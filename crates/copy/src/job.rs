@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::Semaphore;
-use wharf_oci::{Descriptor, Digest, ManifestBody, Platform};
+use wharf_oci::{Descriptor, Digest, ManifestBody, Platform, media_type};
 use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Session, Store};
 
 use crate::flight::{Flights, Turn};
@@ -254,7 +254,11 @@ impl Job {
         let mut subjects = manifests;
         while let Some(subject) = subjects.pop() {
             for referrer in src.referrers(&subject, None).await? {
-                if !visited.insert(referrer.digest.clone()) {
+                let bound = referrer
+                    .artifact_type
+                    .as_deref()
+                    .is_some_and(|t| media_type::LOCATION_BOUND.contains(&t));
+                if bound || !visited.insert(referrer.digest.clone()) {
                     continue;
                 }
                 tracing::info!(subject = %subject.digest, referrer = %referrer.digest, "copying referrer");

@@ -41,7 +41,9 @@ use wharf_store::{Address, ManifestRole, ReadStore, Session, Store, StoreError};
 pub struct CopyOptions {
     /// Blobs transferred at once (at least 1).
     pub concurrency: usize,
-    /// Copy the referrers (signatures, SBOMs, attestations) of every manifest copied.
+    /// Copy the referrers (signatures, SBOMs, attestations) of every manifest copied. Referrers that
+    /// describe where their subject is stored ([`wharf_oci::media_type::LOCATION_BOUND`]) never
+    /// travel.
     pub referrers: bool,
     /// Only these platforms of a multi-platform image (empty: all). The destination gets a new index
     /// listing just them.
@@ -86,7 +88,8 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
-    pub(crate) fn empty(root: Descriptor) -> CopyReport {
+    /// A report of nothing done yet, for `root`.
+    pub fn empty(root: Descriptor) -> CopyReport {
         CopyReport {
             root,
             manifests_copied: 0,

@@ -25,6 +25,14 @@ pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v
 /// Docker schema 1, signed: rejected.
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
+/// wharf's copy of an imgpkg location record, attached to the bundle it describes (its artifact type
+/// and its one layer's media type).
+pub const WHARF_IMAGE_LOCATIONS: &str = "application/vnd.wharf.imgpkg.image-locations.v1+yaml";
+
+/// Artifact types that describe where their subject is stored rather than the subject itself:
+/// referrers of these types stay behind when their subject is copied, and the copy writes its own.
+pub const LOCATION_BOUND: [&str; 1] = [WHARF_IMAGE_LOCATIONS];
+
 /// Every manifest media type wharf reads, in the order it prefers them (for `Accept` headers).
 pub const MANIFEST_TYPES: [&str; 4] = [
     OCI_INDEX,

@@ -174,6 +174,15 @@ impl Address {
         }
     }
 
+    /// The repository's whole path on its registry host (`base/repository`); `None` for addresses
+    /// that are not in a registry.
+    pub fn registry_path(&self) -> Option<String> {
+        match &self.location {
+            Location::Registry { base, .. } => Some(crate::namespace::join(base, &self.repository)),
+            _ => None,
+        }
+    }
+
     /// True when the address names a location as a whole (no repository, tag or digest).
     pub fn is_whole(&self) -> bool {
         self.repository.is_empty() && self.tag.is_none() && self.digest.is_none()

@@ -40,6 +40,17 @@ impl StoreError {
         }
     }
 
+    /// True if the registry refused the credentials or the access (401, 403). imgpkg, for one, reads
+    /// that like "not found" when probing for content.
+    pub fn is_denied(&self) -> bool {
+        match &*self.kind {
+            ErrorKind::Unauthorized(_) => true,
+            ErrorKind::Registry { status, .. } => matches!(status, 401 | 403),
+            ErrorKind::EndpointsFailed { primary, .. } => primary.is_denied(),
+            _ => false,
+        }
+    }
+
     /// True if trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind.is_retryable()

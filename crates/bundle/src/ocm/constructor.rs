@@ -2,23 +2,19 @@
 //! name, version, provider, labels, resources with an `ociArtifact` access or a `file`/`dir` input,
 //! and component references. Unknown fields and types are errors, naming the file.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use async_trait::async_trait;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tempfile::TempPath;
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 use wharf_copy::Job;
-use wharf_oci::{Algorithm, Descriptor, Digest, Digester, Reference};
-use wharf_store::{Address, ByteStream, ErrorKind, Op, ReadStore, Session, StoreError};
+use wharf_oci::{Descriptor, Reference};
+use wharf_store::{Address, Session};
 
 use super::repository::OcmRepository;
 use super::{Access, ComponentDescriptor, OcmError};
+use crate::staged::Staged;
 use crate::yaml;
 
 #[derive(Deserialize)]
@@ -106,7 +102,7 @@ pub async fn build(
         .map_err(|e| fail(e.to_string()))?;
     let constructor: ConstructorFile = yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
     let base = file.parent().unwrap_or(Path::new("."));
-    let mut inputs = Inputs::default();
+    let mut inputs = Staged::default();
     let mut planned = Vec::new();
     for spec in &constructor.components {
         let mut descriptor =
@@ -180,10 +176,13 @@ pub async fn build(
                         }
                         "dir" => {
                             let media_type = input.media_type.as_deref();
-                            inputs
-                                .add_directory(path, media_type.unwrap_or("application/x-tar"))
-                                .await
-                                .map_err(|e| context(format!("input directory {shown}: {e}")))?
+                            add_directory(
+                                &mut inputs,
+                                path,
+                                media_type.unwrap_or("application/x-tar"),
+                            )
+                            .await
+                            .map_err(|e| context(format!("input directory {shown}: {e}")))?
                         }
                         other => {
                             return Err(context(format!(
@@ -243,90 +242,20 @@ fn digest_value(algorithm: &str, hex: &str) -> Value {
     json!({"hashAlgorithm": "SHA-256", "normalisationAlgorithm": algorithm, "value": hex})
 }
 
-/// Constructor inputs as a store of blobs: files where they are, directories as tars in temporary
-/// files (removed with the store), each read from disk when it is copied.
-#[derive(Default)]
-struct Inputs {
-    files: HashMap<Digest, PathBuf>,
-    temporaries: Vec<TempPath>,
+/// Adds a directory as a tar with sorted entries and fixed times, so equal trees give equal digests;
+/// the tar is a temporary file, removed with the staged content.
+async fn add_directory(
+    inputs: &mut Staged,
+    dir: PathBuf,
+    media_type: &str,
+) -> io::Result<Descriptor> {
+    let temp = tokio::task::spawn_blocking(move || tar_directory(&dir))
+        .await
+        .map_err(io::Error::other)??;
+    let descriptor = inputs.add_file(temp.to_path_buf(), media_type).await?;
+    inputs.add_temporary(temp, &descriptor);
+    Ok(descriptor)
 }
-
-impl Inputs {
-    /// Adds a file, hashing it as it is read; returns its descriptor.
-    async fn add_file(&mut self, path: PathBuf, media_type: &str) -> io::Result<Descriptor> {
-        let meta = tokio::fs::metadata(&path).await?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        let mut file = tokio::fs::File::open(&path).await?;
-        let mut digester = Digester::new(Algorithm::Sha256);
-        let mut buffer = vec![0u8; HASH_BUFFER];
-        loop {
-            let n = file.read(&mut buffer).await?;
-            if n == 0 {
-                break;
-            }
-            digester.update(&buffer[..n]);
-        }
-        let size = digester.bytes();
-        let descriptor = Descriptor::new(media_type, digester.finish(), size);
-        self.files.insert(descriptor.digest.clone(), path);
-        Ok(descriptor)
-    }
-
-    /// Adds a directory as a tar with sorted entries and fixed times, so equal trees give equal
-    /// digests; the tar is written to a temporary file.
-    async fn add_directory(&mut self, dir: PathBuf, media_type: &str) -> io::Result<Descriptor> {
-        let temp = tokio::task::spawn_blocking(move || tar_directory(&dir))
-            .await
-            .map_err(io::Error::other)??;
-        let descriptor = self.add_file(temp.to_path_buf(), media_type).await?;
-        self.temporaries.push(temp);
-        Ok(descriptor)
-    }
-}
-
-#[async_trait]
-impl ReadStore for Inputs {
-    fn location(&self) -> String {
-        "constructor inputs".to_owned()
-    }
-
-    async fn resolve(&self, reference: &str) -> wharf_store::Result<Descriptor> {
-        Err(StoreError::new(
-            Op::Resolve,
-            self.location(),
-            ErrorKind::NotFound(Some(format!("{reference}: inputs have no tags"))),
-        ))
-    }
-
-    async fn fetch(&self, descriptor: &Descriptor) -> wharf_store::Result<ByteStream> {
-        let target = format!("{} {}", self.location(), descriptor.digest);
-        let fail = |kind| StoreError::new(Op::Fetch, target.clone(), kind);
-        let path = self
-            .files
-            .get(&descriptor.digest)
-            .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        Ok(Box::pin(
-            ReaderStream::with_capacity(file, HASH_BUFFER).map(move |chunk| {
-                chunk.map_err(|e| StoreError::new(Op::Fetch, target.clone(), e.into()))
-            }),
-        ))
-    }
-
-    async fn exists(&self, descriptor: &Descriptor) -> wharf_store::Result<bool> {
-        Ok(self.files.contains_key(&descriptor.digest))
-    }
-}
-
-/// Read buffer for hashing and streaming inputs.
-const HASH_BUFFER: usize = 1024 * 1024;
 
 /// `dir` as a tar in a temporary file: sorted entries, fixed times and modes.
 fn tar_directory(dir: &Path) -> io::Result<TempPath> {
