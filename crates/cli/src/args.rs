@@ -30,7 +30,7 @@ pub enum Command {
     /// Copy an image or index, with everything it references, from one location to another.
     #[command(after_help = COPY_HELP)]
     Copy(CopyArgs),
-    /// Copy many images and component versions in one run: repositories, tags, sync files.
+    /// Copy many images, component versions and bundles in one run: repositories, tags, sync files.
     #[command(after_help = SYNC_HELP)]
     Sync(SyncArgs),
     /// Show the manifest a location names.
@@ -57,6 +57,9 @@ pub enum Command {
     /// Build, transfer and read OCM component versions, with references that work under any URL.
     #[command(subcommand)]
     Component(ComponentCommand),
+    /// Push, copy and pull imgpkg bundles, with location records that keep every image findable.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Run wharf's embedded OCI registry (distribution spec 1.1) on a local directory.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -79,6 +82,7 @@ Examples:
   wharf copy oci:./images:1.0 registry.example.com/team/app:1.0 --dest-creds bot:$TOKEN
   wharf copy --output json oci:./images:1.0 oci:./mirror
   wharf copy registry.example.com/app:1.0 oci-archive:./app.tar:1.0
+  wharf copy --bundle registry.example.com/team/app-bundle:1.0 mirror.internal/apps/app-bundle
 
 Archives (oci-archive:, ctf: .tar and .tgz) are written beside their final name as FILE.wharf-partial
 and appear only when the copy has succeeded. After an interruption, the same command resumes: what
@@ -160,8 +164,10 @@ command carries on from it, keeping what it holds after checking each digest). O
 an archive as the source brings every image it records: oci-archive:FILE all its tags, ctf:FILE every
 artifact it lists, each under its own repository path.
 
-A sync file lists images (source, and optionally tags, digests, platforms, destination) and OCM
-components (source LOCATION//NAME:VERSION, destination, copyResources, recursive):
+A sync file lists images (source, and optionally tags, digests, platforms, destination), OCM
+components (source LOCATION//NAME:VERSION, destination, copyResources, recursive) and imgpkg
+bundles (source, destination: each copied with every image it locks into one repository, with
+location records, as wharf bundle copy does; a bundle listed under images is copied alone):
 
   images:
   - source: registry.example.com/team/app
@@ -170,6 +176,8 @@ components (source LOCATION//NAME:VERSION, destination, copyResources, recursive
     platforms: [linux/amd64]
   components:
   - source: ctf:./transport//acme.org/app:1.0.0
+  bundles:
+  - source: registry.example.com/team/app-bundle:1.0
 
 Examples:
   wharf sync registry.example.com/team/app quay.io/org/tool:2.3 --to mirror.local/copy
@@ -305,21 +313,16 @@ pub struct CopyArgs {
     /// Where to copy to.
     #[arg(value_name = "DESTINATION")]
     pub destination: String,
-    /// Blobs to transfer at once.
-    #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: u16,
     /// Copy only this platform of a multi-platform image (os/arch[/variant]); repeatable. The
     /// destination gets a new index listing just these.
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub platform: Vec<wharf_oci::Platform>,
-    /// Do not copy referrers (signatures, SBOMs, attestations).
-    #[arg(long)]
-    pub no_referrers: bool,
+    /// SOURCE is an imgpkg bundle: copy it with every image it locks and its nested bundles, and
+    /// write location records (as wharf bundle copy does). Without it a bundle is copied alone.
+    #[arg(long, conflicts_with = "platform")]
+    pub bundle: bool,
     #[command(flatten)]
-    pub sides: TwoSidedArgs,
-    /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    pub flags: CopyFlags,
 }
 
 fn parse_platform(text: &str) -> Result<wharf_oci::Platform, wharf_oci::PlatformError> {
@@ -660,6 +663,162 @@ pub struct ComponentImageRefArgs {
     pub no_rebase: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Build an imgpkg bundle from a directory holding .imgpkg/images.yml and push it.
+    #[command(after_help = BUNDLE_PUSH_HELP)]
+    Push(BundlePushArgs),
+    /// Copy a bundle, every image it locks and every nested bundle into one repository or archive.
+    #[command(after_help = BUNDLE_COPY_HELP)]
+    Copy(BundleCopyArgs),
+    /// Write a bundle's files, with a lock pointing wherever its images are now.
+    #[command(after_help = BUNDLE_PULL_HELP)]
+    Pull(BundlePullArgs),
+    /// Show where each image of a bundle can be pulled from now, and which rule says so.
+    #[command(after_help = BUNDLE_LOCATIONS_HELP)]
+    Locations(BundleLocationsArgs),
+}
+
+const BUNDLE_PUSH_HELP: &str = "\
+DIR must hold .imgpkg/images.yml (an ImagesLock whose images are all locked by digest, as kbld
+writes it) and may hold .imgpkg/bundle.yml; it may hold no other .imgpkg directory. The bundle is
+built as imgpkg builds it (files in lexical order, owner-only modes, zero times), so the same files
+always give the same digest, and pushed under the tag (latest if none) and sha256-<hex>.imgpkg.
+
+Examples:
+  wharf bundle push ./my-app registry.example.com/team/app-bundle:1.0
+  wharf bundle push ./my-app oci:./bundles:app:1.0 --lock-output bundle.lock.yml
+  wharf bundle push ./my-app localhost:5000/app-bundle:1.0 --label team=platform";
+
+const BUNDLE_COPY_HELP: &str = "\
+Everything lands in the one destination repository, digests unchanged, each manifest tagged
+sha256-<hex>.imgpkg (imgpkg's --to-repo placement). Each image is read from the bundle's own
+repository when it is there (a bundle copied before), else from the reference in its lock. Once
+every image is at the destination, wharf writes one location record per bundle, exactly as imgpkg
+does (tag sha256-<bundle>.image-locations.imgpkg, plus an OCI artifact whose subject is the bundle,
+for referrers-aware tools), then the tag: the destination's, else the source's. A copy that fails
+writes no record and no tag; running it again sends only what is missing.
+
+SOURCE is a bundle location, a BundleLock file, or an archive written by wharf (oci-archive:FILE,
+whose one bundle is found by its tag or its records). DESTINATION is a repository in a registry,
+layout or CTF, or an archive (oci-archive:FILE, resumable like every wharf archive).
+
+Examples:
+  wharf bundle copy registry.example.com/team/app-bundle:1.0 mirror.internal/apps/app-bundle
+  wharf bundle copy bundle.lock.yml mirror.internal/apps/app-bundle --lock-output copied.lock.yml
+  wharf bundle copy registry.example.com/team/app-bundle:1.0 oci-archive:./app-bundle.tar
+  wharf bundle copy oci-archive:./app-bundle.tar registry.internal/apps/app-bundle
+  wharf bundle copy registry.example.com/team/app-bundle:1.0 mirror.internal/apps/app-bundle --dry-run";
+
+const BUNDLE_PULL_HELP: &str = "\
+Where the images are decides what .imgpkg/images.yml says, by imgpkg's rules: when the bundle's
+repository holds a location record, every image is there (no probing); otherwise each image is
+looked up in the bundle's repository, and only if all are there are they pointed at it; otherwise
+the lock keeps its references. Order and annotations are kept. With --recursive every nested bundle
+is written below .imgpkg/bundles/sha256-<hex>/ with its own lock rewritten the same way. The files
+appear in DIR only once all are written.
+
+Examples:
+  wharf bundle pull mirror.internal/apps/app-bundle:1.0 -o ./app
+  wharf bundle pull mirror.internal/apps/app-bundle:1.0 -o ./app --recursive";
+
+const BUNDLE_LOCATIONS_HELP: &str = "\
+Examples:
+  wharf bundle locations mirror.internal/apps/app-bundle:1.0
+  wharf bundle locations oci-archive:./app-bundle.tar --output json";
+
+#[derive(Debug, Args)]
+pub struct BundlePushArgs {
+    /// The directory to push.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where to: a repository with a tag (registry, oci:, oci-archive: or ctf:).
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
+    /// Write a BundleLock naming the pushed bundle by digest to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub lock_output: Option<PathBuf>,
+    /// A label KEY=VALUE for the bundle's config; repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub label: Vec<(String, String)>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BundleCopyArgs {
+    /// The bundle: a location, a BundleLock file, or an archive written by wharf.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// The repository (or archive) everything goes to.
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
+    /// Write a BundleLock naming the copied bundle at the destination to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub lock_output: Option<PathBuf>,
+    /// Show what would be copied, without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub flags: CopyFlags,
+}
+
+/// How a copy moves content, shared by `copy` and `bundle copy`.
+#[derive(Debug, Args)]
+pub struct CopyFlags {
+    /// Blobs to transfer at once.
+    #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Do not copy referrers (signatures, SBOMs, attestations).
+    #[arg(long)]
+    pub no_referrers: bool,
+    #[command(flatten)]
+    pub sides: TwoSidedArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BundlePullArgs {
+    /// The bundle.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: String,
+    /// The directory to write (created; must be empty unless --replace).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Also write every nested bundle, below .imgpkg/bundles/sha256-<hex>/.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Replace DIR when it is not empty (only once the new files are all written).
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleLocationsArgs {
+    /// The bundle.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! Many images and component versions in one run.
+//! Many images, component versions and imgpkg bundles in one run.
 //!
 //! A [`SyncSpec`] (a sync file, or sources and a destination prefix from the command line) expands
 //! into roots: every tag of a repository, every image and component version of a whole layout,
@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
+use wharf_bundle::imgpkg::{self, BundleSource, ImgpkgError};
 use wharf_bundle::ocm::{
     self, COMPONENT_REPOSITORIES, ComponentAddress, OcmError, OcmRepository, ResourceMode,
     TransferOptions,
@@ -36,6 +37,9 @@ pub struct SyncSpec {
     /// OCM component versions to transfer.
     #[serde(default)]
     pub components: Vec<ComponentSpec>,
+    /// imgpkg bundles to copy with every image they lock.
+    #[serde(default)]
+    pub bundles: Vec<BundleSpec>,
 }
 
 /// One `images:` entry.
@@ -77,6 +81,17 @@ pub struct ComponentSpec {
     /// Transfer referenced components too (default true).
     #[serde(default = "yes")]
     pub recursive: bool,
+}
+
+/// One `bundles:` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSpec {
+    /// The bundle: a location with a tag or digest, or a BundleLock file.
+    pub source: String,
+    /// The repository it goes to with everything it locks, instead of the prefix mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 fn yes() -> bool {
@@ -125,6 +140,9 @@ pub enum SyncError {
     /// A component version entry that cannot be transferred.
     #[error(transparent)]
     Component(#[from] OcmError),
+    /// A bundle entry that cannot be copied.
+    #[error(transparent)]
+    Bundle(#[from] ImgpkgError),
     /// Neither the entry nor the run says where to.
     #[error("{0} has no destination: give one in the sync file or --to PREFIX")]
     NoDestination(String),
@@ -299,6 +317,8 @@ pub struct Expanded {
     pub roots: Vec<Root>,
     /// Component versions to transfer: the spec's, and those found in whole CTFs.
     pub components: Vec<ComponentSpec>,
+    /// Bundles to copy: the spec's.
+    pub bundles: Vec<BundleSpec>,
     /// Entries that could not be expanded, as failed results.
     pub failures: Vec<RootResult>,
     /// Those entries, for `--retry-failed`.
@@ -313,6 +333,7 @@ pub struct Expanded {
 pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -> Expanded {
     let mut expanded = Expanded {
         components: spec.components.clone(),
+        bundles: spec.bundles.clone(),
         ..Expanded::default()
     };
     for entry in &spec.images {
@@ -512,30 +533,40 @@ pub fn destination_for(
 enum Work<'a> {
     Image(Box<Root>),
     Component(&'a ComponentSpec),
+    Bundle(&'a BundleSpec),
 }
 
 /// What to put in the retry list when a piece of work failed.
 enum Retry {
     Image(ImageSpec),
     Component(ComponentSpec),
+    Bundle(BundleSpec),
 }
 
-/// Copies every root and transfers every component version through `job`, at most
-/// `options.roots_at_once` at a time, images and components interleaved, and reports each.
+/// Copies every root, transfers every component version and copies every bundle of `expanded`
+/// through `job`, at most `options.roots_at_once` at a time, all interleaved, and reports each,
+/// the entries that could not be expanded among them.
 pub async fn run(
-    roots: Vec<Root>,
-    components: &[ComponentSpec],
+    expanded: Expanded,
     options: &SyncOptions,
     job: Arc<Job>,
     sources: &Session,
     destinations: &Session,
     observer: &dyn RootObserver,
 ) -> SyncReport {
-    observer.planned(roots.len() + components.len());
+    let Expanded {
+        roots,
+        components,
+        bundles,
+        failures,
+        retry,
+    } = expanded;
+    observer.planned(roots.len() + components.len() + bundles.len());
     let work = roots
         .into_iter()
         .map(|root| Work::Image(Box::new(root)))
-        .chain(components.iter().map(Work::Component));
+        .chain(components.iter().map(Work::Component))
+        .chain(bundles.iter().map(Work::Bundle));
     let results: Vec<(RootResult, Option<Retry>)> = stream::iter(work)
         .map(|work| {
             let job = job.clone();
@@ -550,6 +581,11 @@ pub async fn run(
                             transfer_component(component, options, &job, sources, destinations)
                                 .await;
                         (result, Retry::Component(component.clone()))
+                    }
+                    Work::Bundle(bundle) => {
+                        let result =
+                            copy_bundle(bundle, options, &job, sources, destinations).await;
+                        (result, Retry::Bundle(bundle.clone()))
                     }
                 };
                 observer.finished(&result);
@@ -569,11 +605,16 @@ pub async fn run(
             Some(Retry::Component(spec)) if !report.retry.components.contains(&spec) => {
                 report.retry.components.push(spec);
             }
+            Some(Retry::Bundle(spec)) if !report.retry.bundles.contains(&spec) => {
+                report.retry.bundles.push(spec);
+            }
             _ => {}
         }
         report.roots.push(result);
     }
     report.roots.sort_by(|a, b| a.source.cmp(&b.source));
+    report.roots.extend(failures);
+    report.retry.images.extend(retry.images);
     let totals = job.totals();
     report.moved = Moved {
         blobs_uploaded: totals.blobs_streamed,
@@ -672,6 +713,40 @@ async fn transfer_component(
         }
         Err(e) => {
             tracing::warn!("{} failed: {}", component.source, chain(&e));
+            result.error = Some(chain(&e));
+        }
+    }
+    result
+}
+
+async fn copy_bundle(
+    bundle: &BundleSpec,
+    options: &SyncOptions,
+    job: &Job,
+    sources: &Session,
+    destinations: &Session,
+) -> RootResult {
+    let destination = destination_or_prefix(&bundle.destination, options);
+    let mut result = RootResult::failed(bundle.source.clone(), destination, None);
+    let outcome = async {
+        let source = BundleSource::parse(&bundle.source)?;
+        let to = destination_for(&source.address, bundle.destination.as_deref(), options)?;
+        result.destination = to.to_string();
+        Ok::<_, SyncError>(imgpkg::copy(&source, &to, sources, destinations, job).await?)
+    }
+    .await;
+    match outcome {
+        Ok(copied) => {
+            let report = &copied.report;
+            result.digest = Some(copied.bundle.digest.clone());
+            result.bytes = report.bytes_copied;
+            result.blobs = report.blobs_copied;
+            result.mounted = report.blobs_mounted;
+            let moved = report.blobs_copied + report.manifests_copied > 0;
+            result.status = status(job.options().dry_run, moved);
+        }
+        Err(e) => {
+            tracing::warn!("{} failed: {}", bundle.source, chain(&e));
             result.error = Some(chain(&e));
         }
     }

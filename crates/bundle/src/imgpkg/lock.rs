@@ -164,6 +164,19 @@ struct BundleRefFile {
 }
 
 impl BundleLock {
+    /// The lock for bundle `digest` in `repository` under `tag`: a registry repository named as
+    /// imgpkg names it, any other in wharf's notation.
+    pub fn at(repository: &wharf_store::Address, digest: &Digest, tag: Option<&str>) -> BundleLock {
+        let image = match (repository.location.host(), repository.registry_path()) {
+            (Some(host), Some(path)) => format!("{}@{digest}", repository_name(host, &path)),
+            _ => repository.with(None, Some(digest.clone())).to_string(),
+        };
+        BundleLock {
+            image,
+            tag: tag.map(str::to_owned),
+        }
+    }
+
     /// Reads a BundleLock; the reference must name a digest.
     pub fn parse(text: &str) -> Result<BundleLock, String> {
         let file: BundleLockFile = yaml::from_str(text).map_err(|e| e.to_string())?;

@@ -12,7 +12,7 @@ use wharf_oci::Descriptor;
 use wharf_store::{Address, ManifestRole, Session};
 
 use super::image::{LayerWriter, stage};
-use super::lock::{BundleLock, ImagesLock, repository_name};
+use super::lock::{BundleLock, ImagesLock};
 use super::{BUNDLE_LABEL, IMAGES_LOCK_PATH, ImgpkgError, upload_tag};
 use crate::staged::Staged;
 
@@ -90,18 +90,9 @@ pub async fn push(
         ManifestRole::Tag(&upload_tag(&manifest.digest)),
     )
     .await?;
-    let image = match (repository.location.host(), repository.registry_path()) {
-        (Some(host), Some(path)) => format!("{}@{}", repository_name(host, &path), manifest.digest),
-        _ => repository
-            .with(None, Some(manifest.digest.clone()))
-            .to_string(),
-    };
     Ok(Pushed {
         destination: repository.with(Some(tag), None),
-        lock: BundleLock {
-            image,
-            tag: Some(tag.to_owned()),
-        },
+        lock: BundleLock::at(&repository, &manifest.digest, Some(tag)),
         descriptor: manifest,
         images: lock.images.len(),
     })

@@ -12,17 +12,21 @@ use crate::args::{CopyArgs, Format};
 use crate::output::{human_bytes, out};
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
+    if args.bundle {
+        return super::bundle::copy(&args.source, &args.destination, None, false, &args.flags)
+            .await;
+    }
     let source = parse_image_address(&args.source, "source")?;
     let destination = parse_image_address(&args.destination, "destination")?;
-    let (sources, destinations) = sessions(&args.sides)?;
+    let (sources, destinations) = sessions(&args.flags.sides)?;
     let options = CopyOptions {
-        concurrency: usize::from(args.jobs),
-        referrers: !args.no_referrers,
+        concurrency: usize::from(args.flags.jobs),
+        referrers: !args.flags.no_referrers,
         platforms: args.platform,
         ..CopyOptions::default()
     };
     let report = copy_image(&source, &destination, &sources, &destinations, &options).await?;
-    match args.output {
+    match args.flags.output {
         Format::Json => out!(
             "{}",
             json!({

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use wharf_oci::{Descriptor, ManifestBody};
+use wharf_bundle::imgpkg::{Bundle, ImageLocations, ImagesLock, REPOSITORY_ANNOTATION};
+use wharf_oci::{Descriptor, Digest, ManifestBody, media_type};
 
 use super::parse_image_address;
 use super::registry_args::session;
@@ -25,17 +26,33 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         stdout.flush().context("writing to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
+    let bundle = match manifest.body() {
+        ManifestBody::Image(_) => {
+            Bundle::at(
+                store.clone(),
+                &location.with(None, None),
+                descriptor.clone(),
+            )
+            .await?
+        }
+        ManifestBody::Index(_) => None,
+    };
+    let bundle = match bundle {
+        Some(bundle) => Some(BundleFacts::read(&bundle).await?),
+        None => None,
+    };
     if args.output == Format::Json {
         let body: serde_json::Value =
             serde_json::from_slice(manifest.raw()).context("manifest is not JSON")?;
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "location": location.to_string(),
-                "descriptor": descriptor,
-                "manifest": body,
-            }))?
-        );
+        let mut document = json!({
+            "location": location.to_string(),
+            "descriptor": descriptor,
+            "manifest": body,
+        });
+        if let Some(facts) = &bundle {
+            document["imgpkgBundle"] = facts.to_json();
+        }
+        out!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(ExitCode::SUCCESS);
     }
     out!("{location}");
@@ -74,7 +91,76 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
             out!("  {key}: {value}");
         }
     }
+    if let Some(facts) = &bundle {
+        facts.print();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `inspect` shows of an imgpkg bundle: its lock, its location record, and the location
+/// artifacts attached to it.
+struct BundleFacts {
+    lock: ImagesLock,
+    record: Option<String>,
+    /// Each location artifact: its digest and the repository it describes.
+    copies: Vec<(Digest, String)>,
+}
+
+impl BundleFacts {
+    async fn read(bundle: &Bundle) -> Result<BundleFacts> {
+        let lock = bundle.lock().await?;
+        let record = bundle
+            .record()
+            .await?
+            .map(|_| ImageLocations::tag(bundle.digest()));
+        let copies = bundle
+            .store
+            .referrers(&bundle.descriptor, Some(media_type::WHARF_IMAGE_LOCATIONS))
+            .await?
+            .into_iter()
+            .map(|d| {
+                let repository = d
+                    .annotations
+                    .get(REPOSITORY_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default();
+                (d.digest, repository)
+            })
+            .collect();
+        Ok(BundleFacts {
+            lock,
+            record,
+            copies,
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "images": self.lock.images.iter().map(|i| json!({
+                "image": i.image,
+                "annotations": i.annotations,
+            })).collect::<Vec<_>>(),
+            "record": self.record,
+            "locations": self.copies.iter().map(|(digest, repository)| json!({
+                "digest": digest,
+                "repository": repository,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn print(&self) {
+        out!("imgpkg bundle: {} images locked", self.lock.images.len());
+        for image in &self.lock.images {
+            out!("  {}", image.image);
+        }
+        match &self.record {
+            Some(tag) => out!("Location record: {tag} (every image is in this repository)"),
+            None => out!("Location record: none here"),
+        }
+        for (digest, repository) in &self.copies {
+            out!("Copied to:   {repository}  (record artifact {digest})");
+        }
+    }
 }
 
 fn line(d: &Descriptor) -> String {

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns typed arguments into library calls and prints the result.
 
+mod bundle;
 mod component;
 mod copy;
 mod demo;
@@ -31,6 +32,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
         Command::Component(command) => component::run(command).await,
+        Command::Bundle(command) => bundle::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }

@@ -31,13 +31,18 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
             ..ImageSpec::default()
         });
     }
-    if spec.images.is_empty() && spec.components.is_empty() {
+    if spec.images.is_empty() && spec.components.is_empty() && spec.bundles.is_empty() {
         bail!("nothing to sync: give sources, --file or --retry-failed");
     }
     if args.to.is_none() {
         let images = spec.images.iter().map(|i| (&i.source, &i.destination));
         let components = spec.components.iter().map(|c| (&c.source, &c.destination));
-        if let Some((source, _)) = images.chain(components).find(|(_, d)| d.is_none()) {
+        let bundles = spec.bundles.iter().map(|b| (&b.source, &b.destination));
+        if let Some((source, _)) = images
+            .chain(components)
+            .chain(bundles)
+            .find(|(_, d)| d.is_none())
+        {
             bail!(
                 "{source} has no destination: give --to PREFIX, or a destination in the sync file"
             );
@@ -59,9 +64,8 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     };
     let job = Arc::new(Job::new(copy, progress.clone()));
     let expanded = wharf_sync::expand(&spec, &options, &sources).await;
-    let mut report = wharf_sync::run(
-        expanded.roots,
-        &expanded.components,
+    let report = wharf_sync::run(
+        expanded,
         &options,
         job,
         &sources,
@@ -70,8 +74,6 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     )
     .await;
     progress.clear();
-    report.roots.extend(expanded.failures);
-    report.retry.images.extend(expanded.retry.images);
     if !args.dry_run && report.failures() == 0 {
         destinations.finish().await?;
     } else if !args.dry_run {
