@@ -38,6 +38,13 @@ pub enum FaultAction {
     AlterRequestBody,
     /// Forward after waiting this long.
     Delay(std::time::Duration),
+    /// Answer with this status and a registry error of this code and message (a registry refusing
+    /// something, such as an immutable tag).
+    Refuse {
+        code: u16,
+        error: &'static str,
+        message: String,
+    },
 }
 
 /// A fault for the next `times` requests whose method and path match.
@@ -315,6 +322,15 @@ async fn respond(state: &ProxyState, request: Request) -> Response {
             }
             response
         }
+        Some(FaultAction::Refuse {
+            code,
+            error,
+            message,
+        }) => (
+            StatusCode::from_u16(code).expect("valid status"),
+            axum::Json(serde_json::json!({"errors": [{"code": error, "message": message}]})),
+        )
+            .into_response(),
         Some(FaultAction::Unauthorized) => challenge(state, &path, request.method()),
         Some(FaultAction::Delay(wait)) => {
             tokio::time::sleep(wait).await;

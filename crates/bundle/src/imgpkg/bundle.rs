@@ -21,6 +21,8 @@ const PROBES_AT_ONCE: usize = 16;
 pub struct Bundle {
     /// The repository it was read from, with the bundle's digest.
     pub address: Address,
+    /// The tag it was found by, if any.
+    pub tag: Option<String>,
     /// That repository.
     pub store: Arc<dyn ReadStore>,
     /// The bundle's manifest.
@@ -72,15 +74,18 @@ impl Bundle {
     /// tagged there, or the one bundle no other bundle there nests.
     pub async fn open(session: &Session, address: &Address) -> Result<Bundle, ImgpkgError> {
         let store = session.read(address).await?;
-        let descriptor = match (&address.location, address.tag(), address.digest()) {
-            (Location::Registry { .. }, _, _) | (_, Some(_), _) | (_, _, Some(_)) => {
-                address.resolve_in(store.as_ref()).await?
-            }
+        let (descriptor, tag) = match (&address.location, address.tag(), address.digest()) {
+            (Location::Registry { .. }, _, _) | (_, Some(_), _) | (_, _, Some(_)) => (
+                address.resolve_in(store.as_ref()).await?,
+                address.tag.clone(),
+            ),
             _ => root_bundle(store.as_ref(), address).await?,
         };
-        Bundle::at(store, address, descriptor)
+        let mut bundle = Bundle::at(store, address, descriptor)
             .await?
-            .ok_or_else(|| ImgpkgError::NotABundle(address.to_string()))
+            .ok_or_else(|| ImgpkgError::NotABundle(address.to_string()))?;
+        bundle.tag = tag;
+        Ok(bundle)
     }
 
     /// The image `descriptor` in `store` (the repository `repository` names), if it is a bundle:
@@ -105,6 +110,7 @@ impl Bundle {
             .clone();
         Ok(Some(Bundle {
             address,
+            tag: None,
             store,
             descriptor,
             labels,
@@ -217,19 +223,21 @@ impl Bundle {
     }
 }
 
-/// The bundle a layout, archive or CTF repository holds when the user names none: the one its
-/// user tags name, else the one its location records list that no other record nests.
-async fn root_bundle(store: &dyn ReadStore, address: &Address) -> Result<Descriptor, ImgpkgError> {
+/// The bundle a layout, archive or CTF repository holds when the user names none, and its tag: the
+/// one its user tags name, else the one its location records list that no other record nests.
+async fn root_bundle(
+    store: &dyn ReadStore,
+    address: &Address,
+) -> Result<(Descriptor, Option<String>), ImgpkgError> {
     let roots = store.roots().await?;
-    let named: Vec<&Descriptor> = roots
+    let named: Vec<(&String, &Descriptor)> = roots
         .iter()
-        .filter(|(tag, _)| tag.as_deref().is_some_and(is_user_tag))
-        .map(|(_, d)| d)
+        .filter_map(|(tag, d)| Some((tag.as_ref().filter(|t| is_user_tag(t))?, d)))
         .collect();
-    if let Some(first) = named.first()
-        && named.iter().all(|d| d.digest == first.digest)
+    if let Some((tag, first)) = named.first()
+        && named.iter().all(|(_, d)| d.digest == first.digest)
     {
-        return Ok((*first).clone());
+        return Ok(((*first).clone(), Some((*tag).clone())));
     }
     let mut bundles = Vec::new();
     let mut nested = Vec::new();
@@ -257,7 +265,7 @@ async fn root_bundle(store: &dyn ReadStore, address: &Address) -> Result<Descrip
     }
     bundles.retain(|b| !nested.contains(b));
     match bundles.as_slice() {
-        [only] => Ok(store.resolve(only.as_str()).await?),
+        [only] => Ok((store.resolve(only.as_str()).await?, None)),
         _ => Err(ImgpkgError::Invalid {
             what: address.to_string(),
             message: "holds no single bundle to copy; name it as LOCATION:TAG or LOCATION@DIGEST"

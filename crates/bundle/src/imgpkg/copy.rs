@@ -141,6 +141,7 @@ pub async fn copy(
     let tag = destination
         .tag()
         .or(source.tag.as_deref())
+        .or(root.tag.as_deref())
         .map(str::to_owned);
     let root_descriptor = root.descriptor.clone();
     let root_store = root.store.clone();

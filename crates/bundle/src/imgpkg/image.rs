@@ -4,16 +4,16 @@
 //! the Docker layer media type) and takes any compression.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio::io::AsyncWriteExt;
 use wharf_oci::media_type::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
 use wharf_oci::{Algorithm, Descriptor, Digest, Digester, ImageManifest, ManifestBody};
-use wharf_store::{Op, ReadStore, StoreError, verified};
+use wharf_store::{Op, ReadStore, verified};
 
 use super::ImgpkgError;
 use super::tar::{GoTar, decompressed};
@@ -237,78 +237,102 @@ impl LayerFiles {
     }
 }
 
-/// Reads the tar in `layer` from `store`, whatever its compression, as `files` says. The whole layer
-/// is always read, so that it is verified against its digest before anything it held is used.
+/// Reads the tar in `layer` from `store`, whatever its compression, as `files` says. The layer is
+/// downloaded and verified against its digest first: nothing it holds is used unverified.
 pub(crate) async fn read_layer(
     store: &dyn ReadStore,
     layer: &Descriptor,
     files: LayerFiles,
 ) -> Result<Option<Vec<u8>>, ImgpkgError> {
     let target = format!("{} layer {}", store.location(), layer.digest);
-    let stream = verified(layer, Op::Fetch, target.clone(), store.fetch(layer).await?);
-    let bridge = SyncIoBridge::new(StreamReader::new(stream.map_err(io::Error::other)));
-    let outcome = tokio::task::spawn_blocking(move || walk_layer(bridge, &files))
+    let spool = |e: io::Error| ImgpkgError::Directory {
+        path: std::env::temp_dir(),
+        message: format!("keeping {target} while it is read: {e}"),
+    };
+    let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(spool)?);
+    let mut stream = verified(layer, Op::Fetch, target.clone(), store.fetch(layer).await?);
+    while let Some(chunk) = stream.try_next().await? {
+        file.write_all(&chunk).await.map_err(spool)?;
+    }
+    let mut file = file.into_std().await;
+    file.seek(io::SeekFrom::Start(0)).map_err(spool)?;
+    let walked = tokio::task::spawn_blocking(move || walk_layer(BufReader::new(file), &files))
         .await
-        .map_err(io::Error::other)
+        .map_err(|e| LayerError::Content(e.to_string()))
         .and_then(|walked| walked);
-    outcome.map_err(|e| match store_error(e) {
-        Ok(store) => ImgpkgError::Store(store),
-        Err(e) => ImgpkgError::Invalid {
+    walked.map_err(|e| match e {
+        LayerError::Content(message) => ImgpkgError::Invalid {
             what: target,
-            message: format!("not a readable tar: {e}"),
+            message,
+        },
+        LayerError::Write(path, error) => ImgpkgError::Directory {
+            path,
+            message: error.to_string(),
         },
     })
 }
 
-/// The store error an I/O error carries (a failed or unverified fetch), or the I/O error itself.
-fn store_error(e: io::Error) -> Result<StoreError, io::Error> {
-    if e.get_ref().is_some_and(|inner| inner.is::<StoreError>()) {
-        let inner = e.into_inner().expect("checked above");
-        return Ok(*inner.downcast::<StoreError>().expect("checked above"));
-    }
-    Err(e)
+/// Why a layer could not be read or written out.
+enum LayerError {
+    /// What it holds is not a bundle's tar.
+    Content(String),
+    /// A file could not be written.
+    Write(PathBuf, io::Error),
 }
 
-fn walk_layer(raw: impl Read, files: &LayerFiles) -> io::Result<Option<Vec<u8>>> {
-    let mut raw = BufReader::new(raw);
-    let mut found = None;
-    {
-        let mut archive = tar::Archive::new(decompressed(&mut raw)?);
-        archive.set_preserve_mtime(false);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let path = entry.path()?.into_owned();
-            if let LayerFiles::ExtractTo(dir) = files {
-                extract(&mut entry, &path, dir)?;
-            } else if found.is_none() && entry.header().entry_type().is_file() && files.wants(&path)
-            {
-                let mut content = Vec::new();
-                (&mut entry)
-                    .take(DOCUMENT_LIMIT + 1)
-                    .read_to_end(&mut content)?;
-                if content.len() as u64 > DOCUMENT_LIMIT {
-                    return Err(io::Error::other(format!(
-                        "{} is larger than {DOCUMENT_LIMIT} bytes",
-                        path.display()
-                    )));
-                }
-                found = Some(content);
-            }
-        }
-        io::copy(&mut archive.into_inner(), &mut io::sink())?;
+/// A tar reader's error on one short line: its messages can quote the bytes it choked on.
+fn unreadable(error: io::Error) -> LayerError {
+    const LIMIT: usize = 100;
+    let message = error.to_string();
+    let mut line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(LIMIT)
+        .collect();
+    if message.chars().count() > LIMIT {
+        line.push('…');
     }
-    // Whatever the decompressor left is read too: the digest is checked at the very end.
-    io::copy(&mut raw, &mut io::sink())?;
+    LayerError::Content(format!("not a readable tar: {line}"))
+}
+
+fn walk_layer(raw: impl BufRead, files: &LayerFiles) -> Result<Option<Vec<u8>>, LayerError> {
+    let mut archive = tar::Archive::new(decompressed(raw).map_err(unreadable)?);
+    archive.set_preserve_mtime(false);
+    let mut found = None;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let path = entry.path().map_err(unreadable)?.into_owned();
+        if let LayerFiles::ExtractTo(dir) = files {
+            extract(&mut entry, &path, dir)?;
+        } else if found.is_none() && entry.header().entry_type().is_file() && files.wants(&path) {
+            let mut content = Vec::new();
+            (&mut entry)
+                .take(DOCUMENT_LIMIT + 1)
+                .read_to_end(&mut content)
+                .map_err(unreadable)?;
+            if content.len() as u64 > DOCUMENT_LIMIT {
+                return Err(LayerError::Content(format!(
+                    "{} is larger than {DOCUMENT_LIMIT} bytes",
+                    path.display()
+                )));
+            }
+            found = Some(content);
+        }
+    }
     Ok(found)
 }
 
 /// Writes one entry below `dir`: directories and regular files only, never outside `dir`.
-fn extract(entry: &mut tar::Entry<'_, impl Read>, path: &Path, dir: &Path) -> io::Result<()> {
+fn extract(
+    entry: &mut tar::Entry<'_, impl Read>,
+    path: &Path,
+    dir: &Path,
+) -> Result<(), LayerError> {
     let refuse = |why: &str| {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("entry {}: {why}", path.display()),
-        ))
+        Err(LayerError::Content(format!(
+            "entry {}: {why}",
+            path.display()
+        )))
     };
     if path
         .components()
@@ -320,8 +344,10 @@ fn extract(entry: &mut tar::Entry<'_, impl Read>, path: &Path, dir: &Path) -> io
     if !(kind.is_dir() || kind.is_file()) {
         return refuse("only directories and regular files belong in a bundle");
     }
-    if !entry.unpack_in(dir)? {
-        return refuse("its path leaves the bundle directory");
+    let written = std::fs::create_dir_all(dir).and_then(|()| entry.unpack_in(dir));
+    match written {
+        Ok(true) => Ok(()),
+        Ok(false) => refuse("its path leaves the bundle directory"),
+        Err(e) => Err(LayerError::Write(dir.join(path), e)),
     }
-    Ok(())
 }

@@ -71,7 +71,7 @@ pub enum ImgpkgError {
     },
     /// Some images of a bundle could not be copied; nothing was recorded or tagged.
     #[error(
-        "{failed} of {total} images of the bundle could not be copied, so no location record or tag was written (rerun to carry on); first: {image}"
+        "{failed} of {total} images (bundles included) could not be copied, so no location record or tag was written (run the copy again to carry on); first: {image}"
     )]
     Incomplete {
         /// How many failed.

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `wharf` binary: one test binary, a module per command.
 
 mod archive;
+mod bundle;
 mod component;
 mod copy;
 mod demo;

@@ -219,7 +219,7 @@ pub fn wharf_stdin(dir: &Path, args: &[&str], stdin: &str) -> Run {
 }
 
 /// Writes a blob into a layout and returns its descriptor.
-fn layout_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> wharf_oci::Descriptor {
+pub fn layout_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> wharf_oci::Descriptor {
     let descriptor = wharf_oci::Descriptor::for_bytes(media_type, bytes);
     let path = layout.join("blobs/sha256").join(descriptor.digest.hex());
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -228,7 +228,7 @@ fn layout_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> wharf_oci::Desc
 }
 
 /// Adds an entry to a layout's index.json (tagged or not).
-fn layout_add_root(layout: &Path, mut entry: wharf_oci::Descriptor, tag: Option<&str>) {
+pub fn layout_add_root(layout: &Path, mut entry: wharf_oci::Descriptor, tag: Option<&str>) {
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value = std::fs::read(&index_path)
         .map(|b| serde_json::from_slice(&b).unwrap())
