@@ -2,24 +2,26 @@
 //!
 //! Discovery reads the bundle's lock and finds each image the way imgpkg does: in the bundle's own
 //! repository first (where a previous copy put it), else at the lock's reference. Images that are
-//! bundles (by their config label, or by the source's record) are read in turn; a bundle several
-//! others nest is read once. Then every manifest is copied through the job under the tag
-//! `sha256-<hex>.imgpkg`, digests unchanged. Only when every one of them is there: one location
+//! bundles (by their config label, or by a record at the source or the destination) are read in
+//! turn, a level of nesting at a time; a bundle several others nest is read once. Every manifest is
+//! copied through the job as soon as it is found, under the tag `sha256-<hex>.imgpkg`, digests
+//! unchanged. Only when every one of them is there: one location
 //! record per bundle (imgpkg's tag and its second tag, plus wharf's artifact whose subject is the
 //! bundle), and last the user's tag. A copy that fails part-way leaves no record and no user tag;
 //! running it again sends only what is missing.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::sync::{OnceCell, mpsc};
 use wharf_copy::{CopyError, CopyReport, Job};
 use wharf_oci::{Descriptor, Digest};
 use wharf_store::{Address, ManifestRole, ReadStore, Session, Store, chain};
 
 use super::bundle::Bundle;
-use super::lock::{BundleLock, LockedImage, repository_name};
+use super::lock::{BundleLock, ImagesLock, LockedImage, repository_name};
 use super::record::{ImageLocations, read_record, stage_record};
 use super::{ImgpkgError, upload_tag};
 use crate::staged::Staged;
@@ -110,16 +112,17 @@ struct Item {
     name: String,
 }
 
-/// A bundle to copy and the record to write for it.
+/// A bundle copied, and the record to write for it.
 struct Planned {
-    bundle: Bundle,
+    bundle: Descriptor,
     record: ImageLocations,
 }
 
 /// Copies the bundle `source` names, everything it locks and every nested bundle into the
 /// repository `destination` names, as part of `job`; see the module documentation. The destination's
-/// tag, else the source's, names the bundle there. Archives written to are not finished here: see
-/// [`Session::finish`].
+/// tag, else the source's, names the bundle there. The root bundle and its lock are read before
+/// anything is written; images are copied as they are found. Archives written to are not finished
+/// here: see [`Session::finish`].
 pub async fn copy(
     source: &BundleSource,
     destination: &Address,
@@ -143,47 +146,66 @@ pub async fn copy(
         .or(source.tag.as_deref())
         .or(root.tag.as_deref())
         .map(str::to_owned);
-    let root_descriptor = root.descriptor.clone();
-    let root_store = root.store.clone();
-    let (planned, items) = discover(root, sources).await?;
+    let root_lock = root.lock().await?;
+    let root_record = root.record().await?;
     let repository = destination.with(None, None);
     let dst = destinations.write(&repository).await?;
 
-    let results: Vec<(usize, Result<CopyReport, CopyError>)> =
-        stream::iter(items.iter().enumerate())
-            .map(|(i, item)| {
-                let dst = dst.clone();
-                async move {
-                    let tag = upload_tag(&item.descriptor.digest);
-                    let copied = job
-                        .copy(
-                            item.store.as_ref(),
-                            dst.as_ref(),
-                            &item.descriptor,
-                            ManifestRole::Tag(&tag),
-                        )
-                        .await;
-                    (i, copied)
-                }
-            })
-            .buffer_unordered(IMAGES_AT_ONCE)
-            .collect()
-            .await;
+    let (sink, found) = mpsc::unbounded_channel();
+    let discovery = Discovery {
+        sources,
+        destination: dst.clone(),
+        sink,
+        seen: Mutex::new(HashSet::new()),
+        kinds: Mutex::new(HashMap::new()),
+    };
+    let root_descriptor = root.descriptor.clone();
+    let root_store = root.store.clone();
+    let explore = async move {
+        let explored = discovery.run(root, root_lock, root_record).await;
+        // The sink closes here, so that the copies end with the last image found.
+        drop(discovery);
+        explored
+    };
+    let copies = stream::unfold(found, |mut found| async move {
+        found.recv().await.map(|item| (item, found))
+    })
+    .map(|item: Item| {
+        let dst = dst.clone();
+        async move {
+            let tag = upload_tag(&item.descriptor.digest);
+            let copied = job
+                .copy(
+                    item.store.as_ref(),
+                    dst.as_ref(),
+                    &item.descriptor,
+                    ManifestRole::Tag(&tag),
+                )
+                .await;
+            (item.name, copied)
+        }
+    })
+    .buffer_unordered(IMAGES_AT_ONCE)
+    .collect::<Vec<_>>();
+    let (explored, results) = tokio::join!(explore, copies);
+    let planned = explored?;
+
+    let total = results.len();
     let mut report = CopyReport::empty(root_descriptor.clone());
     let mut failures = Vec::new();
-    for (i, result) in results {
+    for (name, result) in results {
         match result {
             Ok(part) => report.add(&part),
-            Err(e) => failures.push((i, e)),
+            Err(e) => failures.push((name, e)),
         }
     }
-    failures.sort_by_key(|(i, _)| *i);
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
     let failed = failures.len();
-    if let Some((i, error)) = failures.into_iter().next() {
+    if let Some((image, error)) = failures.into_iter().next() {
         return Err(ImgpkgError::Incomplete {
             failed,
-            total: items.len(),
-            image: items[i].name.clone(),
+            total,
+            image,
             error: Box::new(error),
         });
     }
@@ -193,7 +215,7 @@ pub async fn copy(
         bundle: root_descriptor.clone(),
         destination: repository.with(tag.as_deref(), None),
         bundles,
-        images: items.len() - bundles,
+        images: total - bundles,
         records: Vec::new(),
         report,
     };
@@ -221,79 +243,146 @@ pub async fn copy(
     Ok(copied)
 }
 
-/// Reads every bundle below `root` and finds every image they lock: the bundles in the order
-/// found (root first), each with the record to write for it, and every manifest to copy, each
-/// once, root first.
-async fn discover(
-    root: Bundle,
-    sources: &Session,
-) -> Result<(Vec<Planned>, Vec<Item>), ImgpkgError> {
-    let mut items = vec![Item {
-        descriptor: root.descriptor.clone(),
-        store: root.store.clone(),
-        name: format!("bundle {}", root.address),
-    }];
-    let mut seen: HashSet<Digest> = HashSet::from([root.digest().clone()]);
-    let mut is_bundle: HashMap<Digest, bool> = HashMap::from([(root.digest().clone(), true)]);
-    let mut planned = Vec::new();
-    let mut queue = VecDeque::from([root]);
-    while let Some(bundle) = queue.pop_front() {
-        let lock = bundle.lock().await?;
-        let record = bundle.record().await?;
-        let found: Vec<Found> = stream::iter(&lock.images)
-            .map(|image| find(&bundle, image, sources))
-            .buffered(IMAGES_AT_ONCE)
-            .try_collect()
-            .await?;
-        // Each image's kind is checked once, however many bundles lock it; the record's word that an
-        // image is no bundle is taken, as imgpkg takes it.
-        let unchecked: Vec<&Found> = {
-            let mut batch = HashSet::new();
-            found
-                .iter()
-                .filter(|f| !is_bundle.contains_key(&f.descriptor.digest))
-                .filter(|f| {
-                    record.as_ref().and_then(|r| r.is_bundle(&f.image.image)) != Some(false)
+/// A bundle whose kind is being or has been checked.
+type Kind = Arc<OnceCell<Option<Arc<Bundle>>>>;
+
+/// Reads every bundle below a root, a level of nesting at a time and the bundles of a level at
+/// once, and hands every image it finds to the copies, each once.
+struct Discovery<'a> {
+    sources: &'a Session,
+    /// Where the copy goes: its records, from an earlier copy, say which images are bundles.
+    destination: Arc<dyn Store>,
+    sink: mpsc::UnboundedSender<Item>,
+    /// Digests handed to the copies.
+    seen: Mutex<HashSet<Digest>>,
+    /// Per digest, whether it is a bundle: each image is checked once, however many bundles lock it.
+    kinds: Mutex<HashMap<Digest, Kind>>,
+}
+
+impl Discovery<'_> {
+    /// Every bundle below `root` (whose lock and record are read already), in the order found,
+    /// with the record to write for each.
+    async fn run(
+        &self,
+        root: Bundle,
+        lock: ImagesLock,
+        record: Option<ImageLocations>,
+    ) -> Result<Vec<Planned>, ImgpkgError> {
+        self.hand_over(&root.descriptor, &root.store, || {
+            format!("bundle {}", root.address)
+        });
+        let root = Arc::new(root);
+        let (first, mut level) = self.explore(&root, lock, record).await?;
+        let mut planned = vec![first];
+        let mut explored = HashSet::from([root.digest().clone()]);
+        level.retain(|b| explored.insert(b.digest().clone()));
+        while !level.is_empty() {
+            let results: Vec<(Planned, Vec<Arc<Bundle>>)> = stream::iter(&level)
+                .map(|bundle| async move {
+                    let lock = bundle.lock().await?;
+                    let record = bundle.record().await?;
+                    self.explore(bundle, lock, record).await
                 })
-                .filter(|f| batch.insert(f.descriptor.digest.clone()))
-                .collect()
+                .buffered(IMAGES_AT_ONCE)
+                .try_collect()
+                .await?;
+            level = Vec::new();
+            for (plan, nested) in results {
+                planned.push(plan);
+                level.extend(
+                    nested
+                        .into_iter()
+                        .filter(|b| explored.insert(b.digest().clone())),
+                );
+            }
+        }
+        Ok(planned)
+    }
+
+    /// Finds every image `bundle` locks, hands each to the copies, and checks which are bundles:
+    /// returns the record to write for it and the bundles it nests.
+    async fn explore(
+        &self,
+        bundle: &Bundle,
+        lock: ImagesLock,
+        record: Option<ImageLocations>,
+    ) -> Result<(Planned, Vec<Arc<Bundle>>), ImgpkgError> {
+        let record = match record {
+            Some(record) => Some(record),
+            // A record an earlier copy left at the destination is as good a witness.
+            None => read_record(&self.destination, bundle.digest())
+                .await
+                .ok()
+                .flatten(),
         };
-        let nested: Vec<Option<Bundle>> = stream::iter(unchecked.iter())
-            .map(|f| Bundle::at(f.store.clone(), &f.repository, f.descriptor.clone()))
+        let entries: Vec<(LockedImage, Option<Arc<Bundle>>)> = stream::iter(lock.images)
+            .map(|image| {
+                let record = &record;
+                async move {
+                    let found = find(bundle, &image, self.sources).await?;
+                    self.hand_over(&found.descriptor, &found.store, || image.image.clone());
+                    let nested = match record.as_ref().and_then(|r| r.is_bundle(&image.image)) {
+                        Some(false) => None,
+                        _ => self.kind(found).await?,
+                    };
+                    Ok::<_, ImgpkgError>((image, nested))
+                }
+            })
             .buffered(IMAGES_AT_ONCE)
             .try_collect()
             .await?;
-        for (f, nested) in unchecked.iter().zip(nested) {
-            is_bundle.insert(f.descriptor.digest.clone(), nested.is_some());
-            if let Some(nested) = nested {
-                queue.push_back(nested);
-            }
-        }
-        for f in &found {
-            is_bundle
-                .entry(f.descriptor.digest.clone())
-                .or_insert(false);
-            if seen.insert(f.descriptor.digest.clone()) {
-                items.push(Item {
-                    descriptor: f.descriptor.clone(),
-                    store: f.store.clone(),
-                    name: f.image.image.clone(),
-                });
-            }
-        }
-        let record = ImageLocations::new(
-            found
-                .iter()
-                .map(|f| (&f.image, is_bundle[&f.descriptor.digest])),
-        );
-        planned.push(Planned { bundle, record });
+        let record = ImageLocations::new(entries.iter().map(|(i, n)| (i, n.is_some())));
+        let nested = entries.into_iter().filter_map(|(_, n)| n).collect();
+        let plan = Planned {
+            bundle: bundle.descriptor.clone(),
+            record,
+        };
+        Ok((plan, nested))
     }
-    Ok((planned, items))
+
+    /// Hands a manifest to the copies, unless it was handed over before.
+    fn hand_over(
+        &self,
+        descriptor: &Descriptor,
+        store: &Arc<dyn ReadStore>,
+        name: impl Fn() -> String,
+    ) {
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(descriptor.digest.clone());
+        if first {
+            // The copies outlive discovery; a closed sink means they ended, and the error that
+            // ended them is reported.
+            let _ = self.sink.send(Item {
+                descriptor: descriptor.clone(),
+                store: store.clone(),
+                name: name(),
+            });
+        }
+    }
+
+    /// The bundle `found` is, if it is one; checked once per digest.
+    async fn kind(&self, found: Found) -> Result<Option<Arc<Bundle>>, ImgpkgError> {
+        let cell = self
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(found.descriptor.digest.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async move {
+            let bundle = Bundle::at(found.store, &found.repository, found.descriptor).await?;
+            Ok::<_, ImgpkgError>(bundle.map(Arc::new))
+        })
+        .await
+        .cloned()
+    }
 }
 
 /// An image of a lock, where it was found.
 struct Found {
-    image: LockedImage,
     store: Arc<dyn ReadStore>,
     repository: Address,
     descriptor: Descriptor,
@@ -307,7 +396,6 @@ async fn find(
 ) -> Result<Found, ImgpkgError> {
     if let Some(descriptor) = bundle.holds(image.digest()).await? {
         return Ok(Found {
-            image: image.clone(),
             store: bundle.store.clone(),
             repository: bundle.repository(),
             descriptor,
@@ -327,7 +415,6 @@ async fn find(
         .await
         .map_err(missing)?;
     Ok(Found {
-        image: image.clone(),
         store,
         repository: address.with(None, None),
         descriptor,
@@ -345,7 +432,7 @@ async fn write_record(
     job: &Job,
 ) -> Result<RecordWritten, ImgpkgError> {
     let mut staged = Staged::default();
-    let bundle = &plan.bundle.descriptor;
+    let bundle = &plan.bundle;
     let record = stage_record(&mut staged, &plan.record, bundle, repository);
     let tag = ImageLocations::tag(&bundle.digest);
     let mut written = RecordWritten {
