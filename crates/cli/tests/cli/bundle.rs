@@ -802,6 +802,30 @@ fn bundles_travel_through_archives_sync_files_and_plain_copies() {
     let lock = std::fs::read_to_string(out.join(".imgpkg/images.yml")).unwrap();
     assert!(lock.contains(&format!("image: {restored}@")), "{lock}");
 
+    // Through a CTF repository the same way.
+    let ctf = format!("ctf:{}//bundles/app", dir.join("transport.tgz").display());
+    wharf(dir, &["bundle", "copy", &source, &ctf]).ok();
+    let from_ctf = format!("{}/from-ctf/app", t.addr());
+    let copied = json(
+        &wharf(
+            dir,
+            &[
+                "bundle",
+                "copy",
+                &format!("{ctf}:1.0"),
+                &from_ctf,
+                "--output",
+                "json",
+            ],
+        )
+        .ok(),
+    );
+    assert_eq!(
+        (copied["digest"].as_str(), copied["images"].as_u64()),
+        (Some(bundle.as_str()), Some(2))
+    );
+    assert_eq!(record_by_skopeo(dir, &from_ctf, &bundle).lines().count(), 8);
+
     // A sync file's bundles: entry, beside an image, in one run; then again, a no-op.
     let sync = dir.join("sync.yaml");
     std::fs::write(
