@@ -16,6 +16,22 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// What a copy moved, as the JSON fields every copying command reports.
+pub fn copy_counts(report: &wharf_copy::CopyReport) -> serde_json::Map<String, serde_json::Value> {
+    [
+        ("manifestsCopied", report.manifests_copied as u64),
+        ("manifestsPresent", report.manifests_present as u64),
+        ("blobsCopied", report.blobs_copied as u64),
+        ("blobsMounted", report.blobs_mounted as u64),
+        ("blobsPresent", report.blobs_present as u64),
+        ("bytesCopied", report.bytes_copied),
+        ("referrersCopied", report.referrers_copied as u64),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.into()))
+    .collect()
+}
+
 /// Writes a line to stdout. When the reader has gone away (`wharf … | head`), exits quietly instead
 /// of panicking, as command-line tools do.
 pub fn write_line(args: std::fmt::Arguments<'_>) {

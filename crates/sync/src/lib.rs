@@ -23,7 +23,7 @@ use wharf_bundle::ocm::{
     self, COMPONENT_REPOSITORIES, ComponentAddress, OcmError, OcmRepository, ResourceMode,
     TransferOptions,
 };
-use wharf_copy::Job;
+use wharf_copy::{CopyReport, Job};
 use wharf_oci::{Digest, DigestError, Platform};
 use wharf_store::{Address, AddressError, Location, Mode, Session, StoreError, chain};
 
@@ -244,6 +244,24 @@ pub struct RootResult {
 }
 
 impl RootResult {
+    /// Fills in what copying the root moved, or why it failed.
+    fn settle(&mut self, outcome: Result<&CopyReport, &dyn std::error::Error>, dry_run: bool) {
+        match outcome {
+            Ok(report) => {
+                self.digest = Some(report.root.digest.clone());
+                self.bytes = report.bytes_copied;
+                self.blobs = report.blobs_copied;
+                self.mounted = report.blobs_mounted;
+                let moved = report.blobs_copied + report.manifests_copied > 0;
+                self.status = status(dry_run, moved);
+            }
+            Err(e) => {
+                tracing::warn!("{} failed: {}", self.source, chain(e));
+                self.error = Some(chain(e));
+            }
+        }
+    }
+
     /// A root that has failed (until it turns out otherwise), with `error` if known.
     fn failed(source: String, destination: String, error: Option<String>) -> RootResult {
         RootResult {
@@ -641,7 +659,7 @@ async fn copy_root(
 ) -> RootResult {
     let mut result =
         RootResult::failed(root.source.to_string(), root.destination.to_string(), None);
-    match job
+    let outcome = job
         .copy_image(
             &root.source,
             &root.destination,
@@ -649,21 +667,11 @@ async fn copy_root(
             destinations,
             &root.platforms,
         )
-        .await
-    {
-        Ok(report) => {
-            result.digest = Some(report.root.digest.clone());
-            result.bytes = report.bytes_copied;
-            result.blobs = report.blobs_copied;
-            result.mounted = report.blobs_mounted;
-            let moved = report.blobs_copied + report.manifests_copied > 0;
-            result.status = status(job.options().dry_run, moved);
-        }
-        Err(e) => {
-            tracing::warn!("{} failed: {}", root.source, chain(&e));
-            result.error = Some(chain(&e));
-        }
-    }
+        .await;
+    result.settle(
+        outcome.as_ref().map_err(|e| e as &dyn std::error::Error),
+        job.options().dry_run,
+    );
     result
 }
 
@@ -735,21 +743,13 @@ async fn copy_bundle(
         Ok::<_, SyncError>(imgpkg::copy(&source, &to, sources, destinations, job).await?)
     }
     .await;
-    match outcome {
-        Ok(copied) => {
-            let report = &copied.report;
-            result.digest = Some(copied.bundle.digest.clone());
-            result.bytes = report.bytes_copied;
-            result.blobs = report.blobs_copied;
-            result.mounted = report.blobs_mounted;
-            let moved = report.blobs_copied + report.manifests_copied > 0;
-            result.status = status(job.options().dry_run, moved);
-        }
-        Err(e) => {
-            tracing::warn!("{} failed: {}", bundle.source, chain(&e));
-            result.error = Some(chain(&e));
-        }
-    }
+    result.settle(
+        outcome
+            .as_ref()
+            .map(|copied| &copied.report)
+            .map_err(|e| e as &dyn std::error::Error),
+        job.options().dry_run,
+    );
     result
 }
 

@@ -16,7 +16,7 @@ use super::registry_args::{session, sessions};
 use crate::args::{
     BundleCommand, BundleLocationsArgs, BundlePullArgs, BundlePushArgs, CopyFlags, Format,
 };
-use crate::output::{human_bytes, out};
+use crate::output::{copy_counts, human_bytes, out};
 
 pub async fn run(command: BundleCommand) -> Result<ExitCode> {
     match command {
@@ -111,22 +111,14 @@ pub async fn copy(
     }
     let report = &copied.report;
     match flags.output {
-        Format::Json => out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        Format::Json => {
+            let mut document = json!({
                 "source": source.address.to_string(),
                 "destination": copied.destination.to_string(),
                 "digest": copied.bundle.digest,
                 "dryRun": dry_run,
                 "bundles": copied.bundles,
                 "images": copied.images,
-                "manifestsCopied": report.manifests_copied,
-                "manifestsPresent": report.manifests_present,
-                "blobsCopied": report.blobs_copied,
-                "blobsMounted": report.blobs_mounted,
-                "blobsPresent": report.blobs_present,
-                "bytesCopied": report.bytes_copied,
-                "referrersCopied": report.referrers_copied,
                 "records": copied.records.iter().map(|r| json!({
                     "bundle": r.bundle,
                     "tag": r.tag,
@@ -134,8 +126,13 @@ pub async fn copy(
                     "images": r.images,
                     "kept": r.kept,
                 })).collect::<Vec<_>>(),
-            }))?
-        ),
+            });
+            document
+                .as_object_mut()
+                .expect("a JSON object literal")
+                .extend(copy_counts(report));
+            out!("{}", serde_json::to_string_pretty(&document)?);
+        }
         Format::Text => {
             let verb = if dry_run { "Would copy" } else { "Copied" };
             out!("{verb} bundle {} to {}", source.address, copied.destination);

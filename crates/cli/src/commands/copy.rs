@@ -9,7 +9,7 @@ use wharf_copy::{CopyOptions, copy_image};
 use super::parse_image_address;
 use super::registry_args::sessions;
 use crate::args::{CopyArgs, Format};
-use crate::output::{human_bytes, out};
+use crate::output::{copy_counts, human_bytes, out};
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     if args.bundle {
@@ -27,22 +27,19 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     };
     let report = copy_image(&source, &destination, &sources, &destinations, &options).await?;
     match args.flags.output {
-        Format::Json => out!(
-            "{}",
-            json!({
+        Format::Json => {
+            let mut document = json!({
                 "source": source.to_string(),
                 "destination": destination.to_string(),
                 "digest": report.root.digest,
                 "mediaType": report.root.media_type,
-                "manifestsCopied": report.manifests_copied,
-                "manifestsPresent": report.manifests_present,
-                "blobsCopied": report.blobs_copied,
-                "blobsMounted": report.blobs_mounted,
-                "blobsPresent": report.blobs_present,
-                "bytesCopied": report.bytes_copied,
-                "referrersCopied": report.referrers_copied,
-            })
-        ),
+            });
+            document
+                .as_object_mut()
+                .expect("a JSON object literal")
+                .extend(copy_counts(&report));
+            out!("{document}");
+        }
         Format::Text => {
             out!("Copied {source} to {destination}");
             out!("  digest {}", report.root.digest);

@@ -837,21 +837,12 @@ fn bundles_travel_through_archives_sync_files_and_plain_copies() {
     )
     .unwrap();
     let prefix = format!("{}/mirror", t.addr());
-    let report = json(
-        &wharf(
-            dir,
-            &[
-                "sync",
-                "--file",
-                sync.to_str().unwrap(),
-                "--to",
-                &prefix,
-                "--output",
-                "json",
-            ],
-        )
-        .ok(),
-    );
+    let sync = || {
+        let file = sync.to_str().unwrap();
+        let args = ["sync", "--file", file, "--to", &prefix, "--output", "json"];
+        json(&wharf(dir, &args).ok())
+    };
+    let report = sync();
     let roots = report["roots"].as_array().unwrap();
     assert!(roots.iter().all(|r| r["status"] == "copied"), "{report}");
     let tags = skopeo_tags(dir, &format!("{prefix}/bundles/app"));
@@ -859,21 +850,7 @@ fn bundles_travel_through_archives_sync_files_and_plain_copies() {
         tags.contains(&record_tag(&bundle)) && tags.contains("1.0"),
         "{tags:?}"
     );
-    let again = json(
-        &wharf(
-            dir,
-            &[
-                "sync",
-                "--file",
-                sync.to_str().unwrap(),
-                "--to",
-                &prefix,
-                "--output",
-                "json",
-            ],
-        )
-        .ok(),
-    );
+    let again = sync();
     assert_eq!(again["moved"]["blobsUploaded"], 0, "{again}");
 
     // A BundleLock as the source, and --lock-output naming the copy.
