@@ -633,6 +633,8 @@ pub async fn run(
     report.roots.sort_by(|a, b| a.source.cmp(&b.source));
     report.roots.extend(failures);
     report.retry.images.extend(retry.images);
+    report.retry.components.extend(retry.components);
+    report.retry.bundles.extend(retry.bundles);
     let totals = job.totals();
     report.moved = Moved {
         blobs_uploaded: totals.blobs_streamed,

@@ -62,8 +62,6 @@ pub struct Located {
     pub image: LockedImage,
     /// Where to read it now.
     pub address: Address,
-    /// What decided that.
-    pub rule: Rule,
     /// Whether it is a bundle, when the record says.
     pub is_bundle: Option<bool>,
 }
@@ -89,7 +87,8 @@ impl Bundle {
     }
 
     /// The image `descriptor` in `store` (the repository `repository` names), if it is a bundle:
-    /// an image whose config has the bundle label. A bundle must have imgpkg's one layer.
+    /// an image whose config has the bundle label. A bundle must have imgpkg's one layer; an
+    /// image whose config is no image config (an artifact's) is no bundle.
     pub async fn at(
         store: Arc<dyn ReadStore>,
         repository: &Address,
@@ -175,14 +174,15 @@ impl Bundle {
         }
     }
 
-    /// Where each image of `lock` can be pulled from now, by imgpkg's rules: with a `record`, every
-    /// image is in the bundle's repository, unprobed; without, the repository is probed for each,
-    /// and only if it holds them all are they found there; otherwise the lock's references stand.
+    /// Where each image of `lock` can be pulled from now, and the rule that decided it, by imgpkg's
+    /// rules: with a `record`, every image is in the bundle's repository, unprobed; without, the
+    /// repository is probed for each, and only if it holds them all are they found there;
+    /// otherwise the lock's references stand.
     pub async fn locate(
         &self,
         lock: &ImagesLock,
         record: Option<&ImageLocations>,
-    ) -> Result<Vec<Located>, ImgpkgError> {
+    ) -> Result<(Rule, Vec<Located>), ImgpkgError> {
         let rule = match record {
             Some(_) => Rule::Record,
             None => {
@@ -200,19 +200,19 @@ impl Bundle {
                 }
             }
         };
-        Ok(lock
+        let located = lock
             .images
             .iter()
             .map(|image| Located {
                 address: match rule {
-                    Rule::Original => Address::from_reference(&image.reference),
+                    Rule::Original => Address::from_reference(image.reference()),
                     _ => self.address.with(None, Some(image.digest().clone())),
                 },
                 is_bundle: record.and_then(|r| r.is_bundle(&image.image)),
                 image: image.clone(),
-                rule,
             })
-            .collect())
+            .collect();
+        Ok((rule, located))
     }
 
     fn invalid(&self, message: String) -> ImgpkgError {
@@ -274,11 +274,12 @@ async fn root_bundle(
     }
 }
 
-/// A tag a user gave, rather than one imgpkg or the referrers tag schema made up.
+/// A tag a user gave, rather than one a tool derived from a digest: imgpkg's `sha256-<hex>.imgpkg`
+/// and records, the referrers tag schema's `sha256-<hex>`, cosign's `.sig`, `.att` and `.sbom`.
 fn is_user_tag(tag: &str) -> bool {
-    let made_up = tag.ends_with(".imgpkg")
-        || tag
-            .split_once('-')
-            .is_some_and(|(alg, hex)| Digest::parse(&format!("{alg}:{hex}")).is_ok());
-    !made_up
+    let stem = tag.split('.').next().unwrap_or(tag);
+    let derived = stem
+        .split_once('-')
+        .is_some_and(|(alg, hex)| Digest::parse(&format!("{alg}:{hex}")).is_ok());
+    !derived
 }

@@ -34,7 +34,7 @@ const IMAGES_AT_ONCE: usize = 16;
 pub struct BundleSource {
     /// The bundle.
     pub address: Address,
-    /// The tag it goes by: the address's, or the BundleLock's.
+    /// The tag a BundleLock gives it (a location's own tag is the address's).
     pub tag: Option<String>,
 }
 
@@ -65,10 +65,7 @@ impl BundleSource {
             what: text.to_owned(),
             message: e.reason,
         })?;
-        Ok(BundleSource {
-            tag: address.tag.clone(),
-            address,
-        })
+        Ok(BundleSource { address, tag: None })
     }
 }
 
@@ -143,8 +140,8 @@ pub async fn copy(
     }
     let tag = destination
         .tag()
-        .or(source.tag.as_deref())
         .or(root.tag.as_deref())
+        .or(source.tag.as_deref())
         .map(str::to_owned);
     let root_lock = root.lock().await?;
     let root_record = root.record().await?;
@@ -229,7 +226,7 @@ pub async fn copy(
     for plan in &planned {
         copied
             .records
-            .push(write_record(plan, dst.as_ref(), &dst, &described, job).await?);
+            .push(write_record(plan, dst.as_ref(), &described, job).await?);
     }
     if let Some(tag) = &tag {
         job.copy(
@@ -353,8 +350,7 @@ impl Discovery<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(descriptor.digest.clone());
         if first {
-            // The copies outlive discovery; a closed sink means they ended, and the error that
-            // ended them is reported.
+            // The receiving end lives until discovery has ended: sending cannot fail.
             let _ = self.sink.send(Item {
                 descriptor: descriptor.clone(),
                 store: store.clone(),
@@ -401,7 +397,7 @@ async fn find(
             descriptor,
         });
     }
-    let address = Address::from_reference(&image.reference);
+    let address = Address::from_reference(image.reference());
     let missing = |e: wharf_store::StoreError| ImgpkgError::Invalid {
         what: format!("image {} of bundle {}", image.image, bundle.address),
         message: format!(
@@ -427,14 +423,13 @@ async fn find(
 async fn write_record(
     plan: &Planned,
     dst: &dyn Store,
-    reader: &Arc<dyn Store>,
     repository: &str,
     job: &Job,
 ) -> Result<RecordWritten, ImgpkgError> {
-    let mut staged = Staged::default();
     let bundle = &plan.bundle;
-    let record = stage_record(&mut staged, &plan.record, bundle, repository);
     let tag = ImageLocations::tag(&bundle.digest);
+    let mut staged = Staged::default();
+    let record = stage_record(&mut staged, &plan.record, bundle, repository);
     let mut written = RecordWritten {
         bundle: bundle.digest.clone(),
         tag: tag.clone(),
@@ -442,7 +437,7 @@ async fn write_record(
         images: plan.record.images.len(),
         kept: false,
     };
-    match job
+    let artifact = match job
         .copy(&staged, dst, &record.image, ManifestRole::Tag(&tag))
         .await
     {
@@ -450,23 +445,26 @@ async fn write_record(
             let second = upload_tag(&record.image.digest);
             job.copy(&staged, dst, &record.image, ManifestRole::Tag(&second))
                 .await?;
+            record.artifact
         }
-        Err(e)
-            if chain(&e).to_lowercase().contains("immutable")
-                && read_record(reader, &bundle.digest)
-                    .await
-                    .is_ok_and(|r| r.is_some()) =>
-        {
+        Err(e) if chain(&e).to_lowercase().contains("immutable") => {
+            let Ok(Some(existing)) = read_record(dst, &bundle.digest).await else {
+                return Err(e.into());
+            };
             tracing::warn!(
                 "{tag} is immutable at {}; keeping the record there ({})",
                 dst.location(),
                 chain(&e)
             );
+            // The artifact tells what the record there says.
             written.kept = true;
+            written.digest = dst.resolve(&tag).await?.digest;
+            written.images = existing.images.len();
+            stage_record(&mut staged, &existing, bundle, repository).artifact
         }
         Err(e) => return Err(e.into()),
-    }
-    job.copy(&staged, dst, &record.artifact, ManifestRole::Root)
+    };
+    job.copy(&staged, dst, &artifact, ManifestRole::Root)
         .await?;
     Ok(written)
 }

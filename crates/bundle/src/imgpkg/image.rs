@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use wharf_oci::media_type::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use wharf_oci::media_type::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG};
 use wharf_oci::{Algorithm, Descriptor, Digest, Digester, ImageManifest, ManifestBody};
 use wharf_store::{Op, ReadStore, verified};
 
@@ -183,7 +184,8 @@ struct LabelsOnly {
     labels: Option<BTreeMap<String, String>>,
 }
 
-/// The image manifest at `descriptor` and its config's labels; `None` for an index.
+/// The image manifest at `descriptor` and its config's labels; `None` for an index. A config that
+/// is not an image config (an artifact's, of another media type or not JSON) has no labels.
 pub(crate) async fn image_and_labels(
     store: &dyn ReadStore,
     descriptor: &Descriptor,
@@ -192,24 +194,29 @@ pub(crate) async fn image_and_labels(
     let ManifestBody::Image(image) = manifest.body() else {
         return Ok(None);
     };
-    let raw = read_blob(store, &image.config).await?;
-    let parsed: ConfigLabels = serde_json::from_slice(&raw).map_err(|e| ImgpkgError::Invalid {
-        what: format!("{} config {}", store.location(), image.config.digest),
-        message: format!("not an image config: {e}"),
-    })?;
-    let labels = parsed.config.and_then(|c| c.labels).unwrap_or_default();
+    let config = &image.config;
+    let is_image_config = matches!(
+        wharf_oci::media_type::essence(&config.media_type),
+        DOCKER_CONFIG | OCI_CONFIG
+    );
+    let mut labels = BTreeMap::new();
+    if is_image_config && config.size <= DOCUMENT_LIMIT {
+        let raw = read_blob(store, config).await?;
+        if let Ok(ConfigLabels {
+            config: Some(LabelsOnly {
+                labels: Some(found),
+            }),
+        }) = serde_json::from_slice(&raw)
+        {
+            labels = found;
+        }
+    }
     Ok(Some((*image.clone(), labels)))
 }
 
 /// A small blob, verified, into memory.
 async fn read_blob(store: &dyn ReadStore, blob: &Descriptor) -> Result<Bytes, ImgpkgError> {
     let target = format!("{} blob {}", store.location(), blob.digest);
-    if blob.size > DOCUMENT_LIMIT {
-        return Err(ImgpkgError::Invalid {
-            what: target,
-            message: format!("{} bytes is more than a config can be", blob.size),
-        });
-    }
     let stream = verified(blob, Op::Fetch, target, store.fetch(blob).await?);
     let chunks: Vec<Bytes> = stream.try_collect().await?;
     Ok(chunks.concat().into())
@@ -346,8 +353,18 @@ fn extract(
     }
     let written = std::fs::create_dir_all(dir).and_then(|()| entry.unpack_in(dir));
     match written {
-        Ok(true) => Ok(()),
-        Ok(false) => refuse("its path leaves the bundle directory"),
-        Err(e) => Err(LayerError::Write(dir.join(path), e)),
+        Ok(true) => {}
+        Ok(false) => return refuse("its path leaves the bundle directory"),
+        Err(e) => return Err(LayerError::Write(dir.join(path), e)),
     }
+    // The owner can always read and write what was pulled (and enter its directories), whatever
+    // modes the tar asks for, as imgpkg's own bundles have them.
+    let target = dir.join(path);
+    let owner = if kind.is_dir() { 0o700 } else { 0o600 };
+    std::fs::metadata(&target)
+        .and_then(|meta| {
+            let mode = meta.permissions().mode() | owner;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+        })
+        .map_err(|e| LayerError::Write(target.clone(), e))
 }

@@ -23,8 +23,8 @@ const DOCKER_HUB: &str = "index.docker.io";
 pub struct LockedImage {
     /// The canonical name imgpkg compares and records: `index.docker.io/library/ubuntu@sha256:…`.
     pub image: String,
-    /// The same reference, parsed.
-    pub reference: Reference,
+    /// The same reference, parsed; it always has a digest.
+    reference: Reference,
     /// The entry's annotations, kept as they are (kbld writes `kbld.carvel.dev/id`).
     pub annotations: BTreeMap<String, String>,
 }
@@ -38,6 +38,11 @@ impl LockedImage {
             reference,
             annotations: BTreeMap::new(),
         })
+    }
+
+    /// The reference, parsed.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
     }
 
     /// The digest the entry is locked to.

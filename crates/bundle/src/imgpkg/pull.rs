@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use wharf_oci::{Digest, Reference};
+use wharf_oci::Digest;
 use wharf_store::{Address, Session};
 
 use super::bundle::{Bundle, Located, Rule};
@@ -54,36 +54,140 @@ pub async fn pull(
     output: &Path,
     options: PullOptions,
 ) -> Result<Pulled, ImgpkgError> {
-    let fail = |message: String| ImgpkgError::Directory {
-        path: output.to_owned(),
+    let fail = |path: &Path, message: String| ImgpkgError::Directory {
+        path: path.to_owned(),
         message,
     };
-    let occupied = match std::fs::read_dir(output) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(fail(e.to_string())),
-    };
-    if occupied && !options.replace {
-        return Err(fail(
-            "exists and is not empty; choose another directory or pass --replace".into(),
-        ));
-    }
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let target = Target::of(output, options.replace)?;
     let root = Bundle::open(session, address).await?;
-    std::fs::create_dir_all(&parent).map_err(|e| fail(e.to_string()))?;
+    let staging_parent = match target {
+        // Inside the output itself, so that an empty mount point can be pulled into.
+        Target::Empty => output.to_owned(),
+        Target::Missing | Target::Occupied => {
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            std::fs::create_dir_all(&parent).map_err(|e| fail(&parent, e.to_string()))?;
+            parent
+        }
+    };
     let staging = tempfile::Builder::new()
         .prefix(".wharf-pull-")
-        .tempdir_in(&parent)
-        .map_err(|e| fail(e.to_string()))?;
+        .tempdir_in(&staging_parent)
+        .map_err(|e| fail(&staging_parent, e.to_string()))?;
+    let pulled = write_bundles(session, root, staging.path(), options.recursive)
+        .await
+        .map_err(|e| match e {
+            // Name the file where it would have been, not where it was being written.
+            ImgpkgError::Directory { path, message } => ImgpkgError::Directory {
+                path: path
+                    .strip_prefix(staging.path())
+                    .map_or(path.clone(), |rest| output.join(rest)),
+                message,
+            },
+            other => other,
+        })?;
+    target
+        .fill(output, staging)
+        .map_err(|e| fail(output, e.to_string()))?;
+    Ok(Pulled { bundles: pulled })
+}
 
+/// What is at the output before a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Missing,
+    Empty,
+    /// Not empty, and to be replaced.
+    Occupied,
+}
+
+impl Target {
+    fn of(output: &Path, replace: bool) -> Result<Target, ImgpkgError> {
+        let fail = |message: String| ImgpkgError::Directory {
+            path: output.to_owned(),
+            message,
+        };
+        let occupied = match std::fs::read_dir(output) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::Missing),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        if !occupied {
+            return Ok(Target::Empty);
+        }
+        if !replace {
+            return Err(fail(
+                "exists and is not empty; choose another directory or pass --replace".into(),
+            ));
+        }
+        let here = std::env::current_dir().and_then(|d| d.canonicalize());
+        if let (Ok(here), Ok(there)) = (here, output.canonicalize())
+            && here.starts_with(&there)
+        {
+            return Err(fail(
+                "is the current directory or above it, which --replace cannot swap out; pull into another directory".into(),
+            ));
+        }
+        Ok(Target::Occupied)
+    }
+
+    /// Puts the finished `staging` directory's content at `output`. An occupied output is moved
+    /// aside first and removed only once the new one is in place; if that fails it is put back,
+    /// and if even that fails, the error says where it is.
+    fn fill(self, output: &Path, staging: tempfile::TempDir) -> std::io::Result<()> {
+        match self {
+            Target::Missing => {
+                std::fs::rename(staging.path(), output)?;
+                drop(staging.keep());
+                Ok(())
+            }
+            Target::Empty => {
+                for entry in std::fs::read_dir(staging.path())? {
+                    let entry = entry?;
+                    std::fs::rename(entry.path(), output.join(entry.file_name()))?;
+                }
+                Ok(())
+            }
+            Target::Occupied => {
+                let aside = tempfile::Builder::new()
+                    .prefix(".wharf-replaced-")
+                    .tempdir_in(staging.path().parent().unwrap_or(Path::new(".")))?
+                    .keep();
+                let old = aside.join("output");
+                std::fs::rename(output, &old)?;
+                if let Err(e) = std::fs::rename(staging.path(), output) {
+                    return match std::fs::rename(&old, output) {
+                        Ok(()) => {
+                            let _ = std::fs::remove_dir(&aside);
+                            Err(e)
+                        }
+                        Err(_) => Err(std::io::Error::new(
+                            e.kind(),
+                            format!("{e}; what was there is kept in {}", old.display()),
+                        )),
+                    };
+                }
+                drop(staging.keep());
+                std::fs::remove_dir_all(&aside)
+            }
+        }
+    }
+}
+
+/// Writes `root` (and with `recursive` every nested bundle, each once) below `staging`.
+async fn write_bundles(
+    session: &Session,
+    root: Bundle,
+    staging: &Path,
+    recursive: bool,
+) -> Result<Vec<PulledBundle>, ImgpkgError> {
     let mut pulled = Vec::new();
     let mut seen = HashSet::from([root.digest().clone()]);
     let mut pending = vec![(root, PathBuf::new())];
     while let Some((bundle, path)) = pending.pop() {
-        let dir = staging.path().join(&path);
+        let dir = staging.join(&path);
         bundle.extract(&dir).await?;
         let lock_path = dir.join(IMAGES_LOCK_PATH);
         let lock = std::fs::read_to_string(&lock_path)
@@ -94,25 +198,25 @@ pub async fn pull(
                 message,
             })?;
         let record = bundle.record().await?;
-        let located = bundle.locate(&lock, record.as_ref()).await?;
-        if options.recursive {
+        let (rule, located) = bundle.locate(&lock, record.as_ref()).await?;
+        if recursive {
             for nested in nested_bundles(session, &located).await? {
                 if seen.insert(nested.digest().clone()) {
-                    let hex = nested.digest().hex().to_owned();
-                    let algorithm = nested.digest().algorithm();
-                    pending.push((
-                        nested,
-                        PathBuf::from(format!(".imgpkg/bundles/{algorithm}-{hex}")),
-                    ));
+                    let digest = nested.digest();
+                    let name = format!("{}-{}", digest.algorithm(), digest.hex());
+                    pending.push((nested, Path::new(".imgpkg/bundles").join(name)));
                 }
             }
         }
-        let rule = located.first().map_or(Rule::Original, |l| l.rule);
         let rewritten = match (rule, bundle.registry_repository()) {
             (Rule::Record | Rule::BundleRepository, Some(repository)) => {
                 let localised = localise(&lock, &repository)?;
-                std::fs::write(&lock_path, localised.to_yaml())
-                    .map_err(|e| fail(format!("{}: {e}", lock_path.display())))?;
+                std::fs::write(&lock_path, localised.to_yaml()).map_err(|e| {
+                    ImgpkgError::Directory {
+                        path: lock_path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
                 true
             }
             _ => false,
@@ -126,33 +230,7 @@ pub async fn pull(
             rewritten,
         });
     }
-
-    move_into_place(staging, output, occupied).map_err(|e| fail(e.to_string()))?;
-    Ok(Pulled { bundles: pulled })
-}
-
-/// Moves the finished `staging` directory to `output`. An `occupied` output is moved aside first
-/// and removed only once the new one is in place; it is put back if that fails.
-fn move_into_place(
-    staging: tempfile::TempDir,
-    output: &Path,
-    occupied: bool,
-) -> std::io::Result<()> {
-    if !occupied {
-        // Over nothing, or over an empty directory.
-        return std::fs::rename(staging.path(), output).map(|()| drop(staging.keep()));
-    }
-    let aside = tempfile::Builder::new()
-        .prefix(".wharf-replaced-")
-        .tempdir_in(staging.path().parent().unwrap_or(Path::new(".")))?;
-    let old = aside.path().join("output");
-    std::fs::rename(output, &old)?;
-    if let Err(e) = std::fs::rename(staging.path(), output) {
-        std::fs::rename(&old, output)?;
-        return Err(e);
-    }
-    drop(staging.keep());
-    Ok(())
+    Ok(pulled)
 }
 
 /// The bundles among `located`, read where they are now: the record's word that an image is no
@@ -180,15 +258,13 @@ fn localise(lock: &ImagesLock, repository: &str) -> Result<ImagesLock, ImgpkgErr
         .iter()
         .map(|image| {
             let text = format!("{repository}@{}", image.digest());
-            let reference = Reference::parse(&text).map_err(|e| ImgpkgError::Invalid {
-                what: text.clone(),
-                message: e.reason.to_string(),
-            })?;
-            Ok(LockedImage {
-                image: text,
-                reference,
-                annotations: image.annotations.clone(),
-            })
+            let mut localised =
+                LockedImage::parse(&text).map_err(|message| ImgpkgError::Invalid {
+                    what: text.clone(),
+                    message,
+                })?;
+            localised.annotations = image.annotations.clone();
+            Ok(localised)
         })
         .collect::<Result<_, ImgpkgError>>()?;
     Ok(ImagesLock { images })

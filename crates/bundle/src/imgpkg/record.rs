@@ -7,7 +7,7 @@
 //! `sha256-<record hex>.imgpkg`) and read as tolerantly as imgpkg reads it. wharf also writes the
 //! same YAML as an OCI artifact whose subject is the bundle, so referrers-aware tools find it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -67,13 +67,16 @@ struct EntryFile {
 }
 
 impl ImageLocations {
-    /// The record for a bundle whose lock holds `images`: one entry per digest (the first name
-    /// wins), sorted by name, as imgpkg writes it.
+    /// The record for a bundle whose lock holds `images`: one entry per digest, sorted by name, as
+    /// imgpkg writes it. Of two names for one digest the later in the lock is kept, as imgpkg keeps
+    /// it (its cache of lock entries is keyed by digest).
     pub fn new<'a>(images: impl IntoIterator<Item = (&'a LockedImage, bool)>) -> ImageLocations {
-        let mut seen = HashSet::new();
-        let mut entries: Vec<ImageLocation> = images
+        let by_digest: HashMap<&Digest, (&LockedImage, bool)> = images
             .into_iter()
-            .filter(|(image, _)| seen.insert(image.digest().clone()))
+            .map(|(image, is_bundle)| (image.digest(), (image, is_bundle)))
+            .collect();
+        let mut entries: Vec<ImageLocation> = by_digest
+            .into_values()
             .map(|(image, is_bundle)| ImageLocation {
                 image: image.image.clone(),
                 is_bundle,
@@ -265,12 +268,12 @@ mod tests {
     }
 
     #[test]
-    fn one_entry_per_digest() {
+    fn one_entry_per_digest_the_later_name() {
         let a = locked(&format!("a.example/a@{DIGEST}"));
         let b = locked(&format!("b.example/b@{DIGEST}"));
         let record = ImageLocations::new([(&b, false), (&a, false)]);
         assert_eq!(record.images.len(), 1);
-        assert_eq!(record.images[0].image, b.image);
+        assert_eq!(record.images[0].image, a.image);
     }
 
     /// The computed vector: YAML, tar (diff_id) and config digests.

@@ -89,9 +89,9 @@ impl<W: Write> GoTar<W> {
                     records.push(pax_record("size", &size.to_string()));
                 }
                 self.pax(name, &records.concat())?;
+                // Go cuts the name to its field, minding a trailing slash where it cuts.
                 let ascii: String = name.chars().filter(char::is_ascii).collect();
-                let shown = &ascii[..ascii.len().min(NAME_SIZE)];
-                let block = template(shown, mode, if size_fits { size } else { 0 }, flag);
+                let block = template(&ascii, mode, if size_fits { size } else { 0 }, flag);
                 self.write_block(block)
             }
         }
@@ -145,12 +145,16 @@ fn template(name: &str, mode: u32, size: u64, flag: u8) -> [u8; BLOCK] {
     block
 }
 
-/// Go's `formatString`: the bytes, cut to the field, NUL-terminated when shorter.
+/// Go's `formatString`: the bytes, cut to the field, NUL-terminated when shorter; a name cut right
+/// after a `/` loses its trailing slashes, so that no reader takes a file for a directory.
 fn put_str(field: &mut [u8], text: &str) {
     let n = text.len().min(field.len());
     field[..n].copy_from_slice(&text.as_bytes()[..n]);
     if n < field.len() {
         field[n] = 0;
+    } else if text.len() > field.len() && field[n - 1] == b'/' {
+        let kept = field[..n - 1].iter().rposition(|&b| b != b'/');
+        field[kept.map_or(0, |i| i + 1)] = 0;
     }
 }
 
@@ -260,6 +264,19 @@ mod tests {
         let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, [".", "a.txt", long_name.as_str(), unicode]);
         assert_eq!(entries[3].1, b"yz");
+    }
+
+    #[test]
+    fn cuts_names_as_go_does() {
+        let mut field = [0xffu8; 8];
+        put_str(&mut field, "abc");
+        assert_eq!(&field[..4], b"abc\0");
+        let mut field = [0u8; 8];
+        put_str(&mut field, "abcd//efghij");
+        assert_eq!(&field, b"abcd//ef");
+        let mut field = [0u8; 4];
+        put_str(&mut field, "ab//cd");
+        assert_eq!(&field, b"ab\0/");
     }
 
     #[test]

@@ -193,28 +193,20 @@ async fn pull(args: BundlePullArgs) -> Result<ExitCode> {
         let lock = match (bundle.rule, bundle.rewritten) {
             (Rule::Original, _) => {
                 "not every image is in the bundle's repository: images.yml keeps its references"
-                    .to_owned()
             }
-            (rule, true) => format!(
-                "the bundle's repository holds every image ({}): images.yml points there",
-                describe(rule)
-            ),
-            (rule, false) => format!(
-                "the bundle's repository holds every image ({}), but is no registry: images.yml keeps its references",
-                describe(rule)
-            ),
+            (Rule::Record, true) => {
+                "the bundle's location record says every image is in its repository: images.yml points there"
+            }
+            (Rule::BundleRepository, true) => {
+                "every image was found in the bundle's repository: images.yml points there"
+            }
+            (_, false) => {
+                "every image is in the bundle's repository, which is no registry: images.yml keeps its references"
+            }
         };
         out!("  {} images; {lock}", bundle.images);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn describe(rule: Rule) -> &'static str {
-    match rule {
-        Rule::Record => "its location record says so",
-        Rule::BundleRepository => "each one found there",
-        Rule::Original => "the lock's references",
-    }
 }
 
 async fn locations(args: BundleLocationsArgs) -> Result<ExitCode> {
@@ -223,8 +215,7 @@ async fn locations(args: BundleLocationsArgs) -> Result<ExitCode> {
     let bundle = Bundle::open(&session, &source.address).await?;
     let lock = bundle.lock().await?;
     let record = bundle.record().await?;
-    let located = bundle.locate(&lock, record.as_ref()).await?;
-    let rule = located.first().map_or(Rule::Original, |l| l.rule);
+    let (rule, located) = bundle.locate(&lock, record.as_ref()).await?;
     let record_tag = record
         .as_ref()
         .map(|_| imgpkg::ImageLocations::tag(bundle.digest()));
@@ -239,7 +230,6 @@ async fn locations(args: BundleLocationsArgs) -> Result<ExitCode> {
                 "images": located.iter().map(|l| json!({
                     "image": l.image.image,
                     "location": l.address.to_string(),
-                    "rule": l.rule.as_str(),
                     "isBundle": l.is_bundle,
                     "annotations": l.image.annotations,
                 })).collect::<Vec<_>>(),
@@ -264,12 +254,7 @@ async fn locations(args: BundleLocationsArgs) -> Result<ExitCode> {
                 } else {
                     ""
                 };
-                out!(
-                    "{}\n  -> {} [{}]{kind}",
-                    l.image.image,
-                    l.address,
-                    l.rule.as_str()
-                );
+                out!("{}\n  -> {}{kind}", l.image.image, l.address);
             }
         }
     }

@@ -2,11 +2,13 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 use wharf_bundle::imgpkg::{Bundle, ImageLocations, ImagesLock, REPOSITORY_ANNOTATION};
 use wharf_oci::{Descriptor, Digest, ManifestBody, media_type};
+use wharf_store::{Address, ReadStore};
 
 use super::parse_image_address;
 use super::registry_args::session;
@@ -27,19 +29,8 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let bundle = match manifest.body() {
-        ManifestBody::Image(_) => {
-            Bundle::at(
-                store.clone(),
-                &location.with(None, None),
-                descriptor.clone(),
-            )
-            .await?
-        }
+        ManifestBody::Image(_) => BundleFacts::of(&store, &location, &descriptor).await,
         ManifestBody::Index(_) => None,
-    };
-    let bundle = match bundle {
-        Some(bundle) => Some(BundleFacts::read(&bundle).await?),
-        None => None,
     };
     if args.output == Format::Json {
         let body: serde_json::Value =
@@ -107,6 +98,31 @@ struct BundleFacts {
 }
 
 impl BundleFacts {
+    /// The facts of the image at `descriptor` if it is a bundle. What cannot be read of a bundle is
+    /// a warning: the rest of what inspect shows still stands.
+    async fn of(
+        store: &Arc<dyn ReadStore>,
+        location: &Address,
+        descriptor: &Descriptor,
+    ) -> Option<BundleFacts> {
+        let read = async {
+            match Bundle::at(
+                store.clone(),
+                &location.with(None, None),
+                descriptor.clone(),
+            )
+            .await?
+            {
+                Some(bundle) => BundleFacts::read(&bundle).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        read.await.unwrap_or_else(|e: anyhow::Error| {
+            tracing::warn!("{location} looks like an imgpkg bundle, but: {e:#}");
+            None
+        })
+    }
+
     async fn read(bundle: &Bundle) -> Result<BundleFacts> {
         let lock = bundle.lock().await?;
         let record = bundle

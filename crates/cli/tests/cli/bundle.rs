@@ -787,20 +787,42 @@ fn bundles_travel_through_archives_sync_files_and_plain_copies() {
     );
     assert_eq!(copied["destination"], format!("{restored}:1.0"));
     assert_eq!(copied["images"], 2);
+    // Pulls into an empty directory, and over a full one only when asked, never over the one
+    // the command runs in.
     let out = dir.join("from-archive");
-    wharf(
-        dir,
-        &[
+    std::fs::create_dir_all(&out).unwrap();
+    let pull = |extra: &[&str]| {
+        let reference = format!("{restored}:1.0");
+        let mut args = vec![
             "bundle",
             "pull",
-            &format!("{restored}:1.0"),
+            reference.as_str(),
             "-o",
             out.to_str().unwrap(),
-        ],
-    )
-    .ok();
+        ];
+        args.extend(extra);
+        wharf(dir, &args)
+    };
+    pull(&[]).ok();
     let lock = std::fs::read_to_string(out.join(".imgpkg/images.yml")).unwrap();
     assert!(lock.contains(&format!("image: {restored}@")), "{lock}");
+    std::fs::write(out.join("mine.txt"), "kept?").unwrap();
+    pull(&[]).fails_with(&["from-archive", "not empty", "--replace"]);
+    assert!(out.join("mine.txt").exists());
+    pull(&["--replace"]).ok();
+    assert!(!out.join("mine.txt").exists() && out.join(".imgpkg/images.yml").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".wharf-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let reference = format!("{restored}:1.0");
+    wharf(
+        &out,
+        &["bundle", "pull", &reference, "-o", ".", "--replace"],
+    )
+    .fails_with(&["current directory"]);
 
     // Through a CTF repository the same way.
     let ctf = format!("ctf:{}//bundles/app", dir.join("transport.tgz").display());
