@@ -784,6 +784,9 @@ pub struct CopyFlags {
     /// Do not copy referrers (signatures, SBOMs, attestations).
     #[arg(long)]
     pub no_referrers: bool,
+    /// No progress display (it is shown only on a terminal anyway).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub sides: TwoSidedArgs,
     /// Output format of the summary.

@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use job::{Job, Observer, Silent, Totals};
 pub use verify::{Problem, VerifyReport, verify};
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, Platform};
-use wharf_store::{Address, ManifestRole, ReadStore, Session, Store, StoreError};
+use wharf_store::{ManifestRole, ReadStore, Store, StoreError};
 
 /// How a copy runs. `CopyOptions::default()`: 8 blobs at a time, referrers included, every platform,
 /// 3 attempts per blob, for real.
@@ -171,30 +171,6 @@ impl CopyError {
         self.store_error()
             .is_some_and(StoreError::is_content_mismatch)
     }
-}
-
-/// Copies the image one location names to another (`wharf copy SRC DST`) as a job of its own, see
-/// [`Job::copy_image`], and finishes the destination (an archive is written out) when it succeeds.
-pub async fn copy_image(
-    source: &Address,
-    destination: &Address,
-    sources: &Session,
-    destinations: &Session,
-    options: &CopyOptions,
-) -> Result<CopyReport, CopyError> {
-    let report = Job::new(options.clone(), Arc::new(Silent))
-        .copy_image(
-            source,
-            destination,
-            sources,
-            destinations,
-            &options.platforms,
-        )
-        .await?;
-    if !options.dry_run {
-        destinations.finish().await?;
-    }
-    Ok(report)
 }
 
 /// The entries of `index` matching `wanted`, as a new index with the same media type and annotations.

@@ -17,6 +17,7 @@ use crate::args::{
     BundleCommand, BundleLocationsArgs, BundlePullArgs, BundlePushArgs, CopyFlags, Format,
 };
 use crate::output::{copy_counts, human_bytes, out};
+use crate::progress::Progress;
 
 pub async fn run(command: BundleCommand) -> Result<ExitCode> {
     match command {
@@ -82,8 +83,11 @@ pub async fn copy(
         dry_run,
         ..CopyOptions::default()
     };
-    let job = Job::new(options, Arc::new(Silent));
-    let copied = match imgpkg::copy(&source, &destination, &sources, &destinations, &job).await {
+    let progress = Arc::new(Progress::new(!flags.quiet, None));
+    let job = Job::new(options, progress.clone());
+    let outcome = imgpkg::copy(&source, &destination, &sources, &destinations, &job).await;
+    progress.clear();
+    let copied = match outcome {
         Ok(copied) => copied,
         Err(e) if !dry_run => {
             // An archive keeps what was copied for the next run, as `wharf sync` leaves it.

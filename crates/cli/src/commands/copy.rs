@@ -4,12 +4,15 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::json;
-use wharf_copy::{CopyOptions, copy_image};
+use std::sync::Arc;
+
+use wharf_copy::{CopyOptions, Job};
 
 use super::parse_image_address;
 use super::registry_args::sessions;
 use crate::args::{CopyArgs, Format};
 use crate::output::{copy_counts, human_bytes, out};
+use crate::progress::Progress;
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     if args.bundle {
@@ -25,7 +28,20 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
         platforms: args.platform,
         ..CopyOptions::default()
     };
-    let report = copy_image(&source, &destination, &sources, &destinations, &options).await?;
+    let progress = Arc::new(Progress::new(!args.flags.quiet, None));
+    let job = Job::new(options.clone(), progress.clone());
+    let copied = job
+        .copy_image(
+            &source,
+            &destination,
+            &sources,
+            &destinations,
+            &options.platforms,
+        )
+        .await;
+    progress.clear();
+    let report = copied?;
+    destinations.finish().await?;
     match args.flags.output {
         Format::Json => {
             let mut document = json!({

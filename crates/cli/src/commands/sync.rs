@@ -1,22 +1,16 @@
 //! `wharf sync`.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wharf_copy::{CopyOptions, Job, Observer};
-use wharf_oci::{Descriptor, Digest};
-use wharf_sync::{ImageSpec, RootObserver, RootResult, Status, SyncOptions, SyncReport, SyncSpec};
+use wharf_copy::{CopyOptions, Job};
+use wharf_sync::{ImageSpec, Status, SyncOptions, SyncReport, SyncSpec};
 
 use super::registry_args::sessions;
 use crate::args::{Format, SyncArgs};
 use crate::output::{human_bytes, out};
-
-/// Blobs at least this large get a progress line of their own.
-const LARGE_BLOB: u64 = 16 * 1024 * 1024;
+use crate::progress::Progress;
 
 pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     let mut spec = match (&args.retry_failed, &args.file) {
@@ -54,8 +48,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         repo_map: args.repo_map.clone(),
         roots_at_once: usize::from(args.images_at_once),
     };
-    let show = !args.quiet && std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-    let progress = Arc::new(Progress::new(show));
+    let progress = Arc::new(Progress::new(!args.quiet, Some("images")));
     let copy = CopyOptions {
         concurrency: usize::from(args.jobs),
         referrers: !args.no_referrers,
@@ -152,124 +145,5 @@ fn print_summary(report: &SyncReport, dry_run: bool) {
         out!(
             "hint: run with --output json > report.json, then --retry-failed report.json reruns only the failures"
         );
-    }
-}
-
-/// An aggregate bar (images, bytes, rate) plus one line per large blob in flight, on stderr.
-struct Progress {
-    multi: MultiProgress,
-    total: ProgressBar,
-    large: Mutex<HashMap<Digest, ProgressBar>>,
-    bytes: std::sync::atomic::AtomicU64,
-    blobs: std::sync::atomic::AtomicU64,
-}
-
-impl Progress {
-    fn new(show: bool) -> Progress {
-        let target = if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let multi = MultiProgress::with_draw_target(target);
-        let total = multi.add(ProgressBar::new(0));
-        total.set_style(
-            ProgressStyle::with_template(
-                "{spinner} images {pos}/{len} [{bar:30}] {msg} {elapsed_precise} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        total.enable_steady_tick(std::time::Duration::from_millis(200));
-        Progress {
-            multi,
-            total,
-            large: Mutex::new(HashMap::new()),
-            bytes: Default::default(),
-            blobs: Default::default(),
-        }
-    }
-
-    fn message(&self) {
-        use std::sync::atomic::Ordering;
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        let elapsed = self.total.elapsed().as_secs_f64().max(0.001);
-        self.total.set_message(format!(
-            "{} blobs, {} ({}/s)",
-            self.blobs.load(Ordering::Relaxed),
-            HumanBytes(bytes),
-            HumanBytes((bytes as f64 / elapsed) as u64)
-        ));
-    }
-
-    fn clear(&self) {
-        self.total.finish_and_clear();
-        let _ = self.multi.clear();
-    }
-}
-
-impl Observer for Progress {
-    fn blob_started(&self, blob: &Descriptor) {
-        if blob.size >= LARGE_BLOB {
-            let bar = self.multi.add(ProgressBar::new(blob.size));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "  {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_message(blob.digest.short().to_owned());
-            self.large
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(blob.digest.clone(), bar);
-        }
-    }
-
-    fn blob_bytes(&self, blob: &Descriptor, bytes: u64) {
-        self.bytes
-            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-        if let Some(bar) = self
-            .large
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&blob.digest)
-        {
-            bar.inc(bytes);
-        }
-        self.message();
-    }
-
-    fn blob_finished(&self, blob: &Descriptor) {
-        self.blobs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(bar) = self
-            .large
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&blob.digest)
-        {
-            bar.finish_and_clear();
-            self.multi.remove(&bar);
-        }
-        self.message();
-    }
-}
-
-impl RootObserver for Progress {
-    fn planned(&self, roots: usize) {
-        self.total.set_length(roots as u64);
-    }
-
-    fn finished(&self, result: &RootResult) {
-        self.total.inc(1);
-        if result.status == Status::Failed {
-            let _ = self.multi.println(format!(
-                "failed: {}: {}",
-                result.source,
-                result.error.as_deref().unwrap_or("")
-            ));
-        }
     }
 }
