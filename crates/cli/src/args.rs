@@ -365,6 +365,8 @@ pub struct SyncArgs {
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub catalog: CatalogRecordArgs,
+    #[command(flatten)]
     pub sides: TwoSidedArgs,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -504,6 +506,102 @@ pub enum ComponentCommand {
     /// Print the pullable reference of a resource, computed from the location read.
     #[command(name = "image-ref", after_help = COMPONENT_IMAGE_REF_HELP)]
     ImageRef(ComponentImageRefArgs),
+    /// List every component version a registry base or CTF holds, from its catalog.
+    #[command(after_help = COMPONENT_LIST_HELP)]
+    List(ComponentListArgs),
+    /// Maintain the catalog of a registry base or CTF.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Scan for component versions and add those the catalog lacks (for content other tools wrote).
+    #[command(after_help = INDEX_REBUILD_HELP)]
+    Rebuild(IndexRebuildArgs),
+}
+
+const COMPONENT_LIST_HELP: &str = "\
+Every component version wharf writes (component build, transfer, sync) is recorded in a catalog
+repository below the base, <base>/wharf-catalog: an anchor and one small entry per version, so a
+listing is a few requests however many there are (the referrers API where the registry has it,
+else its fallback index and the entries' own tags, so no concurrent writer's entry is lost). Without
+a catalog, the registry's repositories are scanned instead (its catalog API, then every
+component-descriptors/ repository, its tags and descriptors), which takes a request or more per
+version; wharf component index rebuild writes the catalog for such a registry.
+
+Filters are KEY=VALUE: name, version, provider, repository, kind or any annotation key; a value
+ending in * matches a prefix. Versions are listed newest first.
+
+Examples:
+  wharf component list registry.example.com/ocm
+  wharf component list registry.example.com/ocm --filter provider=acme --filter 'name=acme.org/*'
+  wharf component list ctf:./transport.tgz --output json
+  wharf component list registry.example.com/ocm --verify";
+
+const INDEX_REBUILD_HELP: &str = "\
+Scans the base as wharf component list does without a catalog, and writes an entry for every
+component version the catalog lacks. Running it again adds nothing.
+
+Examples:
+  wharf component index rebuild registry.example.com/ocm";
+
+/// Where component versions written are recorded.
+#[derive(Debug, Args)]
+pub struct CatalogRecordArgs {
+    /// The catalog repository below the base that records every component version written.
+    #[arg(long, value_name = "NAME", default_value = wharf_bundle::catalog::DEFAULT_REPOSITORY)]
+    pub catalog_repository: String,
+    /// Do not record the component versions written in the catalog.
+    #[arg(long, conflicts_with = "catalog_repository")]
+    pub no_catalog: bool,
+}
+
+impl CatalogRecordArgs {
+    /// The catalog repository to record in, if any.
+    pub fn repository(&self) -> Option<&str> {
+        (!self.no_catalog).then_some(self.catalog_repository.as_str())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ComponentListArgs {
+    /// A registry base (HOST[:PORT][/PATH]) or ctf:PATH.
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
+    /// Only versions whose KEY is VALUE (a prefix with a trailing *); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_filter)]
+    pub filter: Vec<wharf_bundle::catalog::Filter>,
+    /// Check that each version is still stored, and leave out those that are not.
+    #[arg(long)]
+    pub verify: bool,
+    /// The catalog repository below the base.
+    #[arg(long, value_name = "NAME", default_value = wharf_bundle::catalog::DEFAULT_REPOSITORY)]
+    pub catalog_repository: String,
+    /// Scan the repositories even if there is a catalog.
+    #[arg(long)]
+    pub scan: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+fn parse_filter(text: &str) -> Result<wharf_bundle::catalog::Filter, String> {
+    wharf_bundle::catalog::Filter::parse(text)
+}
+
+#[derive(Debug, Args)]
+pub struct IndexRebuildArgs {
+    /// A registry base (HOST[:PORT][/PATH]) or ctf:PATH.
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
+    /// The catalog repository below the base.
+    #[arg(long, value_name = "NAME", default_value = wharf_bundle::catalog::DEFAULT_REPOSITORY)]
+    pub catalog_repository: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 const COMPONENT_BUILD_HELP: &str = "\
@@ -563,6 +661,8 @@ pub struct ComponentBuildArgs {
     #[arg(long, value_name = "LOCATION")]
     pub to: String,
     #[command(flatten)]
+    pub catalog: CatalogRecordArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -592,6 +692,8 @@ pub struct ComponentTransferArgs {
     /// Blobs to transfer at once.
     #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
+    #[command(flatten)]
+    pub catalog: CatalogRecordArgs,
     #[command(flatten)]
     pub sides: TwoSidedArgs,
     /// Output format of the summary.

@@ -12,6 +12,22 @@ use wharf_sync::{RootObserver, RootResult, Status};
 /// Blobs at least this large get a progress line of their own.
 const LARGE_BLOB: u64 = 16 * 1024 * 1024;
 
+/// A bar counting items done of a total (`what`: `versions`), on a terminal and `enabled` only.
+pub fn counter(enabled: bool, what: &str) -> ProgressBar {
+    if !(enabled && std::io::stderr().is_terminal() && std::io::stdout().is_terminal()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} [{{bar:30}}] {{elapsed_precise}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
 /// An aggregate bar (roots done, blobs, bytes, rate) plus one line per large blob in flight.
 pub struct Progress {
     multi: MultiProgress,

@@ -190,6 +190,8 @@ pub struct SyncOptions {
     pub repo_map: Vec<(String, String)>,
     /// Roots in flight at once (images and component versions).
     pub roots_at_once: usize,
+    /// The catalog repository component versions transferred are recorded in, if any.
+    pub catalog: Option<String>,
 }
 
 /// One image to copy.
@@ -700,7 +702,9 @@ async fn transfer_component(
                 .ok_or_else(|| SyncError::NoDestination(component.source.clone()))?,
         };
         let src = OcmRepository::open(sources, &address.location, Mode::Read).await?;
-        let dst = OcmRepository::open(destinations, &to, Mode::Write).await?;
+        let dst = OcmRepository::open(destinations, &to, Mode::Write)
+            .await?
+            .with_catalog(options.catalog.as_deref());
         let options = TransferOptions {
             recursive: component.recursive,
             copy_resources: component.copy_resources,
@@ -767,6 +771,7 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
             roots_at_once: 4,
+            catalog: None,
         }
     }
 

@@ -232,7 +232,7 @@ pub async fn build(
             job.copy_blob(&inputs, store.as_ref(), blob).await?;
         }
         descriptor.push_repository_context(repository.context());
-        repository.write(&descriptor, &blobs, &[]).await?;
+        repository.write(&descriptor, &blobs, &[], None).await?;
         written.push(descriptor);
     }
     Ok(written)

@@ -12,6 +12,7 @@ mod constructor;
 mod descriptor;
 mod repository;
 mod resolve;
+mod scan;
 mod transfer;
 
 use std::path::PathBuf;
@@ -23,8 +24,12 @@ pub use descriptor::{
     ComponentDescriptor, ComponentReference, DescriptorError, InvalidName, InvalidVersion,
     Resource, canonical_json, tag_to_version, validate_name, validate_version, version_to_tag,
 };
-pub use repository::{COMPONENT_REPOSITORIES, ComponentVersion, OcmRepository};
+pub use repository::{
+    COMPONENT_INDEX, COMPONENT_REPOSITORIES, ComponentVersion, DESCRIPTOR_ARTIFACT_TYPE,
+    OcmRepository, component_index,
+};
 pub use resolve::{Located, locate};
+pub use scan::{ListOptions, Listed, Source};
 pub use transfer::{ResourceMode, TransferOptions, Transferred, resolve_image, transfer};
 
 /// What is wrong with a stored component version.
@@ -152,6 +157,9 @@ pub enum OcmError {
     /// The destination has the version with other content.
     #[error("{0} already exists in {1} with different content; use --overwrite to replace it")]
     Conflict(String, String),
+    /// The catalog could not be written.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
     /// A constructor file that cannot be built.
     #[error("constructor {path}: {message}")]
     Constructor {

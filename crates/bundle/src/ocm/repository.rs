@@ -25,6 +25,7 @@ use wharf_store::{
 
 use super::descriptor::{ComponentDescriptor, tag_to_version, version_to_tag};
 use super::{OcmError, StoredError};
+use crate::catalog::{self, Catalog, Entry};
 
 /// Where OCM keeps component versions: `<base>/component-descriptors/<name>`.
 pub const COMPONENT_REPOSITORIES: &str = "component-descriptors/";
@@ -44,6 +45,19 @@ const LEGACY_CONFIG: [&str; 2] = [
     "application/vnd.gardener.cloud.cnudie.component.config.v1+json",
     "application/vnd.oci.gardener.cloud.cnudie.component-descriptor-metadata.config.v2+json",
 ];
+/// OCM's per-component index anchor, byte for byte (837 bytes, `sha256:9717cda4…`). Component
+/// versions written with OCM's referrer tracking name it as their `subject` in their component's
+/// repository, so the referrers of this one manifest are the component's versions. Its missing
+/// spaces are part of the bytes.
+pub const COMPONENT_INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.ocm.software.component-index.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"data":"e30="},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"data":"e30="}],"annotations":{"org.opencontainers.image.description":"This is an OCM component index. It is an empty jsonthat can be used as referrer for OCM component descriptors. It is used as a subjectfor all OCM Component Version Top-Level Manifests and can be used to reference back allOCM Component Versions","org.opencontainers.image.title":"OCM Component Index V1"}}"#;
+/// The artifact type of a component version manifest that refers to the component index.
+pub const DESCRIPTOR_ARTIFACT_TYPE: &str = "application/vnd.ocm.software.component-descriptor.v2";
+
+/// The descriptor of OCM's component index anchor.
+pub fn component_index() -> Descriptor {
+    Descriptor::for_bytes(media_type::OCI_MANIFEST, COMPONENT_INDEX.as_bytes())
+}
+
 /// Marks the descriptor manifest in the index form.
 const DESCRIPTOR_ANNOTATION: &str = "software.ocm.descriptor";
 const VERSION_ANNOTATION: &str = "software.ocm.componentversion";
@@ -62,6 +76,8 @@ pub struct OcmRepository {
     root: Arc<dyn Namespace>,
     /// Path prefix of every repository (may be empty).
     base: String,
+    /// The catalog every component version written here is recorded in, if any.
+    catalog: Option<Arc<Catalog>>,
 }
 
 /// A component version as read from a repository.
@@ -72,11 +88,14 @@ pub struct ComponentVersion {
     pub root: Descriptor,
     /// Content stored in the component version (local blobs and artifacts), by digest.
     pub local: BTreeMap<String, Descriptor>,
+    /// The manifest its root (or its descriptor manifest) refers to, such as OCM's component index.
+    pub subject: Option<Descriptor>,
 }
 
 impl OcmRepository {
     /// The OCM repository at `location` (a registry base or a CTF), opened through `session` to read
-    /// or to write.
+    /// or to write. Opened to write, every component version written is recorded in its catalog,
+    /// `wharf-catalog` below the base (see [`OcmRepository::with_catalog`]).
     pub async fn open(
         session: &Session,
         location: &Location,
@@ -91,11 +110,53 @@ impl OcmRepository {
                 )));
             }
         };
+        let root = session.namespace(&root, mode).await?;
+        let catalog = (mode == Mode::Write).then(|| {
+            Arc::new(Catalog::new(
+                root.clone(),
+                &base,
+                catalog::DEFAULT_REPOSITORY,
+            ))
+        });
         Ok(OcmRepository {
             location: location.clone(),
-            root: session.namespace(&root, mode).await?,
+            root,
             base,
+            catalog,
         })
+    }
+
+    /// The repository recording what it writes in the catalog repository `name` below the base,
+    /// or in none.
+    pub fn with_catalog(mut self, name: Option<&str>) -> OcmRepository {
+        self.catalog = name.map(|name| Arc::new(Catalog::new(self.root.clone(), &self.base, name)));
+        self
+    }
+
+    /// The catalog repository `name` below the base, to read.
+    pub fn catalog(&self, name: &str) -> Catalog {
+        Catalog::new(self.root.clone(), &self.base, name)
+    }
+
+    /// Records component version `descriptor`, stored as `root`, in the catalog, if there is one.
+    pub async fn record(
+        &self,
+        descriptor: &ComponentDescriptor,
+        root: &Descriptor,
+    ) -> Result<(), OcmError> {
+        let Some(catalog) = &self.catalog else {
+            return Ok(());
+        };
+        let entry = Entry::component_version(
+            &format!("{COMPONENT_REPOSITORIES}{}", descriptor.name()),
+            &root.digest,
+            &version_to_tag(descriptor.version()),
+            descriptor.name(),
+            descriptor.version(),
+            &descriptor.provider(),
+        );
+        catalog.record(&[entry]).await?;
+        Ok(())
     }
 
     /// `host/base` or `ctf:PATH`, as users write it.
@@ -135,6 +196,11 @@ impl OcmRepository {
             .strip_prefix(self.base.as_str())
             .and_then(|rest| rest.strip_prefix('/'))
             .unwrap_or(repository)
+    }
+
+    /// The namespace of the whole registry host, or the CTF.
+    pub(super) fn root_namespace(&self) -> &Arc<dyn Namespace> {
+        &self.root
     }
 
     /// The registry host, for registries.
@@ -206,6 +272,7 @@ impl OcmRepository {
             }
         })?;
         let root_manifest = store.fetch_manifest(&root).await?;
+        let mut subject = root_manifest.subject().cloned();
         let mut local = BTreeMap::new();
         let (descriptor_manifest, manifest) = match root_manifest.body() {
             ManifestBody::Image(_) => (root.clone(), root_manifest),
@@ -236,6 +303,7 @@ impl OcmRepository {
         let ManifestBody::Image(image) = manifest.body() else {
             return Err(stored(StoredError::DescriptorIsIndex));
         };
+        subject = subject.or_else(|| image.subject.clone());
         if image.config.media_type != CONFIG_MEDIA_TYPE
             && !LEGACY_CONFIG.contains(&image.config.media_type.as_str())
         {
@@ -273,16 +341,32 @@ impl OcmRepository {
             descriptor,
             root,
             local,
+            subject,
         })
     }
 
     /// Stores a component version whose local content (`blobs` as layers, `artifacts` as index
-    /// members) is already in the component's repository, and tags it with its version.
+    /// members) is already in the component's repository, tags it with its version and records it
+    /// in the catalog. With a `subject` (OCM's component index, already in the repository) its
+    /// manifests refer to it, as OCM's referrer tracking writes them.
     pub async fn write(
         &self,
         descriptor: &ComponentDescriptor,
         blobs: &[Descriptor],
         artifacts: &[Descriptor],
+        subject: Option<&Descriptor>,
+    ) -> Result<Descriptor, OcmError> {
+        let root = self.store(descriptor, blobs, artifacts, subject).await?;
+        self.record(descriptor, &root).await?;
+        Ok(root)
+    }
+
+    async fn store(
+        &self,
+        descriptor: &ComponentDescriptor,
+        blobs: &[Descriptor],
+        artifacts: &[Descriptor],
+        subject: Option<&Descriptor>,
     ) -> Result<Descriptor, OcmError> {
         let store = self.write_store(&self.component_path(descriptor.name()))?;
         let layer = tar_descriptor(&descriptor.to_yaml());
@@ -294,13 +378,16 @@ impl OcmRepository {
         push_bytes(store.as_ref(), &config_descriptor, Bytes::from(config)).await?;
         let mut layers = vec![layer_descriptor];
         layers.extend(blobs.iter().cloned());
+        let subject = subject.map(|s| Descriptor::new(&s.media_type, s.digest.clone(), s.size));
         let manifest = Manifest::from_image(&ImageManifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.to_owned()),
-            artifact_type: None,
+            artifact_type: subject
+                .as_ref()
+                .map(|_| DESCRIPTOR_ARTIFACT_TYPE.to_owned()),
             config: config_descriptor,
             layers,
-            subject: None,
+            subject: subject.clone(),
             annotations: [(
                 VERSION_ANNOTATION.to_owned(),
                 format!("{}:{}", descriptor.name(), descriptor.version()),
@@ -330,6 +417,7 @@ impl OcmRepository {
             .annotations
             .insert(DESCRIPTOR_ANNOTATION.to_owned(), "true".to_owned());
         let mut index = ImageIndex::new();
+        index.subject = subject;
         index.manifests.push(manifest_descriptor);
         index.manifests.extend(artifacts.iter().map(plain));
         let index = Manifest::from_index(&index);

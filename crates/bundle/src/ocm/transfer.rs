@@ -3,13 +3,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use wharf_copy::{CopyReport, Job};
 use wharf_oci::{Descriptor, Digest};
-use wharf_store::{ManifestRole, ReadStore, Session};
+use wharf_store::{ManifestRole, ReadStore, Session, Store};
 
-use super::repository::OcmRepository;
+use super::repository::{COMPONENT_INDEX, OcmRepository, component_index, push_bytes};
 use super::resolve::{Located, locate};
-use super::{Access, OcmError, Resource, ResourceError};
+use super::{Access, OcmError, Resource, ResourceError, version_to_tag};
 
 /// How copied OCI artifacts are referenced at the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,10 @@ impl Transfer<'_> {
             Ok(existing) if !options.overwrite => {
                 if existing.descriptor.normalised_digest() == digest {
                     tracing::info!("{component} is already in {}", dst.location());
+                    if !job.options().dry_run {
+                        // A run that stopped before its catalog entry leaves it to this one.
+                        dst.record(&existing.descriptor, &existing.root).await?;
+                    }
                     return Ok((transferred, references));
                 }
                 return Err(OcmError::Conflict(component, dst.location()));
@@ -262,11 +267,57 @@ impl Transfer<'_> {
         if job.options().dry_run {
             return Ok((transferred, references));
         }
+        // Written with OCM's referrer tracking: the component index goes first, and the version
+        // keeps referring to it, copied byte for byte when nothing in it changes.
+        let index = component_index();
+        let anchored = cv
+            .subject
+            .as_ref()
+            .is_some_and(|s| s.digest == index.digest);
+        if anchored {
+            ensure_component_index(dst_component.as_ref()).await?;
+            if descriptor.to_value() == cv.descriptor.to_value() {
+                let tag = version_to_tag(version);
+                let role = ManifestRole::Tag(&tag);
+                let report = job
+                    .copy(
+                        src_component.as_ref(),
+                        dst_component.as_ref(),
+                        &cv.root,
+                        role,
+                    )
+                    .await?;
+                counted(&report);
+                dst.record(&descriptor, &cv.root).await?;
+                tracing::info!("transferred {component} to {} unchanged", dst.location());
+                return Ok((transferred, references));
+            }
+        }
         descriptor.push_repository_context(dst.context());
-        dst.write(&descriptor, &blobs, &artifacts).await?;
+        let subject = anchored.then_some(&index);
+        dst.write(&descriptor, &blobs, &artifacts, subject).await?;
         tracing::info!("transferred {component} to {}", dst.location());
         Ok((transferred, references))
     }
+}
+
+/// Puts OCM's component index (and the empty blob it consists of) into a component's repository,
+/// by digest, as OCM does, unless it is there.
+async fn ensure_component_index(store: &dyn Store) -> Result<(), OcmError> {
+    let index = component_index();
+    if store.exists(&index).await? {
+        return Ok(());
+    }
+    let empty = Descriptor::for_bytes(wharf_oci::media_type::OCI_EMPTY, b"{}");
+    push_bytes(store, &empty, Bytes::from_static(b"{}")).await?;
+    store
+        .push_manifest(
+            &index,
+            Bytes::from_static(COMPONENT_INDEX.as_bytes()),
+            ManifestRole::Root,
+        )
+        .await?;
+    Ok(())
 }
 
 /// An `ociArtifactDigest/v1` resource digest must be the copied manifest's, in the hash algorithm

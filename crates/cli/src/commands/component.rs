@@ -9,8 +9,10 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
 
+use wharf_bundle::catalog;
 use wharf_bundle::ocm::{
-    self, ComponentAddress, ComponentVersion, Located, OcmRepository, ResourceMode, TransferOptions,
+    self, ComponentAddress, ComponentVersion, ListOptions, Located, OcmRepository, ResourceMode,
+    Source, TransferOptions,
 };
 use wharf_copy::{CopyOptions, Job, Silent, copy_graph};
 use wharf_store::layout::Layout;
@@ -19,8 +21,10 @@ use wharf_store::{Location, ManifestRole, Mode, Op, Session, Store, verified};
 use super::registry_args::{session, sessions};
 use crate::args::{
     ComponentBuildArgs, ComponentCommand, ComponentDownloadArgs, ComponentGetArgs,
-    ComponentImageRefArgs, ComponentTransferArgs, DocumentFormat, Format, ResourceModeArg,
+    ComponentImageRefArgs, ComponentListArgs, ComponentTransferArgs, DocumentFormat, Format,
+    IndexCommand, IndexRebuildArgs, ResourceModeArg,
 };
+use crate::progress;
 
 pub async fn run(command: ComponentCommand) -> Result<ExitCode> {
     match command {
@@ -29,13 +33,108 @@ pub async fn run(command: ComponentCommand) -> Result<ExitCode> {
         ComponentCommand::Get(args) => get(args).await,
         ComponentCommand::Download(args) => download(args).await,
         ComponentCommand::ImageRef(args) => image_ref(args).await,
+        ComponentCommand::List(args) => list(args).await,
+        ComponentCommand::Index(IndexCommand::Rebuild(args)) => rebuild(args).await,
     }
+}
+
+async fn list(args: ComponentListArgs) -> Result<ExitCode> {
+    let location = Location::parse(&args.location).context("location")?;
+    let session = session(&args.registry, None)?;
+    let repository = OcmRepository::open(&session, &location, Mode::Read).await?;
+    let options = ListOptions {
+        catalog: (!args.scan).then(|| args.catalog_repository.clone()),
+        filters: args.filter,
+        verify: args.verify,
+    };
+    let bar = progress::counter(true, "versions");
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let listed = repository.list(&options, &progress).await;
+    bar.finish_and_clear();
+    let listed = listed?;
+    if listed.source == Source::Scan && !args.scan {
+        eprintln!(
+            "note: {location} has no catalog ({}); scanned its repositories instead (wharf component index rebuild writes one)",
+            args.catalog_repository
+        );
+    }
+    for why in &listed.skipped {
+        eprintln!("warning: skipped {why}");
+    }
+    if !listed.gone.is_empty() {
+        eprintln!(
+            "note: {} catalog entries name component versions that are no longer stored; left out",
+            listed.gone.len()
+        );
+    }
+    let rows: Vec<serde_json::Value> = listed
+        .entries
+        .iter()
+        .map(|entry| {
+            let (name, version) = entry.component().unwrap_or_default();
+            json!({
+                "name": name,
+                "version": version,
+                "repository": entry.repository(),
+                "digest": entry.digest(),
+                "provider": entry.get(catalog::keys::PROVIDER).unwrap_or_default(),
+                "tag": entry.get(catalog::keys::TAG),
+            })
+        })
+        .collect();
+    match args.output {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Text => {
+            let mut current = "";
+            for entry in &listed.entries {
+                let (name, version) = entry.component().unwrap_or_default();
+                if name != current {
+                    let provider = entry.get(catalog::keys::PROVIDER).unwrap_or("-");
+                    out!("{name}  (provider {provider})");
+                    current = name;
+                }
+                out!("  {version:<24} {}", entry.digest());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rebuild(args: IndexRebuildArgs) -> Result<ExitCode> {
+    let location = Location::parse(&args.location).context("location")?;
+    let session = session(&args.registry, None)?;
+    let repository = OcmRepository::open(&session, &location, Mode::Write).await?;
+    let bar = progress::counter(true, "versions");
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let rebuilt = repository
+        .rebuild_catalog(&args.catalog_repository, &progress)
+        .await;
+    bar.finish_and_clear();
+    let (listing, added) = rebuilt?;
+    session.finish().await?;
+    for why in &listing.skipped {
+        eprintln!("warning: skipped {why}");
+    }
+    out!(
+        "{} component versions found, {added} added to the catalog {}",
+        listing.entries.len(),
+        repository.catalog(&args.catalog_repository).path()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn build(args: ComponentBuildArgs) -> Result<ExitCode> {
     let session = session(&args.registry, None)?;
     let target = Location::parse(&args.to).context("--to")?;
-    let repository = OcmRepository::open(&session, &target, Mode::Write).await?;
+    let repository = OcmRepository::open(&session, &target, Mode::Write)
+        .await?
+        .with_catalog(args.catalog.repository());
     let job = Job::new(CopyOptions::default(), Arc::new(Silent));
     let built = ocm::build(&args.file, &repository, &session, &job).await?;
     session.finish().await?;
@@ -61,7 +160,9 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
     let destination = Location::parse(&args.destination).context("destination")?;
     let (sources, destinations) = sessions(&args.sides)?;
     let src = OcmRepository::open(&sources, &source.location, Mode::Read).await?;
-    let dst = OcmRepository::open(&destinations, &destination, Mode::Write).await?;
+    let dst = OcmRepository::open(&destinations, &destination, Mode::Write)
+        .await?
+        .with_catalog(args.catalog.repository());
     let options = TransferOptions {
         recursive: args.recursive,
         copy_resources: args.copy_resources,

@@ -47,6 +47,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         to: args.to.clone(),
         repo_map: args.repo_map.clone(),
         roots_at_once: usize::from(args.images_at_once),
+        catalog: args.catalog.repository().map(str::to_owned),
     };
     let progress = Arc::new(Progress::new(!args.quiet, Some("images")));
     let copy = CopyOptions {
