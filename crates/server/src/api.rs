@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
-use wharf_oci::{Digest, ImageIndex, MANIFEST_MAX_BYTES, media_type};
+use wharf_oci::{Descriptor, Digest, ImageIndex, MANIFEST_MAX_BYTES, media_type};
 
 use crate::AppState;
 use crate::auth::User;
@@ -393,6 +393,10 @@ async fn put_manifest(
     Ok(response)
 }
 
+/// Referrers listed in one response at most: a page of entries with annotations stays well below
+/// the 4 MiB clients accept for an index.
+const REFERRERS_PAGE: usize = 1000;
+
 async fn referrers(
     state: &AppState,
     repo: &str,
@@ -400,14 +404,45 @@ async fn referrers(
     request: &Parts,
 ) -> ApiResult<Response> {
     let subject = digest_param(digest)?;
-    let mut index = ImageIndex::new();
-    index.manifests = state.storage.referrers(repo, &subject).await?;
     let filter = query(request, "artifactType");
-    if let Some(wanted) = &filter {
-        index
-            .manifests
-            .retain(|d| d.artifact_type.as_deref() == Some(wanted.as_str()));
+    let n = match query(request, "n") {
+        Some(n) => n.parse::<usize>().map_err(|_| {
+            ApiError::new(Code::Unsupported, format!("n={n} is not a number"))
+                .with_status(StatusCode::BAD_REQUEST)
+        })?,
+        None => REFERRERS_PAGE,
     }
+    .clamp(1, REFERRERS_PAGE);
+    let last = query(request, "last");
+    let mut entries: Vec<Descriptor> = state
+        .storage
+        .referrers(repo, &subject)
+        .await?
+        .into_iter()
+        .filter(|d| {
+            filter
+                .as_ref()
+                .is_none_or(|wanted| d.artifact_type.as_deref() == Some(wanted.as_str()))
+        })
+        .filter(|d| {
+            last.as_ref()
+                .is_none_or(|last| d.digest.as_str() > last.as_str())
+        })
+        .collect();
+    let more = entries.len() > n;
+    entries.truncate(n);
+    let mut index = ImageIndex::new();
+    index.manifests = entries;
+    let next = match index.manifests.last() {
+        Some(last) if more => {
+            let mut link = format!("</v2/{repo}/referrers/{subject}?n={n}&last={}", last.digest);
+            if let Some(filter) = &filter {
+                link += &format!("&artifactType={}", percent_encode(filter));
+            }
+            Some(link + ">; rel=\"next\"")
+        }
+        _ => None,
+    };
     let body = serde_json::to_vec(&index).expect("index serialises");
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
@@ -415,7 +450,23 @@ async fn referrers(
     if filter.is_some() {
         set(headers, OCI_FILTERS_APPLIED, "artifactType");
     }
+    if let Some(next) = next {
+        set(headers, "link", next);
+    }
     Ok(response)
+}
+
+/// A query value with everything but unreserved characters percent-encoded.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes: the inclusive range to send.

@@ -674,6 +674,37 @@ async fn referrers_are_listed_and_filtered() {
         .unwrap();
     assert_eq!(none["manifests"], json!([]));
 
+    // Pages: `n` at a time, the filter kept in the link to the next page.
+    let sig = "application/vnd.example.sig";
+    let r = reg
+        .send(
+            Method::GET,
+            &format!("/v2/app/referrers/{subject_digest}?n=1"),
+        )
+        .await;
+    let link = header(&r, "link");
+    assert_eq!(
+        link,
+        format!(
+            "</v2/app/referrers/{subject_digest}?n=1&last={}>; rel=\"next\"",
+            digests[0]
+        )
+    );
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["manifests"][0]["digest"], digests[0]);
+    let next = link.trim_start_matches('<').split('>').next().unwrap();
+    let page: Value = reg.send(Method::GET, next).await.json().await.unwrap();
+    assert_eq!(page["manifests"][0]["digest"], digests[1]);
+    let r = reg
+        .send(
+            Method::GET,
+            &format!(
+                "/v2/app/referrers/{subject_digest}?n=1&artifactType=application%2Fvnd.example.sig"
+            ),
+        )
+        .await;
+    assert_eq!(header(&r, "link"), "", "one {sig} entry: no next page");
+
     // Deleting a referrer removes it from the list.
     reg.send(Method::DELETE, &format!("/v2/app/manifests/{}", digests[0]))
         .await;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
+use wharf_bundle::catalog;
 use wharf_bundle::imgpkg::{self, BundleSource, ImgpkgError};
 use wharf_bundle::ocm::{
     self, COMPONENT_REPOSITORIES, ComponentAddress, OcmError, OcmRepository, ResourceMode,
@@ -402,8 +403,8 @@ async fn expand_image(
 }
 
 /// Every image `source` holds, into `images`, and the component versions, returned: every tag of a
-/// repository, or of every repository of a whole layout, archive or CTF, referrers-index tags
-/// aside; untagged roots by digest.
+/// repository, or of every repository of a whole layout, archive or CTF, referrers-index tags and
+/// catalogs aside; untagged roots by digest.
 async fn everything_in(
     source: &Address,
     entry: &ImageSpec,
@@ -418,6 +419,10 @@ async fn everything_in(
     };
     let mut components = Vec::new();
     for repository in repositories {
+        // A catalog describes its own registry: the destination keeps its own.
+        if repository.rsplit('/').next() == Some(catalog::DEFAULT_REPOSITORY) {
+            continue;
+        }
         let store = namespace.read(&repository)?;
         let component = repository.strip_prefix(COMPONENT_REPOSITORIES);
         // A whole CTF brings its untagged artifacts too, by digest; elsewhere tags name the images.
