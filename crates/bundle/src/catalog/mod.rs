@@ -21,7 +21,7 @@ use std::sync::Arc;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::OnceCell;
 use wharf_oci::{Descriptor, Digest, Manifest, media_type};
-use wharf_store::{ManifestRole, Namespace, ReadStore, Store, StoreError};
+use wharf_store::{ErrorKind, ManifestRole, Namespace, ReadStore, Store, StoreError};
 
 pub use entry::{Entry, Kind, compare_versions, keys};
 
@@ -118,9 +118,18 @@ impl Catalog {
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
-            store
+            match store
                 .push_manifest(&descriptor, manifest.raw().clone(), ManifestRole::Tag(&tag))
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                // The entry and its tag are stored; only the shared fallback index stayed
+                // contended, and readers merge the tags with it.
+                Err(e) if matches!(*e.kind, ErrorKind::Busy(_)) => {
+                    tracing::warn!("{}: {}", self.location(), wharf_store::chain(&e));
+                }
+                Err(e) => return Err(e.into()),
+            }
             added += 1;
         }
         Ok(added)

@@ -2,6 +2,7 @@
 
 mod archive;
 mod bundle;
+mod catalog;
 mod component;
 mod copy;
 mod demo;
