@@ -5,8 +5,11 @@
 //!
 //! The index is shared by every writer of the repository, so updating it is a read, a write and a
 //! second read: an entry another writer's update replaced is added again, with a jittered pause, and
-//! nobody's entries are ever dropped.
+//! nobody's entries are ever dropped. Within one process, writers of the same index queue their
+//! entries and whoever updates next adds all of them at once, so they never race each other.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -79,6 +82,17 @@ pub(crate) fn entry(descriptor: &Descriptor, manifest: &Manifest) -> Descriptor 
     entry
 }
 
+/// The writers of one index in this process: entries waiting to be added, and a lock held while
+/// the index is updated.
+#[derive(Default)]
+struct Merge {
+    waiting: Mutex<Vec<Descriptor>>,
+    updating: tokio::sync::Mutex<HashSet<Digest>>,
+}
+
+/// Per store and tag, the writers of this process.
+static MERGES: LazyLock<Mutex<HashMap<String, Arc<Merge>>>> = LazyLock::new(Default::default);
+
 /// Adds `referrer` to the referrers index of `subject`, keeping every entry there, and checks that it
 /// is listed afterwards.
 pub(crate) async fn add(
@@ -87,21 +101,68 @@ pub(crate) async fn add(
     referrer: Descriptor,
 ) -> Result<()> {
     let tag = fallback_tag(subject);
+    let merge = MERGES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(format!("{} {tag}", store.location()))
+        .or_default()
+        .clone();
+    let digest = referrer.digest.clone();
+    merge
+        .waiting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(referrer);
+    let mut added = merge.updating.lock().await;
+    if added.remove(&digest) {
+        // Another writer's update added it along with its own.
+        return Ok(());
+    }
+    let batch: Vec<Descriptor> =
+        std::mem::take(&mut *merge.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+    let others = batch
+        .iter()
+        .map(|d| d.digest.clone())
+        .filter(|d| *d != digest);
+    match update(store, subject, &batch).await {
+        Ok(()) => {
+            added.extend(others);
+            Ok(())
+        }
+        Err(e) => {
+            // The others' entries wait for the next writer, who tries again.
+            let mut waiting = merge.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.extend(batch.into_iter().filter(|d| d.digest != digest));
+            Err(e)
+        }
+    }
+}
+
+/// Adds `batch` to the referrers index of `subject` in one read, write and check, again while
+/// another writer's update replaces it.
+async fn update(store: &dyn TaggedIndexes, subject: &Digest, batch: &[Descriptor]) -> Result<()> {
+    let tag = fallback_tag(subject);
     for attempt in 1..=ATTEMPTS {
         let mut index = index_of(store, subject).await?.unwrap_or_default();
-        let listed =
-            |index: &ImageIndex| index.manifests.iter().any(|d| d.digest == referrer.digest);
-        if listed(&index) {
+        let missing = |index: &ImageIndex| -> Vec<Descriptor> {
+            batch
+                .iter()
+                .filter(|r| !index.manifests.iter().any(|d| d.digest == r.digest))
+                .cloned()
+                .collect()
+        };
+        let absent = missing(&index);
+        if absent.is_empty() {
             return Ok(());
         }
-        index.manifests.push(referrer.clone());
+        index.manifests.extend(absent);
         store
             .put_tagged(&tag, &Manifest::from_index(&index))
             .await?;
         // Another writer may have replaced the index between our read and our write.
         if index_of(store, subject)
             .await?
-            .is_some_and(|now| listed(&now))
+            .is_some_and(|now| missing(&now).is_empty())
         {
             return Ok(());
         }
@@ -119,7 +180,7 @@ pub(crate) async fn add(
 }
 
 /// Up to 50 ms, from the clock's low bits: enough to spread writers that collided.
-fn jitter() -> u64 {
+pub(crate) fn jitter() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()) % 50)

@@ -15,8 +15,8 @@
 
 mod entry;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::OnceCell;
@@ -72,9 +72,14 @@ pub struct Catalog {
     root: Arc<dyn Namespace>,
     /// The catalog repository's path from the root.
     path: String,
-    /// Set once the anchor is known to be there: each writer checks it once.
-    anchored: OnceCell<()>,
+    /// Set once the anchor is known to be there, shared by every writer of this catalog in the
+    /// process: it is checked (and written) once.
+    anchored: Arc<OnceCell<()>>,
 }
+
+/// Per catalog repository, whether this process has made sure of its anchor.
+static ANCHORED: LazyLock<Mutex<HashMap<String, Arc<OnceCell<()>>>>> =
+    LazyLock::new(Default::default);
 
 impl Catalog {
     /// The catalog repository `name` below `base` in `root`.
@@ -83,10 +88,16 @@ impl Catalog {
             "" => name.to_owned(),
             base => format!("{base}/{name}"),
         };
+        let anchored = ANCHORED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(format!("{} {path}", root.location()))
+            .or_default()
+            .clone();
         Catalog {
             root,
             path,
-            anchored: OnceCell::new(),
+            anchored,
         }
     }
 

@@ -44,6 +44,9 @@ use wharf_registries_conf::RegistriesConf;
 const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
 /// Page size asked for when listing tags.
 const TAGS_PAGE: usize = 1000;
+/// Times a manifest the registry refused as damaged is sent again.
+const MANIFEST_RESENDS: u64 = 2;
+
 /// Largest page of a tag, catalog or referrers list read.
 const TAGS_PAGE_LIMIT: usize = 16 * 1024 * 1024;
 /// Resumes of one download after dropped connections.
@@ -604,6 +607,7 @@ impl Repository {
         raw: Bytes,
     ) -> Result<HeaderMap, ErrorKind> {
         let mut resent = false;
+        let mut refused = 0;
         loop {
             let stored = match self
                 .put_manifest(reference, &descriptor.media_type, raw.clone())
@@ -616,11 +620,15 @@ impl Repository {
                     None => return Ok(headers),
                     Some(stored) => stored,
                 },
+                // Damaged on the way, or (docker-registry) a blob it points at being linked by
+                // another writer at this moment: either passes, the second after a pause.
                 Err(ErrorKind::Registry {
                     code: Some(code), ..
-                }) if code == "DIGEST_INVALID" && !resent => {
-                    tracing::info!(digest = %descriptor.digest, "the registry found the manifest damaged; sending it again");
-                    resent = true;
+                }) if code == "DIGEST_INVALID" && refused < MANIFEST_RESENDS => {
+                    refused += 1;
+                    let pause = Duration::from_millis(50 * refused + referrers::jitter());
+                    tracing::info!(digest = %descriptor.digest, "the registry refused the manifest as damaged; sending it again in {pause:?}");
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
                 Err(e) => return Err(e),
