@@ -506,7 +506,7 @@ pub enum ComponentCommand {
     /// Print the pullable reference of a resource, computed from the location read.
     #[command(name = "image-ref", after_help = COMPONENT_IMAGE_REF_HELP)]
     ImageRef(ComponentImageRefArgs),
-    /// List every component version a registry base or CTF holds, from its catalog.
+    /// List every component version a registry base holds (from its catalog) or a CTF holds.
     #[command(after_help = COMPONENT_LIST_HELP)]
     List(ComponentListArgs),
     /// Maintain the catalog of a registry base or CTF.
@@ -531,7 +531,7 @@ component-descriptors/ repository, its tags and descriptors), which takes a requ
 version; wharf component index rebuild writes the catalog for such a registry.
 
 Filters are KEY=VALUE: name, version, provider, repository, kind or any annotation key; a value
-ending in * matches a prefix. Versions are listed newest first.
+ending in * matches a prefix. Versions are listed newest first. A CTF is listed from its own index.
 
 Examples:
   wharf component list registry.example.com/ocm

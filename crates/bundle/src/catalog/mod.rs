@@ -1,6 +1,6 @@
-//! A catalog of what a registry (below a base path) or a CTF holds, readable in a few requests:
-//! OCI registries cannot list their content, and listing the component versions of one component
-//! already takes a request per version.
+//! A catalog of what a registry holds below a base path, readable in a few requests: OCI
+//! registries cannot list their content, and listing the component versions of one component
+//! already takes a request per version. (A CTF needs none: its index lists everything.)
 //!
 //! The catalog is a repository, `<base>/wharf-catalog` by default, holding a fixed anchor manifest
 //! (tagged `anchor-v1`) and one small entry artifact per stored thing (repository and digest), whose

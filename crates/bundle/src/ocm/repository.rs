@@ -94,8 +94,9 @@ pub struct ComponentVersion {
 
 impl OcmRepository {
     /// The OCM repository at `location` (a registry base or a CTF), opened through `session` to read
-    /// or to write. Opened to write, every component version written is recorded in its catalog,
-    /// `wharf-catalog` below the base (see [`OcmRepository::with_catalog`]).
+    /// or to write. A registry opened to write records every component version written in its
+    /// catalog, `wharf-catalog` below the base (see [`OcmRepository::with_catalog`]); a CTF lists
+    /// what it holds in its own index.
     pub async fn open(
         session: &Session,
         location: &Location,
@@ -111,7 +112,8 @@ impl OcmRepository {
             }
         };
         let root = session.namespace(&root, mode).await?;
-        let catalog = (mode == Mode::Write).then(|| {
+        // A CTF lists everything it holds in its own index already.
+        let catalog = (mode == Mode::Write && location.host().is_some()).then(|| {
             Arc::new(Catalog::new(
                 root.clone(),
                 &base,
@@ -127,9 +129,11 @@ impl OcmRepository {
     }
 
     /// The repository recording what it writes in the catalog repository `name` below the base,
-    /// or in none.
+    /// or in none. A CTF records in none.
     pub fn with_catalog(mut self, name: Option<&str>) -> OcmRepository {
-        self.catalog = name.map(|name| Arc::new(Catalog::new(self.root.clone(), &self.base, name)));
+        self.catalog = name
+            .filter(|_| self.location.host().is_some())
+            .map(|name| Arc::new(Catalog::new(self.root.clone(), &self.base, name)));
         self
     }
 

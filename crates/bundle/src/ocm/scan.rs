@@ -44,22 +44,22 @@ pub struct Listed {
 }
 
 impl OcmRepository {
-    /// The component versions stored here: from the catalog when there is one (a few requests),
-    /// else by [`scan`](OcmRepository::scan)ning.
+    /// The component versions stored here: from a registry's catalog when there is one (a few
+    /// requests), else by [`scan`](OcmRepository::scan)ning (a CTF always: its index is local).
     pub async fn list(
         &self,
         options: &ListOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Listed, OcmError> {
         let read = match &options.catalog {
-            Some(name) => {
+            Some(name) if self.host().is_some() => {
                 let catalog = self.catalog(name);
                 catalog
                     .read()
                     .await?
                     .map(|listing| (listing, Source::Catalog(catalog.path().to_owned())))
             }
-            None => None,
+            _ => None,
         };
         let (listing, source) = match read {
             Some(found) => found,

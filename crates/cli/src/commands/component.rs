@@ -55,7 +55,7 @@ async fn list(args: ComponentListArgs) -> Result<ExitCode> {
     let listed = repository.list(&options, &progress).await;
     bar.finish_and_clear();
     let listed = listed?;
-    if listed.source == Source::Scan && !args.scan {
+    if listed.source == Source::Scan && !args.scan && location.host().is_some() {
         eprintln!(
             "note: {location} has no catalog ({}); scanned its repositories instead (wharf component index rebuild writes one)",
             args.catalog_repository
