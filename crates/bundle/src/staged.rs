@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,9 +25,20 @@ pub struct Staged {
     files: HashMap<Digest, PathBuf>,
     documents: HashMap<Digest, Bytes>,
     temporaries: Vec<TempPath>,
+    /// Where everything not staged is read, nested repositories included.
+    base: Option<Arc<dyn ReadStore>>,
 }
 
 impl Staged {
+    /// Staged content on top of `base`: what is not staged is read there, and so are the
+    /// repositories below it.
+    pub fn over(base: Arc<dyn ReadStore>) -> Staged {
+        Staged {
+            base: Some(base),
+            ..Staged::default()
+        }
+    }
+
     /// Adds a file, hashing it as it is read; returns its descriptor.
     pub async fn add_file(&mut self, path: PathBuf, media_type: &str) -> io::Result<Descriptor> {
         let meta = tokio::fs::metadata(&path).await?;
@@ -90,10 +102,12 @@ impl ReadStore for Staged {
                 Ok(bytes.clone()),
             ))));
         }
-        let path = self
-            .files
-            .get(&descriptor.digest)
-            .ok_or_else(|| fail(ErrorKind::NotFound(None)))?;
+        let Some(path) = self.files.get(&descriptor.digest) else {
+            return match &self.base {
+                Some(base) => base.fetch(descriptor).await,
+                None => Err(fail(ErrorKind::NotFound(None))),
+            };
+        };
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| fail(e.into()))?;
@@ -103,7 +117,21 @@ impl ReadStore for Staged {
     }
 
     async fn exists(&self, descriptor: &Descriptor) -> wharf_store::Result<bool> {
-        Ok(self.files.contains_key(&descriptor.digest)
-            || self.documents.contains_key(&descriptor.digest))
+        if self.files.contains_key(&descriptor.digest)
+            || self.documents.contains_key(&descriptor.digest)
+        {
+            return Ok(true);
+        }
+        match &self.base {
+            Some(base) => base.exists(descriptor).await,
+            None => Ok(false),
+        }
+    }
+
+    fn nested(&self, path: &str) -> wharf_store::Result<Option<Arc<dyn ReadStore>>> {
+        match &self.base {
+            Some(base) => base.nested(path),
+            None => Ok(None),
+        }
     }
 }

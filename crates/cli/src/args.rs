@@ -60,6 +60,9 @@ pub enum Command {
     /// Push, copy and pull imgpkg bundles, with location records that keep every image findable.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Create indexes that group children living in nested repositories.
+    #[command(subcommand)]
+    Index(ImageIndexCommand),
     /// Run wharf's embedded OCI registry (distribution spec 1.1) on a local directory.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -190,6 +193,7 @@ Examples:
 const INSPECT_HELP: &str = "\
 Examples:
   wharf inspect oci:./images:1.0
+  wharf inspect --tree registry.example.com/team/app:1.0
   wharf inspect --raw oci:./images:1.0 | sha256sum
   wharf inspect --output json oci:./images@sha256:4c1e…
 
@@ -393,6 +397,10 @@ pub struct InspectArgs {
     /// Print the manifest's bytes exactly as stored.
     #[arg(long, conflicts_with = "output")]
     pub raw: bool,
+    /// Print the graph of manifests below it, each with the repository it is read from (index
+    /// children from the nested repositories they name).
+    #[arg(long, conflicts_with = "raw")]
+    pub tree: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
@@ -765,6 +773,52 @@ pub struct ComponentImageRefArgs {
     pub no_rebase: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageIndexCommand {
+    /// Build an index of children in nested repositories of its own and push it.
+    #[command(after_help = INDEX_CREATE_HELP)]
+    Create(IndexCreateArgs),
+}
+
+const INDEX_CREATE_HELP: &str = "\
+An index in team/app may group children whose home is a repository below it: team/app/cli,
+team/app/docs, team/app/sbom/spdx. Each child's entry carries the annotation
+dev.wharf.ref.repository (its repository relative to the index's, e.g. cli) and, with a tag,
+dev.wharf.ref.tag; the index has artifactType application/vnd.wharf.bundle.v1+json. wharf copy,
+sync, verify and inspect --tree read each child from its nested repository, and copies put it at the
+same relative path. Registries that want every child in the index's own repository (most do) get
+copies of the children there too, tagged wharf-<hex>, so plain clients pull the index as any other;
+the index's bytes and digest stay the same everywhere.
+
+A CHILD is PATH:TAG or PATH@DIGEST below REF's repository (cli:1.0, sbom/spdx@sha256:…), the same
+with REF's repository in front (registry.example.com/team/app/cli:1.0), or a digest in REF's own
+repository.
+
+Examples:
+  wharf index create registry.example.com/team/app:1.0 cli:1.0 docs:1.0 sbom/spdx:1.0
+  wharf index create localhost:5000/team/app:1.0 cli@sha256:4c1e… --annotation org.opencontainers.image.version=1.0";
+
+#[derive(Debug, Args)]
+pub struct IndexCreateArgs {
+    /// Where the index goes: a repository and tag.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The children, each in a repository below REF's (or in it, by digest).
+    #[arg(value_name = "CHILD", required = true)]
+    pub children: Vec<String>,
+    /// The index's artifactType.
+    #[arg(long, value_name = "TYPE", default_value = wharf_oci::nested::ARTIFACT_TYPE)]
+    pub artifact_type: String,
+    /// An annotation KEY=VALUE on the index; repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub annotation: Vec<(String, String)>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 #[derive(Debug, Subcommand)]

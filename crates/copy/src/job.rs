@@ -14,7 +14,7 @@ use wharf_oci::{Descriptor, Digest, ManifestBody, Platform, media_type};
 use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Session, Store};
 
 use crate::flight::{Flights, Turn};
-use crate::graph::{Plan, discover, push_order};
+use crate::graph::{NestedChild, Plan, child_home, discover, push_order};
 use crate::{CopyError, CopyOptions, CopyReport, select_platforms};
 
 /// What the job reports as it goes, for progress displays. Every method defaults to nothing.
@@ -86,6 +86,9 @@ pub struct Job {
     /// DIGEST_INVALID.
     manifests: Mutex<HashMap<(String, Digest), ManifestPushed>>,
     transfers: Semaphore,
+    /// Blob scopes (registries) that refused an index whose children are in nested repositories:
+    /// their indexes get copies of the children beside them from the start.
+    sparse_refused: Mutex<HashSet<String>>,
     /// Blobs streamed, their bytes, and blobs mounted, across every copy of the job.
     streamed: AtomicU64,
     bytes: AtomicU64,
@@ -103,6 +106,7 @@ impl Job {
             uploads_to: Flights::new(),
             manifests: Mutex::new(HashMap::new()),
             transfers,
+            sparse_refused: Mutex::new(HashSet::new()),
             streamed: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             mounted: AtomicU64::new(0),
@@ -157,8 +161,20 @@ impl Job {
         destinations: &Session,
         platforms: &[Platform],
     ) -> Result<CopyReport, CopyError> {
-        let src = sources.read(source).await?;
-        let mut root = source.resolve_in(src.as_ref()).await?;
+        let mut src = sources.read(source).await?;
+        let mut root = match source.resolve_in(src.as_ref()).await {
+            Ok(root) => root,
+            Err(e) if e.is_not_found() && source.digest().is_some() => {
+                match find_nested_child(src.as_ref(), source).await? {
+                    Some((home, root)) => {
+                        src = home;
+                        root
+                    }
+                    None => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut chosen = None;
         if !platforms.is_empty() {
             let manifest = src.fetch_manifest(&root).await?;
@@ -359,7 +375,18 @@ impl Job {
             bytes_copied: blobs.iter().map(|b| b.size).sum(),
             referrers_copied: 0,
         };
+        // Children that live in nested repositories go there first: the index names them. Every
+        // nested repository is checked (names within limits on both sides) before any is written.
+        for nested in &plan.nested {
+            src.nested(&nested.path)?;
+            dst.nested_mut(&nested.path)?;
+        }
+        let mut nested_report = CopyReport::empty(root.clone());
+        for nested in &plan.nested {
+            nested_report.add(&self.copy_nested(src, dst, nested).await?);
+        }
         if self.options.dry_run {
+            report.add(&nested_report);
             return Ok((report, manifests));
         }
 
@@ -373,24 +400,124 @@ impl Job {
         for outcome in &outcomes {
             outcome.count(&mut report);
         }
+        report.add(&nested_report);
 
         for digest in order.iter().filter(|d| **d != root.digest) {
             let node = &plan.nodes[digest];
             tracing::info!(digest = %digest, "pushing manifest");
-            self.push_manifest(
+            let raw = node.manifest.raw().clone();
+            self.push_index_or_manifest(
+                src,
                 dst,
                 &node.descriptor,
-                node.manifest.raw().clone(),
+                raw,
                 ManifestRole::Child,
+                &plan,
             )
             .await?;
         }
         // A present root needs a push only to set its tag.
         if !root_present || (!named && matches!(role, ManifestRole::Tag(_))) {
-            self.push_manifest(dst, root, root_manifest.raw().clone(), role)
+            let raw = root_manifest.raw().clone();
+            self.push_index_or_manifest(src, dst, root, raw, role, &plan)
                 .await?;
         }
         Ok((report, manifests))
+    }
+
+    /// Copies an index child into the nested repository it names (read from there in the source,
+    /// else from the index's own repository), tagged as the index says or `wharf-<hex>`.
+    async fn copy_nested(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        nested: &NestedChild,
+    ) -> Result<CopyReport, CopyError> {
+        let from = child_home(src, &nested.child).await?;
+        let to = dst.nested_mut(&nested.path)?;
+        let tag = nested
+            .tag
+            .clone()
+            .unwrap_or_else(|| colocated_tag(&nested.child.digest));
+        let from: &dyn ReadStore = from.as_deref().unwrap_or(src);
+        let to: &dyn Store = to.as_deref().unwrap_or(dst);
+        Box::pin(self.copy(from, to, &nested.child, ManifestRole::Tag(&tag))).await
+    }
+
+    /// Pushes a manifest; an index with children in nested repositories is pushed as it is where
+    /// the destination accepts that, else with copies of those children beside it (by digest,
+    /// tagged `wharf-<hex>` once the index is in). The destination's refusal is remembered for the
+    /// rest of the job.
+    async fn push_index_or_manifest(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        descriptor: &Descriptor,
+        raw: Bytes,
+        role: ManifestRole<'_>,
+        plan: &Plan,
+    ) -> Result<(), CopyError> {
+        let children: Vec<&NestedChild> = plan
+            .nested
+            .iter()
+            .filter(|n| n.parent == descriptor.digest)
+            .collect();
+        if children.is_empty() {
+            return self.push_manifest(dst, descriptor, raw, role).await;
+        }
+        let scope = dst.blob_scope();
+        let refuses = |set: &HashSet<String>| set.contains(&scope);
+        if !refuses(
+            &self
+                .sparse_refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ) {
+            match self.push_manifest(dst, descriptor, raw.clone(), role).await {
+                Ok(()) => return Ok(()),
+                Err(e) if refuses_sparse(&e) => {
+                    tracing::info!(index = %descriptor.digest, "{} wants the children of an index beside it; copying them there", dst.location());
+                    self.sparse_refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(scope.clone());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for child in &children {
+            self.colocate(src, dst, child, ManifestRole::Child).await?;
+        }
+        match self.push_manifest(dst, descriptor, raw, role).await {
+            Ok(()) => {}
+            Err(CopyError::Store(error)) => {
+                return Err(CopyError::NestedRefused {
+                    destination: dst.location(),
+                    index: descriptor.digest.clone(),
+                    error,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        for child in &children {
+            let tag = colocated_tag(&child.child.digest);
+            self.colocate(src, dst, child, ManifestRole::Tag(&tag))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Copies a nested child (and what it needs) into the index's own repository.
+    async fn colocate(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        nested: &NestedChild,
+        role: ManifestRole<'_>,
+    ) -> Result<CopyReport, CopyError> {
+        let from = child_home(src, &nested.child).await?;
+        let from: &dyn ReadStore = from.as_deref().unwrap_or(src);
+        Box::pin(self.copy(from, dst, &nested.child, role)).await
     }
 
     /// Tags a root the destination already has (its graph is complete there).
@@ -546,4 +673,59 @@ impl Job {
             }
         }
     }
+}
+
+/// The tag of a child copied beside its index: `wharf-<hex>`.
+fn colocated_tag(digest: &Digest) -> String {
+    format!("wharf-{}", digest.hex())
+}
+
+/// True when a registry refused an index because its children are not in the same repository.
+fn refuses_sparse(error: &CopyError) -> bool {
+    let CopyError::Store(e) = error else {
+        return false;
+    };
+    matches!(
+        &*e.kind,
+        wharf_store::ErrorKind::Registry { status: 400, code: Some(code), .. }
+            if code == "MANIFEST_BLOB_UNKNOWN" || code == "MANIFEST_INVALID"
+    )
+}
+
+/// Tags looked through for an index that lists a child by digest.
+const INDEXES_SEARCHED: usize = 100;
+
+/// A child that `address` names by digest in a repository where only an index lists it, from the
+/// nested repository that index names for it: through the index the address's tag names, else
+/// through the repository's tagged indexes.
+async fn find_nested_child(
+    src: &dyn ReadStore,
+    address: &Address,
+) -> Result<Option<(Arc<dyn ReadStore>, Descriptor)>, CopyError> {
+    let Some(wanted) = address.digest() else {
+        return Ok(None);
+    };
+    let tags = match address.tag() {
+        Some(tag) => vec![tag.to_owned()],
+        None => src.tags().await.unwrap_or_default(),
+    };
+    for tag in tags.iter().take(INDEXES_SEARCHED) {
+        let Ok(index) = src.resolve(tag).await else {
+            continue;
+        };
+        if media_type::kind(&index.media_type) != media_type::Kind::Index {
+            continue;
+        }
+        let manifest = src.fetch_manifest(&index).await?;
+        let ManifestBody::Index(body) = manifest.body() else {
+            continue;
+        };
+        for child in body.manifests.iter().filter(|c| c.digest == *wanted) {
+            if let Some(home) = child_home(src, child).await? {
+                let root = home.resolve(wanted.as_str()).await?;
+                return Ok(Some((home, root)));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -26,11 +26,13 @@
 mod flight;
 mod graph;
 mod job;
+mod tree;
 mod verify;
 
 use std::sync::Arc;
 
 pub use job::{Job, Observer, Silent, Totals};
+pub use tree::{TreeNode, tree};
 pub use verify::{Problem, VerifyReport, verify};
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, Platform};
 use wharf_store::{ManifestRole, ReadStore, Store, StoreError};
@@ -142,6 +144,27 @@ pub enum CopyError {
         wanted: Digest,
         /// The digest of the source's root.
         actual: Digest,
+    },
+    /// An index names a nested repository for a child that is no repository below its own.
+    #[error("index {index}")]
+    Nested {
+        /// The index.
+        index: Digest,
+        /// What is wrong with the child's repository.
+        #[source]
+        error: wharf_oci::nested::NestedError,
+    },
+    /// The destination refused an index whose children live in nested repositories, even with
+    /// copies of them beside it.
+    #[error("{destination} refused index {index} even with its nested children copied beside it")]
+    NestedRefused {
+        /// The destination repository.
+        destination: String,
+        /// The index.
+        index: Digest,
+        /// The registry's answer.
+        #[source]
+        error: StoreError,
     },
     /// `--platform` asked for platforms the source does not have.
     #[error("{source_location} has no manifest for {wanted} (it has: {available})")]

@@ -2,11 +2,14 @@
 //! and every reference in the graph must resolve.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
-use wharf_oci::{Descriptor, Digest};
+use wharf_oci::{Descriptor, Digest, ManifestBody};
 use wharf_store::{ReadStore, StoreError, chain, verified};
+
+use crate::graph::child_home;
 
 /// Something wrong in a store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,7 +53,9 @@ impl VerifyReport {
 }
 
 /// Reads every manifest and blob below `roots` in `store` (their referrers too, with `referrers`),
-/// checking sizes and digests, `concurrency` blobs at a time. Problems are collected, not raised.
+/// checking sizes and digests, `concurrency` blobs at a time. An index child that names a nested
+/// repository is read from there (else from the index's repository), with everything below it.
+/// Problems are collected, not raised.
 pub async fn verify(
     store: &dyn ReadStore,
     roots: &[Descriptor],
@@ -62,53 +67,71 @@ pub async fn verify(
         ..VerifyReport::default()
     };
     let mut seen: HashSet<Digest> = HashSet::new();
-    let mut manifests: Vec<(Descriptor, Option<Digest>)> = roots
+    // Each item carries the repository it is read from; `None` is `store` itself.
+    let mut manifests: Vec<(Descriptor, Option<Digest>, Place)> = roots
         .iter()
         .filter(|root| seen.insert(root.digest.clone()))
-        .map(|root| (root.clone(), None))
+        .map(|root| (root.clone(), None, None))
         .collect();
-    let mut blobs: Vec<(Descriptor, Digest)> = Vec::new();
-    let problem =
-        |descriptor: &Descriptor, kind, parent: &Option<Digest>, error: &StoreError| Problem {
-            digest: descriptor.digest.clone(),
-            kind,
-            referenced_by: parent.clone(),
-            error: chain(error),
-        };
-    while let Some((descriptor, parent)) = manifests.pop() {
-        let manifest = match store.fetch_manifest(&descriptor).await {
+    let mut blobs: Vec<(Descriptor, Digest, Place)> = Vec::new();
+    let problem = |descriptor: &Descriptor, kind, parent: &Option<Digest>, error: String| Problem {
+        digest: descriptor.digest.clone(),
+        kind,
+        referenced_by: parent.clone(),
+        error,
+    };
+    while let Some((descriptor, parent, place)) = manifests.pop() {
+        let here: &dyn ReadStore = place.as_deref().unwrap_or(store);
+        let manifest = match here.fetch_manifest(&descriptor).await {
             Ok(manifest) => manifest,
             Err(e) => {
                 report
                     .problems
-                    .push(problem(&descriptor, "manifest", &parent, &e));
+                    .push(problem(&descriptor, "manifest", &parent, chain(&e)));
                 continue;
             }
         };
         report.manifests += 1;
+        let is_index = matches!(manifest.body(), ManifestBody::Index(_));
         let mut successors: Vec<Descriptor> = manifest.successors().into_iter().cloned().collect();
         if referrers {
-            match store.referrers(&descriptor, None).await {
+            match here.referrers(&descriptor, None).await {
                 Ok(found) => successors.extend(found),
-                Err(e) => report
-                    .problems
-                    .push(problem(&descriptor, "manifest", &parent, &e)),
+                Err(e) => {
+                    report
+                        .problems
+                        .push(problem(&descriptor, "manifest", &parent, chain(&e)))
+                }
             }
         }
         for successor in successors {
             if !seen.insert(successor.digest.clone()) {
                 continue;
             }
-            if successor.is_manifest() {
-                manifests.push((successor, Some(descriptor.digest.clone())));
+            let parent = Some(descriptor.digest.clone());
+            let home = if is_index && successor.is_manifest() {
+                match child_home(here, &successor).await {
+                    Ok(home) => home.or_else(|| place.clone()),
+                    Err(e) => {
+                        report
+                            .problems
+                            .push(problem(&successor, "manifest", &parent, chain(&e)));
+                        continue;
+                    }
+                }
             } else {
-                blobs.push((successor, descriptor.digest.clone()));
+                place.clone()
+            };
+            if successor.is_manifest() {
+                manifests.push((successor, parent, home));
+            } else {
+                blobs.push((successor, descriptor.digest.clone(), home));
             }
         }
     }
     let mut checked = stream::iter(blobs)
-        .map(|(blob, parent)| async move {
-            let result = read_whole(store, &blob).await;
+        .map(|(blob, parent, place)| async move {
+            let result = read_whole(place.as_deref().unwrap_or(store), &blob).await;
             (blob, parent, result)
         })
         .buffer_unordered(concurrency.max(1));
@@ -120,11 +143,14 @@ pub async fn verify(
             }
             Err(e) => report
                 .problems
-                .push(problem(&blob, "blob", &Some(parent), &e)),
+                .push(problem(&blob, "blob", &Some(parent), chain(&e))),
         }
     }
     report
 }
+
+/// The repository an item is read from: `None` for the store verified, else a nested one.
+type Place = Option<Arc<dyn ReadStore>>;
 
 /// Reads a blob to its end through a verifying stream.
 async fn read_whole(store: &dyn ReadStore, blob: &Descriptor) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 pub mod digest;
 pub mod manifest;
 pub mod media_type;
+pub mod nested;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Digester};

@@ -50,6 +50,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use std::sync::Arc;
 use wharf_oci::{Descriptor, MANIFEST_MAX_BYTES, Manifest};
 
 pub use address::{Address, AddressError, Location};
@@ -154,6 +155,13 @@ pub trait ReadStore: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The repository at `path` below this one, to read: the home of an index child that names a
+    /// nested repository (see [`wharf_oci::nested`]). `None` where the store has no repositories
+    /// below it; readers then look for the child here.
+    fn nested(&self, _path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        Ok(None)
+    }
+
     /// Where a destination on the same registry could mount this store's blobs from.
     fn mount_source(&self) -> Option<MountSource> {
         None
@@ -193,6 +201,12 @@ pub trait Store: ReadStore {
     async fn finish(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The repository at `path` below this one, to write (see [`ReadStore::nested`]). `None`
+    /// where the store has no repositories below it; writers then put the child here.
+    fn nested_mut(&self, _path: &str) -> Result<Option<Arc<dyn Store>>> {
+        Ok(None)
+    }
 }
 
 /// A shared store is a store: every method forwards, provided ones included.
@@ -229,6 +243,9 @@ impl<T: ReadStore + ?Sized> ReadStore for std::sync::Arc<T> {
     ) -> Result<Vec<Descriptor>> {
         (**self).referrers(subject, artifact_type).await
     }
+    fn nested(&self, path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        (**self).nested(path)
+    }
     fn mount_source(&self) -> Option<MountSource> {
         (**self).mount_source()
     }
@@ -255,6 +272,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     async fn finish(&self) -> Result<()> {
         (**self).finish().await
+    }
+    fn nested_mut(&self, path: &str) -> Result<Option<Arc<dyn Store>>> {
+        (**self).nested_mut(path)
     }
 }
 

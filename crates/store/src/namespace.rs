@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{ReadStore, Result, Store};
+use crate::{ErrorKind, Op, ReadStore, Result, Store, StoreError};
 
 /// Repositories that live together and are written out together.
 ///
@@ -50,6 +50,21 @@ pub(crate) fn join(base: &str, repository: &str) -> String {
         (_, true) => base.to_owned(),
         _ => format!("{base}/{repository}"),
     }
+}
+
+/// The repository `path` below `parent` (a nested index child's home), checked: a repository path
+/// below it, and a whole name (with `host`, if any) within the limits of references. `target` names
+/// the store in errors.
+pub(crate) fn nested_name(target: &str, host: &str, parent: &str, path: &str) -> Result<String> {
+    let fail = |reason: String| {
+        StoreError::new(
+            Op::Open,
+            format!("{target} nested repository {path:?}"),
+            ErrorKind::Invalid(reason),
+        )
+    };
+    wharf_oci::nested::check_path(path).map_err(fail)?;
+    wharf_oci::nested::join(host, parent, path).map_err(fail)
 }
 
 /// `names` sorted, each once.

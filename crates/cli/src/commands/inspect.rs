@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::json;
 use wharf_bundle::imgpkg::{Bundle, ImageLocations, ImagesLock, REPOSITORY_ANNOTATION};
+use wharf_copy::TreeNode;
 use wharf_oci::{Descriptor, Digest, ManifestBody, media_type};
 use wharf_store::{Address, ReadStore};
 
@@ -19,6 +20,14 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let location = parse_image_address(&args.location, "inspected")?;
     let store = session(&args.registry, None)?.read(&location).await?;
     let descriptor = location.resolve_in(store.as_ref()).await?;
+    if args.tree {
+        let root = wharf_copy::tree(store.as_ref(), &descriptor).await?;
+        match args.output {
+            Format::Json => out!("{}", serde_json::to_string_pretty(&tree_json(&root))?),
+            Format::Text => print_tree(&root, 0),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let manifest = store.fetch_manifest(&descriptor).await?;
     if args.raw {
         let mut stdout = std::io::stdout().lock();
@@ -177,6 +186,35 @@ impl BundleFacts {
             out!("Copied to:   {repository}  (record artifact {digest})");
         }
     }
+}
+
+/// One line per manifest, children indented below their index.
+fn print_tree(node: &TreeNode, depth: usize) {
+    let platform = node
+        .descriptor
+        .platform
+        .as_ref()
+        .map(|p| format!("  {p}"))
+        .unwrap_or_default();
+    out!(
+        "{:indent$}{}  {}{platform}  in {}",
+        "",
+        node.descriptor.digest,
+        node.descriptor.media_type,
+        node.location,
+        indent = depth * 2
+    );
+    for child in &node.children {
+        print_tree(child, depth + 1);
+    }
+}
+
+fn tree_json(node: &TreeNode) -> serde_json::Value {
+    json!({
+        "descriptor": node.descriptor,
+        "location": node.location,
+        "children": node.children.iter().map(tree_json).collect::<Vec<_>>(),
+    })
 }
 
 fn line(d: &Descriptor) -> String {

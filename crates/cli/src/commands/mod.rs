@@ -4,6 +4,7 @@ mod bundle;
 mod component;
 mod copy;
 mod demo;
+mod index;
 mod inspect;
 mod login;
 mod registry_args;
@@ -33,6 +34,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Logout(args) => login::logout(args).await,
         Command::Component(command) => component::run(command).await,
         Command::Bundle(command) => bundle::run(command).await,
+        Command::Index(command) => index::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }

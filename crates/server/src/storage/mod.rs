@@ -310,19 +310,35 @@ impl Storage {
         })
     }
 
+    /// Checks that everything a manifest references is stored: in the repository, or for an index
+    /// child that names a nested repository, there (or in the repository).
     async fn check_references(&self, repo: &str, manifest: &Manifest) -> ApiResult<()> {
-        let referenced: Vec<&Descriptor> = match manifest.body() {
-            ManifestBody::Image(image) => std::iter::once(&image.config)
-                .chain(&image.layers)
-                .collect(),
-            ManifestBody::Index(index) => index.manifests.iter().collect(),
+        let (referenced, is_index): (Vec<&Descriptor>, bool) = match manifest.body() {
+            ManifestBody::Image(image) => (
+                std::iter::once(&image.config)
+                    .chain(&image.layers)
+                    .collect(),
+                false,
+            ),
+            ManifestBody::Index(index) => (index.manifests.iter().collect(), true),
         };
         for descriptor in referenced {
             // Foreign layers live elsewhere by design.
             if !descriptor.urls.is_empty() {
                 continue;
             }
-            let present = if descriptor.is_manifest() {
+            let invalid = |message: String| ApiError::new(Code::ManifestInvalid, message);
+            let nested = if is_index {
+                wharf_oci::nested::nested(descriptor).map_err(|e| invalid(e.to_string()))?
+            } else {
+                None
+            };
+            let present = if let Some(nested) = nested {
+                let home = wharf_oci::nested::join("", repo, nested.path).map_err(invalid)?;
+                wharf_oci::validate_repository(&home).map_err(|e| invalid(e.to_string()))?;
+                tokio::fs::try_exists(self.manifest_link(&home, &descriptor.digest)).await?
+                    || tokio::fs::try_exists(self.manifest_link(repo, &descriptor.digest)).await?
+            } else if descriptor.is_manifest() {
                 tokio::fs::try_exists(self.manifest_link(repo, &descriptor.digest)).await?
             } else {
                 self.blob_size(repo, &descriptor.digest).await?.is_some()

@@ -354,6 +354,13 @@ pub struct CtfRepository {
 }
 
 impl CtfRepository {
+    /// The repository `path` below this one.
+    fn nested_repository(&self, path: &str) -> Result<CtfRepository> {
+        let location = ReadStore::location(self);
+        let name = crate::namespace::nested_name(&location, "", &self.name, path)?;
+        Ok(self.ctf.repository(&name))
+    }
+
     fn what(&self, what: &str) -> String {
         format!("{} {what}", self.name)
     }
@@ -412,6 +419,10 @@ impl CtfRepository {
 
 #[async_trait]
 impl ReadStore for CtfRepository {
+    fn nested(&self, path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        Ok(Some(Arc::new(self.nested_repository(path)?)))
+    }
+
     fn location(&self) -> String {
         format!("{}//{}", self.ctf.location(), self.name)
     }
@@ -553,6 +564,10 @@ impl Store for CtfRepository {
 
     async fn finish(&self) -> Result<()> {
         self.ctf.finish().await
+    }
+
+    fn nested_mut(&self, path: &str) -> Result<Option<Arc<dyn Store>>> {
+        Ok(Some(Arc::new(self.nested_repository(path)?)))
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Layout {
     initialised: OnceCell<()>,
     /// Held while the layout is open for writing: one writing process at a time.
     _lock: Option<WriteLock>,
+    /// The layout itself, once it is shared as a namespace: its nested repositories are views of it.
+    this: std::sync::OnceLock<std::sync::Weak<Layout>>,
 }
 
 impl Layout {
@@ -174,7 +176,20 @@ impl Layout {
             index_lock: Mutex::new(()),
             initialised: OnceCell::new(),
             _lock: None,
+            this: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A view of the repository `repository` (an image-name prefix) of this layout, if the layout
+    /// is shared as a namespace.
+    fn view(&self, repository: &str) -> Result<Option<Arc<LayoutRepository>>> {
+        let Some(layout) = self.this.get().and_then(std::sync::Weak::upgrade) else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(LayoutRepository {
+            layout,
+            repository: repository.to_owned(),
+        })))
     }
 
     /// The layout's directory or archive.
@@ -397,6 +412,11 @@ fn without_ref_name(descriptor: &Descriptor) -> Descriptor {
 
 #[async_trait]
 impl ReadStore for Layout {
+    fn nested(&self, path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        let name = crate::namespace::nested_name(&self.location(), "", "", path)?;
+        Ok(self.view(&name)?.map(|view| view as Arc<dyn ReadStore>))
+    }
+
     fn location(&self) -> String {
         match &self.files {
             Files::Dir(dir) => format!("oci:{}", dir.display()),
@@ -548,6 +568,11 @@ impl Store for Layout {
             .await
             .map_err(|e| self.error(Op::Push, "", e.into()))
     }
+
+    fn nested_mut(&self, path: &str) -> Result<Option<Arc<dyn Store>>> {
+        let name = crate::namespace::nested_name(&self.location(), "", "", path)?;
+        Ok(self.view(&name)?.map(|view| view as Arc<dyn Store>))
+    }
 }
 
 /// A layout as a set of repositories: image names `team/app:1.0` are tag `1.0` of repository
@@ -559,6 +584,7 @@ pub(crate) struct LayoutNamespace {
 
 impl LayoutNamespace {
     pub fn new(layout: Arc<Layout>, writable: bool) -> LayoutNamespace {
+        let _ = layout.this.set(Arc::downgrade(&layout));
         LayoutNamespace { layout, writable }
     }
 
@@ -624,6 +650,16 @@ struct LayoutRepository {
 }
 
 impl LayoutRepository {
+    /// The repository `path` below this one.
+    fn nested_view(&self, path: &str) -> Result<Arc<LayoutRepository>> {
+        let name =
+            crate::namespace::nested_name(&ReadStore::location(self), "", &self.repository, path)?;
+        Ok(Arc::new(LayoutRepository {
+            layout: self.layout.clone(),
+            repository: name,
+        }))
+    }
+
     fn name(&self, tag: &str) -> String {
         format!("{}:{tag}", self.repository)
     }
@@ -636,6 +672,10 @@ impl LayoutRepository {
 
 #[async_trait]
 impl ReadStore for LayoutRepository {
+    fn nested(&self, path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        Ok(Some(self.nested_view(path)?))
+    }
+
     fn location(&self) -> String {
         format!("{}:{}", self.layout.location(), self.repository)
     }
@@ -716,5 +756,9 @@ impl Store for LayoutRepository {
 
     async fn finish(&self) -> Result<()> {
         self.layout.finish().await
+    }
+
+    fn nested_mut(&self, path: &str) -> Result<Option<Arc<dyn Store>>> {
+        Ok(Some(self.nested_view(path)?))
     }
 }

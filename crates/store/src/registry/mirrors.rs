@@ -139,6 +139,22 @@ impl Mirrored {
 
 #[async_trait]
 impl ReadStore for Mirrored {
+    fn nested(&self, path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        let fail = |e: wharf_oci::ReferenceError| {
+            StoreError::new(Op::Open, self.location(), ErrorKind::Invalid(e.to_string()))
+        };
+        let name = crate::namespace::nested_name(
+            &self.location(),
+            self.logical.domain(),
+            self.logical.path(),
+            path,
+        )?;
+        Ok(Some(
+            self.clients
+                .pull(&self.logical.with_path(&name).map_err(fail)?),
+        ))
+    }
+
     fn location(&self) -> String {
         self.logical.name()
     }

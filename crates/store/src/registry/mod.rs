@@ -30,7 +30,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Reference, media_type};
 
-use crate::namespace::{join, sorted_unique};
+use crate::namespace::{join, nested_name, sorted_unique};
 use crate::referrers::{self, TaggedIndexes};
 use crate::{
     ByteStream, ErrorKind, ManifestRole, MountSource, Namespace, Op, ReadStore, Result,
@@ -454,6 +454,13 @@ impl Repository {
 
     fn pull_scope(&self) -> Vec<String> {
         vec![format!("repository:{}:pull", self.name)]
+    }
+
+    /// The repository `path` below this one.
+    fn nested_reference(&self, path: &str) -> Result<Reference> {
+        let name = nested_name(&self.target(""), &self.host.name, &self.name, path)?;
+        Reference::parse(&format!("{}/{name}", self.host.name))
+            .map_err(|e| self.error(Op::Open, path, ErrorKind::Invalid(e.reason.to_string())))
     }
 
     fn push_scope(&self) -> Vec<String> {
@@ -963,6 +970,10 @@ impl ReadStore for Repository {
         referrers::listed(self, &subject.digest, artifact_type).await
     }
 
+    fn nested(&self, path: &str) -> Result<Option<Arc<dyn ReadStore>>> {
+        Ok(Some(self.clients.pull(&self.nested_reference(path)?)))
+    }
+
     fn mount_source(&self) -> Option<MountSource> {
         Some(MountSource {
             host: self.host.name.clone(),
@@ -1048,6 +1059,12 @@ impl Store for Repository {
             }
             _ => Ok(false),
         }
+    }
+
+    fn nested_mut(&self, path: &str) -> Result<Option<Arc<dyn Store>>> {
+        Ok(Some(Arc::new(
+            self.clients.push(&self.nested_reference(path)?)?,
+        )))
     }
 }
 
