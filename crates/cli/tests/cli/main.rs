@@ -7,6 +7,7 @@ mod component;
 mod copy;
 mod demo;
 mod inspect;
+mod nested;
 mod registry;
 mod reliability;
 mod resolve;
