@@ -228,6 +228,23 @@ fn nested_children_travel_to_strict_and_native_registries_and_through_archives()
         assert_everything_at(dir, &back, &index, &children);
     }
 
+    // gc keeps every child a kept index needs.
+    let collected = wharf(
+        dir,
+        &[
+            "serve",
+            "gc",
+            "--root",
+            dir.join("s/registry").to_str().unwrap(),
+            "--grace",
+            "0s",
+        ],
+    )
+    .ok();
+    assert!(!collected.is_empty());
+    let verified = wharf(dir, &["verify", &format!("{}/team/app:1.0", source.addr())]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+
     // One child, by digest, through the index's repository.
     let (path, docs) = &children[1];
     assert_eq!(*path, "docs");
