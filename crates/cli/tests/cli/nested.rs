@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::util::{
-    DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, gen_layout, http, json,
+    DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, gen_layout, http, http_with, json,
     layout_add_root, layout_blob, peer, sample_layout, sha256_of, temp, wharf,
 };
 
@@ -356,32 +356,13 @@ fn paths_that_leave_the_index_are_refused_at_create_and_when_read() {
     );
     // wharf serve refuses it, pushed as it is by a client that does not know the annotation.
     let raw = std::fs::read(layout.join("blobs/sha256").join(bad_hex)).unwrap();
-    let (status, response) = put_manifest(served.addr(), "/v2/x/app/manifests/1.0", &raw);
+    let content_type = [("Content-Type", wharf_oci::media_type::OCI_INDEX)];
+    let path = "/v2/x/app/manifests/1.0";
+    let (status, response) = http_with(served.addr(), "PUT", path, &content_type, &raw);
     assert_eq!(status, 400, "{response}");
     assert!(
         response.contains("MANIFEST_INVALID") && response.contains("../up"),
         "{response}"
     );
     assert!(tags(served.addr(), "x/app").is_empty());
-}
-
-/// PUTs an OCI index as it is.
-fn put_manifest(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        wharf_oci::media_type::OCI_INDEX,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, response)
 }
