@@ -57,6 +57,7 @@ pub(crate) async fn discover(
     let mut level = vec![(root, root_manifest)];
     while !level.is_empty() {
         let mut wanted: Vec<Descriptor> = Vec::new();
+        let mut blobs: Vec<Descriptor> = Vec::new();
         for (descriptor, manifest) in level {
             let mut children = Vec::new();
             for successor in manifest.successors() {
@@ -99,10 +100,8 @@ pub(crate) async fn discover(
                 }
                 if successor.is_manifest() {
                     wanted.push(successor.clone());
-                } else if dst.exists(successor).await? {
-                    plan.blobs_present += 1;
                 } else {
-                    plan.blobs.insert(digest.clone(), successor.clone());
+                    blobs.push(successor.clone());
                 }
             }
             plan.nodes.insert(
@@ -113,6 +112,22 @@ pub(crate) async fn discover(
                     children,
                 },
             );
+        }
+        // The level's blobs are looked for all at once, not one after another.
+        let present: Vec<(Descriptor, bool)> = stream::iter(blobs)
+            .map(|blob| async move {
+                let present = dst.exists(&blob).await?;
+                Ok::<_, StoreError>((blob, present))
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        for (blob, present) in present {
+            if present {
+                plan.blobs_present += 1;
+            } else {
+                plan.blobs.insert(blob.digest.clone(), blob);
+            }
         }
         let fetched: Vec<Option<(Descriptor, Manifest)>> = stream::iter(wanted)
             .map(|descriptor| async move {

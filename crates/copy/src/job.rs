@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::Semaphore;
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform, media_type};
-use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Session, Store};
+use wharf_store::{Address, Location, ManifestRole, MountSource, ReadStore, Session, Store};
 
 use crate::flight::{Flights, Turn};
 use crate::graph::{NestedChild, Plan, child_home, discover, push_order};
@@ -67,6 +67,15 @@ pub struct Totals {
     pub bytes_streamed: u64,
     /// Blobs mounted from another repository of the same registry (no bytes moved).
     pub blobs_mounted: u64,
+}
+
+/// What a caller read before a copy, so that it is not asked for again.
+#[derive(Default)]
+struct Known {
+    /// The root manifest.
+    manifest: Option<wharf_oci::Manifest>,
+    /// What the destination tag names (`Some(None)`: nothing), for a root copied under a tag.
+    tagged: Option<Option<Descriptor>>,
 }
 
 /// Shared state of many concurrent copies.
@@ -162,18 +171,45 @@ impl Job {
         platforms: &[Platform],
     ) -> Result<CopyReport, CopyError> {
         let mut src = sources.read(source).await?;
-        let mut root = match source.resolve_in(src.as_ref()).await {
-            Ok(root) => root,
-            Err(e) if e.is_not_found() && source.digest().is_some() => {
-                match find_nested_child(src.as_ref(), source).await? {
-                    Some((home, root)) => {
-                        src = home;
-                        root
-                    }
-                    None => return Err(e.into()),
-                }
+        let mut known = Known::default();
+        // Copied by tag to a registry, the destination's tag is looked at first: when it names
+        // nothing the source manifest is needed anyway, and one GET both resolves and reads it.
+        let mut early = None;
+        if platforms.is_empty()
+            && source.digest().is_none()
+            && destination.digest().is_none()
+            && matches!(destination.location, Location::Registry { .. })
+            && let Some(source_tag) = source.tag()
+        {
+            let dst = destinations.write(destination).await?;
+            let tag = destination.tag().unwrap_or(source_tag);
+            let current = match dst.resolve(tag).await {
+                Ok(current) => Some(current),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+            if current.is_none() {
+                let (root, manifest) = src.resolve_manifest(source_tag).await?;
+                known.manifest = Some(manifest);
+                early = Some(root);
             }
-            Err(e) => return Err(e.into()),
+            known.tagged = Some(current);
+        }
+        let mut root = match early {
+            Some(root) => root,
+            None => match source.resolve_in(src.as_ref()).await {
+                Ok(root) => root,
+                Err(e) if e.is_not_found() && source.digest().is_some() => {
+                    match find_nested_child(src.as_ref(), source).await? {
+                        Some((home, root)) => {
+                            src = home;
+                            root
+                        }
+                        None => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let mut chosen = None;
         if !platforms.is_empty() {
@@ -199,7 +235,10 @@ impl Job {
             None => ManifestRole::Root,
         };
         let report = match chosen {
-            None => self.copy(src.as_ref(), dst.as_ref(), &root, role).await?,
+            None => {
+                self.copy_known(src.as_ref(), dst.as_ref(), &root, role, known)
+                    .await?
+            }
             Some(index) => {
                 // Each chosen child graph first, then the new index, so the destination never holds
                 // an index naming manifests it lacks.
@@ -262,7 +301,20 @@ impl Job {
         root: &Descriptor,
         role: ManifestRole<'_>,
     ) -> Result<CopyReport, CopyError> {
-        let (mut report, manifests) = self.copy_one(src, dst, root, role).await?;
+        self.copy_known(src, dst, root, role, Known::default())
+            .await
+    }
+
+    /// [`Job::copy`], with what the caller has read already.
+    async fn copy_known(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        root: &Descriptor,
+        role: ManifestRole<'_>,
+        known: Known,
+    ) -> Result<CopyReport, CopyError> {
+        let (mut report, manifests) = self.copy_one(src, dst, root, role, known).await?;
         if !self.options.referrers {
             return Ok(report);
         }
@@ -279,7 +331,7 @@ impl Job {
                 }
                 tracing::info!(subject = %subject.digest, referrer = %referrer.digest, "copying referrer");
                 let (part, found) = self
-                    .copy_one(src, dst, &referrer, ManifestRole::Root)
+                    .copy_one(src, dst, &referrer, ManifestRole::Root, Known::default())
                     .await?;
                 report.add(&part);
                 report.referrers_copied += 1;
@@ -295,67 +347,83 @@ impl Job {
         Ok(report)
     }
 
-    /// One graph, without referrers; also returns the manifests known to be in it.
+    /// One graph, without referrers; also returns the manifests known to be in it. `known` is what
+    /// the caller has read already.
     async fn copy_one(
         &self,
         src: &dyn ReadStore,
         dst: &dyn Store,
         root: &Descriptor,
         role: ManifestRole<'_>,
+        known: Known,
     ) -> Result<(CopyReport, Vec<Descriptor>), CopyError> {
         let concurrency = self.options.concurrency.max(1);
         // One request answers "there and named" for a tagged root: the no-op re-run's only check.
-        let named = match role {
-            ManifestRole::Tag(tag) => match dst.resolve(tag).await {
+        let named = match (role, known.tagged) {
+            (ManifestRole::Tag(_), Some(current)) => {
+                current.is_some_and(|c| c.digest == root.digest)
+            }
+            (ManifestRole::Tag(tag), None) => match dst.resolve(tag).await {
                 Ok(current) => current.digest == root.digest,
                 Err(e) if e.is_not_found() => false,
                 Err(e) => return Err(e.into()),
             },
-            ManifestRole::Child | ManifestRole::Root => false,
+            (ManifestRole::Child | ManifestRole::Root, _) => false,
         };
         let root_present = named || dst.exists(root).await?;
-        let mut plan = Plan::default();
         let mut manifests = vec![root.clone()];
-        if root_present && !self.options.referrers {
+        let mut root_manifest = known.manifest;
+        if root_present {
             let mut report = CopyReport::empty(root.clone());
             report.manifests_present = 1;
-            if !named && !self.options.dry_run {
-                self.name_present_root(src, dst, root, role).await?;
+            // A present graph is complete; only an index's children may have referrers of their
+            // own, so only an index is read.
+            let is_index = media_type::kind(&root.media_type) == media_type::Kind::Index;
+            let retag = !named && matches!(role, ManifestRole::Tag(_)) && !self.options.dry_run;
+            if retag || (self.options.referrers && is_index) {
+                let manifest = match root_manifest {
+                    Some(manifest) => manifest,
+                    None => src.fetch_manifest(root).await?,
+                };
+                if self.options.referrers {
+                    manifests.extend(
+                        manifest
+                            .successors()
+                            .into_iter()
+                            .filter(|d| d.is_manifest())
+                            .cloned(),
+                    );
+                }
+                if retag {
+                    // A present root needs a push only to set its tag.
+                    self.push_manifest(dst, root, manifest.raw().clone(), role)
+                        .await?;
+                }
             }
             return Ok((report, manifests));
         }
-        let root_manifest = src.fetch_manifest(root).await?;
-        if root_present {
-            plan.manifests_present += 1;
-            // The subtree is there; its direct child manifests may still have referrers to copy.
-            manifests.extend(
-                root_manifest
-                    .successors()
-                    .into_iter()
-                    .filter(|d| d.is_manifest())
-                    .cloned(),
-            );
-        } else {
-            discover(
-                src,
-                dst,
-                root.clone(),
-                root_manifest.clone(),
-                &mut plan,
-                concurrency,
-            )
-            .await?;
-            manifests.extend(
-                plan.nodes
-                    .values()
-                    .map(|n| n.descriptor.clone())
-                    .filter(|d| d.digest != root.digest),
-            );
-        }
+        let root_manifest = match root_manifest.take() {
+            Some(manifest) => manifest,
+            None => src.fetch_manifest(root).await?,
+        };
+        let mut plan = Plan::default();
+        discover(
+            src,
+            dst,
+            root.clone(),
+            root_manifest.clone(),
+            &mut plan,
+            concurrency,
+        )
+        .await?;
+        manifests.extend(
+            plan.nodes
+                .values()
+                .map(|n| n.descriptor.clone())
+                .filter(|d| d.digest != root.digest),
+        );
         let mut order = Vec::new();
-        if !root_present {
-            push_order(&plan, &root.digest, &mut order);
-        }
+        push_order(&plan, &root.digest, &mut order);
         let mut blobs: Vec<Descriptor> = plan.blobs.values().cloned().collect();
         blobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
         tracing::info!(
@@ -416,12 +484,9 @@ impl Job {
             )
             .await?;
         }
-        // A present root needs a push only to set its tag.
-        if !root_present || (!named && matches!(role, ManifestRole::Tag(_))) {
-            let raw = root_manifest.raw().clone();
-            self.push_index_or_manifest(src, dst, root, raw, role, &plan)
-                .await?;
-        }
+        let raw = root_manifest.raw().clone();
+        self.push_index_or_manifest(src, dst, root, raw, role, &plan)
+            .await?;
         Ok((report, manifests))
     }
 
@@ -518,22 +583,6 @@ impl Job {
         let from = child_home(src, &nested.child).await?;
         let from: &dyn ReadStore = from.as_deref().unwrap_or(src);
         Box::pin(self.copy(from, dst, &nested.child, role)).await
-    }
-
-    /// Tags a root the destination already has (its graph is complete there).
-    async fn name_present_root(
-        &self,
-        src: &dyn ReadStore,
-        dst: &dyn Store,
-        root: &Descriptor,
-        role: ManifestRole<'_>,
-    ) -> Result<(), CopyError> {
-        if matches!(role, ManifestRole::Tag(_)) {
-            let manifest = src.fetch_manifest(root).await?;
-            self.push_manifest(dst, root, manifest.raw().clone(), role)
-                .await?;
-        }
-        Ok(())
     }
 
     /// Moves one blob into one repository, at most once for the whole job.

@@ -126,6 +126,14 @@ pub trait ReadStore: Send + Sync {
         Manifest::parse(raw.freeze(), Some(&descriptor.media_type)).map_err(|e| fail(e.into()))
     }
 
+    /// Finds the manifest a tag or digest names and reads it: one request where the store can (a
+    /// registry's `GET`, instead of a `HEAD` and a `GET`).
+    async fn resolve_manifest(&self, reference: &str) -> Result<(Descriptor, Manifest)> {
+        let descriptor = self.resolve(reference).await?;
+        let manifest = self.fetch_manifest(&descriptor).await?;
+        Ok((descriptor, manifest))
+    }
+
     /// Tags in this repository, in the store's order.
     async fn tags(&self) -> Result<Vec<String>> {
         Err(StoreError::new(
@@ -229,6 +237,9 @@ impl<T: ReadStore + ?Sized> ReadStore for std::sync::Arc<T> {
     }
     async fn fetch_manifest(&self, descriptor: &Descriptor) -> Result<Manifest> {
         (**self).fetch_manifest(descriptor).await
+    }
+    async fn resolve_manifest(&self, reference: &str) -> Result<(Descriptor, Manifest)> {
+        (**self).resolve_manifest(reference).await
     }
     async fn tags(&self) -> Result<Vec<String>> {
         (**self).tags().await

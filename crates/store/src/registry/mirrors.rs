@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use wharf_oci::{Descriptor, Digest, Reference};
+use wharf_oci::{Descriptor, Digest, Manifest, Reference};
 use wharf_registries_conf::{Endpoint, RegistriesConf};
 
 use super::{Clients, Repository};
@@ -168,6 +168,19 @@ impl ReadStore for Mirrored {
             .await?;
         *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = Some(repository);
         Ok(descriptor)
+    }
+
+    async fn resolve_manifest(&self, reference: &str) -> Result<(Descriptor, Manifest)> {
+        let logical = self.logical_reference(reference)?;
+        let (found, repository) = self
+            .try_endpoints(Op::Resolve, &logical, |repository, rewritten| async move {
+                repository
+                    .resolve_manifest(&rewritten.tag_or_digest())
+                    .await
+            })
+            .await?;
+        *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = Some(repository);
+        Ok(found)
     }
 
     async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {

@@ -83,7 +83,8 @@ struct ClientsInner {
     /// For insecure hosts: certificates are not checked.
     lenient_client: reqwest::Client,
     hosts: Mutex<HashMap<(String, HostMode), Arc<Host>>>,
-    /// Per `host/repository`: does the referrers API exist?
+    /// Per host: does the referrers API exist? Learned once per run (a registry has it for every
+    /// repository or for none), so later subjects go straight to the tag schema.
     referrers_api: Mutex<HashMap<String, bool>>,
 }
 
@@ -487,7 +488,7 @@ impl Repository {
 
     /// GETs a manifest and checks its bytes; the descriptor comes from what was received. Bytes that do
     /// not match the digest asked for are fetched once more before giving up.
-    async fn get_manifest(&self, reference: &str) -> Result<(Descriptor, Bytes), ErrorKind> {
+    async fn get_manifest(&self, reference: &str) -> Result<(Descriptor, Manifest), ErrorKind> {
         match self.get_manifest_once(reference).await {
             Err(ErrorKind::DigestMismatch { expected, actual }) => {
                 tracing::info!(%expected, %actual, "manifest did not match its digest; fetching it again");
@@ -497,7 +498,10 @@ impl Repository {
         }
     }
 
-    async fn get_manifest_once(&self, reference: &str) -> Result<(Descriptor, Bytes), ErrorKind> {
+    async fn get_manifest_once(
+        &self,
+        reference: &str,
+    ) -> Result<(Descriptor, Manifest), ErrorKind> {
         let request = self.manifest_request(Method::GET, reference).await?;
         let answer = self
             .host
@@ -524,13 +528,14 @@ impl Repository {
         {
             return Err(ErrorKind::DigestMismatch { expected, actual });
         }
-        let manifest = Manifest::parse(bytes.clone(), content_type.as_deref())?;
-        let mut descriptor = Descriptor::new(manifest.media_type(), actual, bytes.len() as u64);
+        let size = bytes.len() as u64;
+        let manifest = Manifest::parse(bytes, content_type.as_deref())?;
+        let mut descriptor = Descriptor::new(manifest.media_type(), actual, size);
         descriptor.artifact_type = match manifest.body() {
             ManifestBody::Image(m) => m.artifact_type.clone(),
             ManifestBody::Index(i) => i.artifact_type.clone(),
         };
-        Ok((descriptor, bytes))
+        Ok((descriptor, manifest))
     }
 
     /// The referrers API for `subject`, or `None` when the registry does not have it.
@@ -539,7 +544,7 @@ impl Repository {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Descriptor>>, ErrorKind> {
-        let key = format!("{}/{}", self.host.name, self.name);
+        let key = self.host.name.clone();
         let known = self
             .clients
             .inner
@@ -810,6 +815,15 @@ fn parse_index_entries(bytes: &[u8]) -> Result<Vec<Descriptor>, ErrorKind> {
     Ok(index.manifests)
 }
 
+/// A manifest reference for messages: a digest as it is, a tag quoted.
+fn reference_text(reference: &str) -> String {
+    if Digest::parse(reference).is_ok() {
+        reference.to_owned()
+    } else {
+        format!("tag {reference:?}")
+    }
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name)?.to_str().ok()
 }
@@ -828,11 +842,7 @@ impl ReadStore for Repository {
     }
 
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {
-        let what = if Digest::parse(reference).is_ok() {
-            reference.to_owned()
-        } else {
-            format!("tag {reference:?}")
-        };
+        let what = reference_text(reference);
         let fail = |kind| self.error(Op::Resolve, &what, kind);
         let request = self
             .manifest_request(Method::HEAD, reference)
@@ -865,6 +875,13 @@ impl ReadStore for Repository {
             .map_err(fail)
     }
 
+    async fn resolve_manifest(&self, reference: &str) -> Result<(Descriptor, Manifest)> {
+        let what = reference_text(reference);
+        self.get_manifest(reference)
+            .await
+            .map_err(|kind| self.error(Op::Resolve, &what, kind))
+    }
+
     async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
         let what = format!(
             "{} {}",
@@ -877,10 +894,11 @@ impl ReadStore for Repository {
         );
         let fail = |kind| self.error(Op::Fetch, &what, kind);
         if descriptor.is_manifest() {
-            let (_, bytes) = self
+            let (_, manifest) = self
                 .get_manifest(descriptor.digest.as_str())
                 .await
                 .map_err(fail)?;
+            let bytes = manifest.raw().clone();
             return Ok(Box::pin(futures_util::stream::once(async { Ok(bytes) })));
         }
         let url = self
@@ -1077,9 +1095,7 @@ impl TaggedIndexes for Repository {
     async fn tagged(&self, tag: &str) -> Result<Option<Manifest>> {
         let fail = |kind| self.error(Op::Referrers, tag, kind);
         match self.get_manifest(tag).await {
-            Ok((descriptor, bytes)) => Manifest::parse(bytes, Some(&descriptor.media_type))
-                .map(Some)
-                .map_err(|e| fail(e.into())),
+            Ok((_, manifest)) => Ok(Some(manifest)),
             Err(
                 ErrorKind::NotFound(_)
                 | ErrorKind::Registry {
