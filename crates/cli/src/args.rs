@@ -31,7 +31,7 @@ pub enum Command {
     #[command(after_help = COPY_HELP)]
     Copy(CopyArgs),
     /// Copy many images, component versions and bundles in one run: repositories, tags, sync files.
-    #[command(after_help = SYNC_HELP)]
+    #[command(after_help = SYNC_HELP, args_conflicts_with_subcommands = true)]
     Sync(SyncArgs),
     /// Show the manifest a location names.
     #[command(after_help = INSPECT_HELP)]
@@ -188,7 +188,11 @@ Examples:
   wharf sync --file sync.yaml --to ctf:./airgap.tgz --output json > report.json
   wharf sync ctf:./airgap.tgz --to registry.internal/mirror
   wharf sync oci-archive:./images.tar --to registry.internal/mirror
-  wharf sync --retry-failed report.json --to mirror.local/copy";
+  wharf sync --retry-failed report.json --to mirror.local/copy
+  wharf sync --file sync.yaml --to mirror.local/copy --shard auto/4 --output json > share.json
+
+Several machines: --shard I/N (or auto/N in a Kubernetes Indexed Job) makes each do its share;
+`wharf sync report merge` joins their reports.";
 
 const INSPECT_HELP: &str = "\
 Examples:
@@ -268,6 +272,11 @@ pub struct RegistryArgs {
     /// CTF this command writes to.
     #[arg(long)]
     pub no_wait: bool,
+    /// Neither use nor update the cache of where blobs were seen on each registry (blobs found there
+    /// are mounted instead of uploaded) and of what each registry supports; it is kept in
+    /// $XDG_CACHE_HOME/wharf/cache.sqlite (else ~/.cache/wharf/), shared by wharf processes.
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub conf: RegistriesConfArgs,
 }
@@ -335,6 +344,8 @@ fn parse_platform(text: &str) -> Result<wharf_oci::Platform, wharf_oci::Platform
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
+    #[command(subcommand)]
+    pub action: Option<SyncAction>,
     /// Sources: repositories (all tags) or images (with a tag or digest).
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
@@ -365,6 +376,11 @@ pub struct SyncArgs {
     /// Do not copy referrers (signatures, SBOMs, attestations).
     #[arg(long)]
     pub no_referrers: bool,
+    /// Only share I of N of the images (numbered from 0), chosen by a stable hash of each source,
+    /// so N machines mirror one catalogue together; auto/N takes I from $JOB_COMPLETION_INDEX (a
+    /// Kubernetes Indexed Job). Join their JSON reports with `wharf sync report merge`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<wharf_sync::Shard>,
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,
@@ -375,6 +391,41 @@ pub struct SyncArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+fn parse_shard(text: &str) -> Result<wharf_sync::Shard, wharf_sync::ShardError> {
+    let job_index = std::env::var(wharf_sync::JOB_INDEX_VARIABLE).ok();
+    wharf_sync::Shard::parse(text, job_index.as_deref())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// Work with the JSON reports of syncs.
+    #[command(subcommand)]
+    Report(SyncReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncReportCommand {
+    /// Join the JSON reports of the shares of one sync (--shard) into one report, on stdout.
+    #[command(after_help = REPORT_MERGE_HELP)]
+    Merge(ReportMergeArgs),
+}
+
+const REPORT_MERGE_HELP: &str = "\
+The merged report is what a single run would have written: every image once, what moved added up,
+and one retry list, so `wharf sync --retry-failed merged.json` reruns every failure of every share.
+Reports that name the same image twice are refused.
+
+Examples:
+  wharf sync report merge share-0.json share-1.json share-2.json > merged.json
+  wharf sync --retry-failed merged.json --to mirror.local/copy";
+
+#[derive(Debug, Args)]
+pub struct ReportMergeArgs {
+    /// Reports written by `wharf sync --output json`.
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
 }
 
 fn parse_location(text: &str) -> Result<wharf_store::Location, wharf_store::AddressError> {

@@ -648,17 +648,37 @@ impl Job {
                 self.upload(src, dst, blob).await
             }
             Turn::Mine(claim) => {
-                let outcome = match src.mount_source() {
-                    Some(from) if dst.mount(blob, &from).await? => {
-                        self.observer.blob_finished(blob);
-                        Transfer::Mounted
-                    }
-                    _ => self.upload(src, dst, blob).await?,
+                let outcome = if self.mount_from_elsewhere(src, dst, blob).await? {
+                    self.observer.blob_finished(blob);
+                    Transfer::Mounted
+                } else {
+                    self.upload(src, dst, blob).await?
                 };
                 claim.complete(here);
                 Ok(outcome)
             }
         }
+    }
+
+    /// Mounts a blob the job has not moved yet: from its source repository when that is on the
+    /// destination's registry, else from where earlier runs saw it there (a stale place costs one
+    /// refused mount, and is forgotten).
+    async fn mount_from_elsewhere(
+        &self,
+        src: &dyn ReadStore,
+        dst: &dyn Store,
+        blob: &Descriptor,
+    ) -> Result<bool, CopyError> {
+        for from in src
+            .mount_source()
+            .into_iter()
+            .chain(dst.mount_candidates(blob))
+        {
+            if dst.mount(blob, &from).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Streams one blob, starting over (with a fresh read of the source) when the failure may pass:

@@ -41,6 +41,7 @@ pub mod layout;
 mod lock;
 pub mod memory;
 mod namespace;
+mod recall;
 mod referrers;
 pub mod registry;
 mod session;
@@ -57,6 +58,7 @@ pub use address::{Address, AddressError, Location};
 pub use error::{ErrorKind, Op, Result, StoreError, chain};
 pub use lock::WhenLocked;
 pub use namespace::Namespace;
+pub use recall::Recall;
 pub use session::{Mode, Session, SessionOptions};
 pub use verify::verified;
 
@@ -198,6 +200,12 @@ pub trait Store: ReadStore {
         role: ManifestRole<'_>,
     ) -> Result<()>;
 
+    /// Other repositories of this store's registry where earlier runs saw `descriptor`, most recent
+    /// first: places to [`Store::mount`] it from. Empty for stores that cannot mount.
+    fn mount_candidates(&self, _descriptor: &Descriptor) -> Vec<MountSource> {
+        Vec::new()
+    }
+
     /// Makes a blob from another repository of the same registry available here without copying
     /// bytes. Returns false when the store cannot, and the caller copies instead.
     async fn mount(&self, _descriptor: &Descriptor, _from: &MountSource) -> Result<bool> {
@@ -277,6 +285,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
         role: ManifestRole<'_>,
     ) -> Result<()> {
         (**self).push_manifest(descriptor, raw, role).await
+    }
+    fn mount_candidates(&self, descriptor: &Descriptor) -> Vec<MountSource> {
+        (**self).mount_candidates(descriptor)
     }
     async fn mount(&self, descriptor: &Descriptor, from: &MountSource) -> Result<bool> {
         (**self).mount(descriptor, from).await

@@ -11,10 +11,10 @@ use wharf_registries_conf::RegistriesConf;
 use crate::ctf::{Ctf, CtfNamespace};
 use crate::layout::{Layout, LayoutNamespace};
 use crate::registry::{Clients, CredentialSource, Credentials, DEFAULT_IDLE_TIMEOUT};
-use crate::{Address, Location, Namespace, ReadStore, Result, Store, WhenLocked};
+use crate::{Address, Location, Namespace, ReadStore, Recall, Result, Store, WhenLocked};
 
 /// How a session reaches registries and treats local stores.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionOptions {
     /// Credentials for every registry (`--creds`), instead of the auth files.
     pub credentials: Option<Credentials>,
@@ -35,6 +35,8 @@ pub struct SessionOptions {
     pub idle_timeout: Duration,
     /// What to do when another process is writing a layout, archive or CTF this run writes.
     pub when_locked: WhenLocked,
+    /// Where blobs were seen and what registries support, kept between runs (`None`: nothing kept).
+    pub recall: Option<Arc<dyn Recall>>,
 }
 
 impl Default for SessionOptions {
@@ -49,6 +51,7 @@ impl Default for SessionOptions {
             registries_conf: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             when_locked: WhenLocked::Wait,
+            recall: None,
         }
     }
 }

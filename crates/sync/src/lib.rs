@@ -13,6 +13,8 @@
 //! `mirror.local/copy/team/app:1.0`. In an OCI layout the image is named `team/app:1.0`, in a CTF
 //! it is repository `team/app`, tag `1.0`, so the same path comes back when the archive is synced on.
 
+mod shard;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ use wharf_bundle::ocm::{
 use wharf_copy::{CopyReport, Job};
 use wharf_oci::{Digest, DigestError, Platform};
 use wharf_store::{Address, AddressError, Location, Mode, Session, StoreError, chain};
+
+pub use shard::{JOB_INDEX_VARIABLE, Shard, ShardError};
 
 /// A sync file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +148,16 @@ pub enum SyncError {
     /// A bundle entry that cannot be copied.
     #[error(transparent)]
     Bundle(#[from] ImgpkgError),
+    /// Two reports to merge both report one root.
+    #[error("{first} and {second} both report {root}: merge the shares of one run, each once")]
+    Overlap {
+        /// `SOURCE -> DESTINATION`.
+        root: String,
+        /// The reports.
+        first: PathBuf,
+        /// The reports.
+        second: PathBuf,
+    },
     /// Neither the entry nor the run says where to.
     #[error("{0} has no destination: give one in the sync file or --to PREFIX")]
     NoDestination(String),
@@ -171,14 +185,7 @@ impl SyncSpec {
 
     /// The entries of a previous run's report that failed, as a sync file.
     pub fn failed_in(path: &Path) -> Result<SyncSpec, SyncError> {
-        let fail = |message: String| SyncError::File {
-            path: path.to_owned(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let report: SyncReport = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("not a wharf sync report (--output json): {e}")))?;
-        Ok(report.retry)
+        Ok(SyncReport::read(path)?.retry)
     }
 }
 
@@ -193,6 +200,8 @@ pub struct SyncOptions {
     pub roots_at_once: usize,
     /// The catalog repository component versions transferred are recorded in, if any.
     pub catalog: Option<String>,
+    /// Only this share of the roots (`--shard I/N`).
+    pub shard: Option<Shard>,
 }
 
 /// One image to copy.
@@ -304,6 +313,9 @@ pub struct Moved {
 /// The result of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
+    /// The share of a larger sync this run did, if it did one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// One entry per image root and per component version.
     pub roots: Vec<RootResult>,
     /// What the run's one job moved, all roots together.
@@ -314,12 +326,62 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// Reads a report written with `--output json`.
+    pub fn read(path: &Path) -> Result<SyncReport, SyncError> {
+        let fail = |message: String| SyncError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| fail(format!("not a wharf sync report (--output json): {e}")))
+    }
+
+    /// Joins the reports of the shares of one sync (each read from its path) into the report a
+    /// single run would have written: every root once, what moved added up, one retry list. A root
+    /// in two reports is refused: the reports are not shares of one run, or one is given twice.
+    pub fn merge(reports: Vec<(PathBuf, SyncReport)>) -> Result<SyncReport, SyncError> {
+        let mut merged = SyncReport::default();
+        let mut seen: std::collections::HashMap<(String, String), PathBuf> = Default::default();
+        for (path, report) in reports {
+            for root in report.roots {
+                let key = (root.source.clone(), root.destination.clone());
+                if let Some(first) = seen.insert(key, path.clone()) {
+                    return Err(SyncError::Overlap {
+                        root: format!("{} -> {}", root.source, root.destination),
+                        first,
+                        second: path,
+                    });
+                }
+                merged.roots.push(root);
+            }
+            merged.moved.blobs_uploaded += report.moved.blobs_uploaded;
+            merged.moved.bytes_uploaded += report.moved.bytes_uploaded;
+            merged.moved.blobs_mounted += report.moved.blobs_mounted;
+            let retry = &mut merged.retry;
+            add_missing(&mut retry.images, report.retry.images);
+            add_missing(&mut retry.components, report.retry.components);
+            add_missing(&mut retry.bundles, report.retry.bundles);
+        }
+        merged.roots.sort_by(|a, b| a.source.cmp(&b.source));
+        Ok(merged)
+    }
+
     /// Number of failed roots.
     pub fn failures(&self) -> usize {
         self.roots
             .iter()
             .filter(|r| r.status == Status::Failed)
             .count()
+    }
+}
+
+/// Appends the entries of `more` that `list` lacks.
+fn add_missing<T: PartialEq>(list: &mut Vec<T>, more: Vec<T>) {
+    for entry in more {
+        if !list.contains(&entry) {
+            list.push(entry);
+        }
     }
 }
 
@@ -350,7 +412,7 @@ pub struct Expanded {
 /// archive or CTF brings everything it holds: a CTF's component versions are transferred as
 /// components, so that their references are rewritten for where they land, the rest copied as
 /// images. Entries that cannot be expanded (a repository that does not exist) come back as failed
-/// results.
+/// results. With a shard, only the roots (and failed entries) of that share are kept.
 pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -> Expanded {
     let mut expanded = Expanded {
         components: spec.components.clone(),
@@ -374,6 +436,15 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -
                 expanded.retry.images.push(entry.clone());
             }
         }
+    }
+    if let Some(shard) = options.shard {
+        expanded
+            .roots
+            .retain(|r| shard.takes(&r.source.to_string()));
+        expanded.components.retain(|c| shard.takes(&c.source));
+        expanded.bundles.retain(|b| shard.takes(&b.source));
+        expanded.failures.retain(|f| shard.takes(&f.source));
+        expanded.retry.images.retain(|i| shard.takes(&i.source));
     }
     expanded
 }
@@ -621,19 +692,16 @@ pub async fn run(
         .buffer_unordered(options.roots_at_once.max(1))
         .collect()
         .await;
-    let mut report = SyncReport::default();
+    let mut report = SyncReport {
+        shard: options.shard,
+        ..SyncReport::default()
+    };
     for (result, retry) in results {
         match retry {
-            Some(Retry::Image(spec)) if !report.retry.images.contains(&spec) => {
-                report.retry.images.push(spec);
-            }
-            Some(Retry::Component(spec)) if !report.retry.components.contains(&spec) => {
-                report.retry.components.push(spec);
-            }
-            Some(Retry::Bundle(spec)) if !report.retry.bundles.contains(&spec) => {
-                report.retry.bundles.push(spec);
-            }
-            _ => {}
+            Some(Retry::Image(spec)) => add_missing(&mut report.retry.images, vec![spec]),
+            Some(Retry::Component(spec)) => add_missing(&mut report.retry.components, vec![spec]),
+            Some(Retry::Bundle(spec)) => add_missing(&mut report.retry.bundles, vec![spec]),
+            None => {}
         }
         report.roots.push(result);
     }
@@ -777,6 +845,7 @@ mod tests {
                 .collect(),
             roots_at_once: 4,
             catalog: None,
+            shard: None,
         }
     }
 
@@ -826,6 +895,66 @@ mod tests {
             destination_for(&source, None, &unnamed),
             Err(SyncError::NoDestination(_))
         ));
+    }
+
+    #[test]
+    fn merges_shares_exactly_and_refuses_overlaps() {
+        let root = |source: &str, status: Status| RootResult {
+            status,
+            ..RootResult::failed(source.into(), format!("m.local/{source}"), None)
+        };
+        let share = |roots: Vec<RootResult>, retry: &[&str], uploaded: u64| SyncReport {
+            shard: None,
+            roots,
+            moved: Moved {
+                blobs_uploaded: uploaded,
+                bytes_uploaded: uploaded * 10,
+                blobs_mounted: 1,
+            },
+            retry: SyncSpec {
+                images: retry
+                    .iter()
+                    .map(|s| ImageSpec {
+                        source: s.to_string(),
+                        ..ImageSpec::default()
+                    })
+                    .collect(),
+                ..SyncSpec::default()
+            },
+        };
+        let a = share(
+            vec![root("b", Status::Copied), root("x", Status::Failed)],
+            &["x", "shared"],
+            2,
+        );
+        let b = share(vec![root("a", Status::Skipped)], &["shared"], 3);
+        let merged =
+            SyncReport::merge(vec![("a.json".into(), a.clone()), ("b.json".into(), b)]).unwrap();
+        let sources: Vec<&str> = merged.roots.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(sources, ["a", "b", "x"]);
+        assert_eq!(
+            merged.moved,
+            Moved {
+                blobs_uploaded: 5,
+                bytes_uploaded: 50,
+                blobs_mounted: 2
+            }
+        );
+        let retried: Vec<&str> = merged
+            .retry
+            .images
+            .iter()
+            .map(|i| i.source.as_str())
+            .collect();
+        assert_eq!(retried, ["x", "shared"]);
+        assert_eq!(merged.failures(), 1);
+        let twice = SyncReport::merge(vec![("a.json".into(), a.clone()), ("c.json".into(), a)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            twice.contains("a.json and c.json both report b -> m.local/b"),
+            "{twice}"
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use wharf_cache::BlobCache;
 use wharf_registries_conf::{Discovery, RegistriesConf};
 use wharf_store::registry::{CredentialSource, Credentials};
-use wharf_store::{Session, SessionOptions, WhenLocked};
+use wharf_store::{Recall, Session, SessionOptions, WhenLocked};
 
 use crate::args::{RegistriesConfArgs, RegistryArgs, TwoSidedArgs};
 
@@ -23,9 +24,25 @@ pub fn registries_conf(args: &RegistriesConfArgs) -> Result<Option<Arc<Registrie
     Ok(Some(Arc::new(conf)))
 }
 
+/// The cache of where blobs were seen and what registries support, unless `--no-cache`.
+fn recall(args: &RegistryArgs) -> Option<Arc<dyn Recall>> {
+    if args.no_cache {
+        return None;
+    }
+    wharf_cache::default_path().map(|path| Arc::new(BlobCache::at(path)) as Arc<dyn Recall>)
+}
+
 /// A session for one side of an operation; `creds` overrides `--creds` (for `--src-creds` and
 /// `--dest-creds`).
 pub fn session(args: &RegistryArgs, creds: Option<&str>) -> Result<Session> {
+    session_with(args, creds, recall(args))
+}
+
+fn session_with(
+    args: &RegistryArgs,
+    creds: Option<&str>,
+    recall: Option<Arc<dyn Recall>>,
+) -> Result<Session> {
     let credentials = creds
         .or(args.creds.as_deref())
         .map(|text| {
@@ -48,14 +65,16 @@ pub fn session(args: &RegistryArgs, creds: Option<&str>) -> Result<Session> {
         } else {
             WhenLocked::Wait
         },
+        recall,
     };
     Ok(Session::new(options)?)
 }
 
 /// The sessions of the source side and of the destination side.
 pub fn sessions(args: &TwoSidedArgs) -> Result<(Session, Session)> {
+    let recall = recall(&args.registry);
     Ok((
-        session(&args.registry, args.src_creds.as_deref())?,
-        session(&args.registry, args.dest_creds.as_deref())?,
+        session_with(&args.registry, args.src_creds.as_deref(), recall.clone())?,
+        session_with(&args.registry, args.dest_creds.as_deref(), recall)?,
     ))
 }

@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use wharf_copy::{CopyOptions, Job};
-use wharf_sync::{ImageSpec, Status, SyncOptions, SyncReport, SyncSpec};
+use wharf_sync::{ImageSpec, Shard, Status, SyncOptions, SyncReport, SyncSpec};
 
 use super::registry_args::sessions;
-use crate::args::{Format, SyncArgs};
+use crate::args::{Format, ReportMergeArgs, SyncAction, SyncArgs, SyncReportCommand};
 use crate::output::{human_bytes, out};
 use crate::progress::Progress;
 
 pub async fn run(args: SyncArgs) -> Result<ExitCode> {
+    if let Some(SyncAction::Report(SyncReportCommand::Merge(merge))) = &args.action {
+        return merge_reports(merge);
+    }
     let mut spec = match (&args.retry_failed, &args.file) {
         (Some(report), _) => SyncSpec::failed_in(report)?,
         (None, Some(file)) => SyncSpec::read(file)?,
@@ -48,6 +51,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         repo_map: args.repo_map.clone(),
         roots_at_once: usize::from(args.images_at_once),
         catalog: args.catalog.repository().map(str::to_owned),
+        shard: args.shard,
     };
     let progress = Arc::new(Progress::new(!args.quiet, Some("images")));
     let copy = CopyOptions {
@@ -123,8 +127,12 @@ fn print_summary(report: &SyncReport, dry_run: bool) {
         );
     } else {
         let moved = &report.moved;
+        let share = report
+            .shard
+            .map(|shard| format!(" (share {shard})"))
+            .unwrap_or_default();
         out!(
-            "synced {} images: {} copied, {} already there, {} failed; {} blobs ({} mounted), {} moved",
+            "synced {} images{share}: {} copied, {} already there, {} failed; {} blobs ({} mounted), {} moved",
             results.len(),
             count(Status::Copied),
             count(Status::Skipped),
@@ -147,4 +155,35 @@ fn print_summary(report: &SyncReport, dry_run: bool) {
             "hint: run with --output json > report.json, then --retry-failed report.json reruns only the failures"
         );
     }
+}
+
+/// `wharf sync report merge`: one report from the shares' reports, on stdout.
+fn merge_reports(args: &ReportMergeArgs) -> Result<ExitCode> {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| Ok((path.clone(), SyncReport::read(path)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let shards: Vec<Shard> = reports.iter().filter_map(|(_, r)| r.shard).collect();
+    let merged = SyncReport::merge(reports)?;
+    if let Some(count) = shards.first().map(|s| s.count) {
+        let missing: Vec<String> = (0..count)
+            .filter(|index| !shards.iter().any(|s| s.index == *index && s.count == count))
+            .map(|index| index.to_string())
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "note: share {} of {count} missing: the merged report covers only the shares given",
+                missing.join(", ")
+            );
+        }
+    }
+    if merged.failures() > 0 {
+        eprintln!(
+            "note: {} failed; wharf sync --retry-failed on the merged report reruns them",
+            merged.failures()
+        );
+    }
+    out!("{}", serde_json::to_string_pretty(&merged)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,14 @@
 //! verify` finding damage; hostile tars refused.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::util::{
-    DockerRegistry, descriptor_of, http, json, peer, sample_layout, seed_images, serve, temp, wharf,
+    DockerRegistry, descriptor_of, http, json, peer, sample_layout, seed_images, serve, temp,
+    wharf, wharf_command,
 };
 
 const COMPONENTS: [(&str, &str); 2] = [
@@ -268,10 +269,8 @@ fn a_killed_export_resumes_keeping_what_it_wrote() {
     // Killed with SIGKILL once a good part is written.
     let archive = dir.join("out.tar");
     let partial = dir.join("out.tar.wharf-partial");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(&args)
+    let mut child = wharf_command(dir, &args)
         .args(["--to", "oci-archive:out.tar"])
-        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -11,6 +11,7 @@ mod nested;
 mod registry;
 mod reliability;
 mod resolve;
+mod scale;
 mod serve;
 mod sync;
 mod util;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::util::{
     DockerRegistry, Fault, FaultAction, Run, TestProxy, big_image_layout, blob_files, bounded,
     descriptor_of, finish_within, gen_layout, htpasswd, json, layout_manifest, peer, sample_layout,
-    serve, sha256_of, temp, wharf, wharf_within,
+    serve, sha256_of, temp, wharf, wharf_command, wharf_within,
 };
 
 /// Longest a case's wharf run may take before it counts as hung.
@@ -63,6 +63,7 @@ exit $status"#;
         .arg(env!("CARGO_BIN_EXE_wharf"))
         .args(args)
         .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join(".cache"))
         .envs(env.iter().copied());
     let child = bounded(&mut command)
         .spawn()
@@ -259,11 +260,8 @@ fn two_writers_of_one_store_take_turns() {
     };
     for target in ["oci-archive:x.tar", "ctf:x.tgz", "oci:xdir"] {
         let spawn = |sources: Vec<String>| {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-            command
-                .args(["sync", "-q", "--to", target])
-                .args(&sources)
-                .current_dir(dir);
+            let mut command = wharf_command(dir, &["sync", "-q", "--to", target]);
+            command.args(&sources);
             bounded(&mut command).spawn().unwrap()
         };
         let first = spawn(half(0..10));
@@ -691,11 +689,14 @@ fn transient_damage_is_retried_until_the_copy_is_whole() {
             action,
         });
         let prefix = format!("{}/{name}", to.host());
+        // Without the blob cache, each case moves the bytes again instead of mounting them from
+        // the previous case's copy.
         let run = wharf_within(
             dir,
             &[
                 "sync",
                 "-q",
+                "--no-cache",
                 &format!("{}/app", from.host()),
                 "--to",
                 &prefix,

@@ -67,15 +67,21 @@ impl Run {
     }
 }
 
-/// Runs `wharf` with `args` in `dir`.
-pub fn wharf(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_wharf"))
+/// `wharf` with `args`, run in `dir`, with a blob cache of the test's own (`dir/.cache`), so that
+/// tests never share what one of them learned.
+pub fn wharf_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
-        .output()
-        .expect("wharf runs");
-    Run::from(output)
+        .env("XDG_CACHE_HOME", dir.join(".cache"));
+    command
+}
+
+/// Runs `wharf` with `args` in `dir`.
+pub fn wharf(dir: &Path, args: &[&str]) -> Run {
+    Run::from(wharf_command(dir, args).output().expect("wharf runs"))
 }
 
 /// Runs a peer tool, failing the test with a setup hint when it is not installed: interop tests never
@@ -204,9 +210,7 @@ pub fn response_header(response: &str, name: &str) -> Option<String> {
 
 /// Runs `wharf` with extra environment variables.
 pub fn wharf_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .current_dir(dir)
+    let output = wharf_command(dir, args)
         .envs(env.iter().copied())
         .output()
         .expect("wharf runs");
@@ -216,9 +220,7 @@ pub fn wharf_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 /// Runs `wharf` with `stdin` as standard input.
 pub fn wharf_stdin(dir: &Path, args: &[&str], stdin: &str) -> Run {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .current_dir(dir)
+    let mut child = wharf_command(dir, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -378,9 +380,9 @@ pub fn seed_images(dir: &Path, registry: &str, count: usize, layer_size: &str) -
 /// `limit`: for runs that must not hang.
 #[track_caller]
 pub fn wharf_within(dir: &Path, args: &[&str], limit: std::time::Duration) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-    command.args(args).current_dir(dir).env_remove("RUST_LOG");
-    let child = bounded(&mut command).spawn().expect("wharf runs");
+    let child = bounded(&mut wharf_command(dir, args))
+        .spawn()
+        .expect("wharf runs");
     finish_within(child, limit, &args.join(" "))
 }
 

@@ -33,7 +33,7 @@ use wharf_oci::{Descriptor, Digest, ImageIndex, Manifest, ManifestBody, Referenc
 use crate::namespace::{join, nested_name, sorted_unique};
 use crate::referrers::{self, TaggedIndexes};
 use crate::{
-    ByteStream, ErrorKind, ManifestRole, MountSource, Namespace, Op, ReadStore, Result,
+    ByteStream, ErrorKind, ManifestRole, MountSource, Namespace, Op, ReadStore, Recall, Result,
     SessionOptions, Store, StoreError, check_bytes, verified,
 };
 use client::{Body, Host, Request, Response};
@@ -55,6 +55,10 @@ const MAX_RESUMES: u32 = 5;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The host fact kept between runs: does the registry have the referrers API (`yes`, `no`)?
+const REFERRERS_API_FACT: &str = "referrers-api";
+/// Repositories of the blob cache tried for a mount before a blob is uploaded.
+const MOUNT_CANDIDATES: usize = 3;
 
 /// How to reach one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +87,7 @@ struct ClientsInner {
     /// For insecure hosts: certificates are not checked.
     lenient_client: reqwest::Client,
     hosts: Mutex<HashMap<(String, HostMode), Arc<Host>>>,
+    recall: Option<Arc<dyn Recall>>,
     /// Per host: does the referrers API exist? Learned once per run (a registry has it for every
     /// repository or for none), so later subjects go straight to the tag schema.
     referrers_api: Mutex<HashMap<String, bool>>,
@@ -125,6 +130,7 @@ impl Clients {
                 lenient_client,
                 hosts: Mutex::new(HashMap::new()),
                 referrers_api: Mutex::new(HashMap::new()),
+                recall: options.recall.clone(),
             }),
         })
     }
@@ -441,6 +447,13 @@ pub(crate) struct Repository {
 }
 
 impl Repository {
+    /// Remembers, for later runs, that this repository holds `digest`.
+    fn seen(&self, digest: &Digest) {
+        if let Some(recall) = &self.clients.inner.recall {
+            recall.blob_seen(&self.host.name, &self.name, digest);
+        }
+    }
+
     fn target(&self, what: &str) -> String {
         if what.is_empty() {
             format!("{}/{}", self.host.name, self.name)
@@ -545,6 +558,7 @@ impl Repository {
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Descriptor>>, ErrorKind> {
         let key = self.host.name.clone();
+        let recall = self.clients.inner.recall.as_deref();
         let known = self
             .clients
             .inner
@@ -552,7 +566,12 @@ impl Repository {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .copied();
+            .copied()
+            .or_else(|| {
+                recall
+                    .and_then(|r| r.host_fact(&key, REFERRERS_API_FACT))
+                    .map(|v| v == "yes")
+            });
         if known == Some(false) {
             return Ok(None);
         }
@@ -579,7 +598,12 @@ impl Repository {
                     .referrers_api
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, false);
+                    .insert(key.clone(), false);
+                if known.is_none()
+                    && let Some(recall) = recall
+                {
+                    recall.learn_host_fact(&key, REFERRERS_API_FACT, "no");
+                }
                 return Ok(None);
             }
             return Err(first.error());
@@ -589,7 +613,12 @@ impl Repository {
             .referrers_api
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, true);
+            .insert(key.clone(), true);
+        if known.is_none()
+            && let Some(recall) = recall
+        {
+            recall.learn_host_fact(&key, REFERRERS_API_FACT, "yes");
+        }
         let filtered = header_str(&first.headers, "oci-filters-applied")
             .is_some_and(|f| f.contains("artifactType"));
         let next = next_link(&first.headers);
@@ -917,6 +946,7 @@ impl ReadStore for Repository {
         if !response.status().is_success() {
             return Err(fail(client::status_error(response).await));
         }
+        self.seen(&descriptor.digest);
         Ok(resumable_download(
             self.host.clone(),
             url,
@@ -944,7 +974,12 @@ impl ReadStore for Repository {
         let response = self.host.send(request).await.map_err(fail)?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
-            status if status.is_success() => Ok(true),
+            status if status.is_success() => {
+                if !descriptor.is_manifest() {
+                    self.seen(&descriptor.digest);
+                }
+                Ok(true)
+            }
             _ => Err(fail(client::status_error(response).await)),
         }
     }
@@ -1010,7 +1045,9 @@ impl Store for Repository {
         let what = format!("blob {}", descriptor.digest);
         self.upload(descriptor, body)
             .await
-            .map_err(|kind| self.error(Op::Push, &what, kind))
+            .map_err(|kind| self.error(Op::Push, &what, kind))?;
+        self.seen(&descriptor.digest);
+        Ok(())
     }
 
     async fn push_manifest(
@@ -1046,6 +1083,22 @@ impl Store for Repository {
         Ok(())
     }
 
+    fn mount_candidates(&self, descriptor: &Descriptor) -> Vec<MountSource> {
+        let Some(recall) = &self.clients.inner.recall else {
+            return Vec::new();
+        };
+        recall
+            .blob_locations(&self.host.name, &descriptor.digest, MOUNT_CANDIDATES + 1)
+            .into_iter()
+            .filter(|repository| *repository != self.name)
+            .take(MOUNT_CANDIDATES)
+            .map(|repository| MountSource {
+                host: self.host.name.clone(),
+                repository,
+            })
+            .collect()
+    }
+
     async fn mount(&self, descriptor: &Descriptor, from: &MountSource) -> Result<bool> {
         if from.host != self.host.name || from.repository == self.name || !self.host.quirks.mount {
             return Ok(false);
@@ -1063,20 +1116,28 @@ impl Store for Repository {
             .send(Request::new(Method::POST, url, scopes))
             .await
             .map_err(fail)?;
-        match response.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                // Refused, but an upload session was opened: close it so it does not linger.
-                if let Ok(location) = upload_location(&self.host, response.headers()).await {
-                    let _ = self
-                        .host
-                        .send(Request::new(Method::DELETE, location, self.push_scope()))
-                        .await;
-                }
-                Ok(false)
-            }
-            _ => Ok(false),
+        if response.status() == StatusCode::CREATED {
+            self.seen(&descriptor.digest);
+            return Ok(true);
         }
+        let refused = matches!(
+            response.status(),
+            StatusCode::ACCEPTED | StatusCode::NOT_FOUND
+        );
+        if refused && let Some(recall) = &self.clients.inner.recall {
+            // Not there (or not readable by us) any more: later runs stop trying it.
+            recall.blob_gone(&from.host, &from.repository, &descriptor.digest);
+        }
+        if response.status() == StatusCode::ACCEPTED {
+            // Refused, but an upload session was opened: close it so it does not linger.
+            if let Ok(location) = upload_location(&self.host, response.headers()).await {
+                let _ = self
+                    .host
+                    .send(Request::new(Method::DELETE, location, self.push_scope()))
+                    .await;
+            }
+        }
+        Ok(false)
     }
 
     fn nested_mut(&self, path: &str) -> Result<Option<Arc<dyn Store>>> {
