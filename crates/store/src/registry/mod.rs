@@ -91,6 +91,9 @@ struct ClientsInner {
     /// Per host: does the referrers API exist? Learned once per run (a registry has it for every
     /// repository or for none), so later subjects go straight to the tag schema.
     referrers_api: Mutex<HashMap<String, bool>>,
+    /// Held while a registry is asked whether it has the referrers API, so that the images of a
+    /// run starting together ask once, not once each.
+    referrers_probe: tokio::sync::Mutex<()>,
 }
 
 impl Clients {
@@ -130,6 +133,7 @@ impl Clients {
                 lenient_client,
                 hosts: Mutex::new(HashMap::new()),
                 referrers_api: Mutex::new(HashMap::new()),
+                referrers_probe: tokio::sync::Mutex::new(()),
                 recall: options.recall.clone(),
             }),
         })
@@ -559,19 +563,26 @@ impl Repository {
     ) -> Result<Option<Vec<Descriptor>>, ErrorKind> {
         let key = self.host.name.clone();
         let recall = self.clients.inner.recall.as_deref();
-        let known = self
-            .clients
-            .inner
-            .referrers_api
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied()
-            .or_else(|| {
-                recall
-                    .and_then(|r| r.host_fact(&key, REFERRERS_API_FACT))
-                    .map(|v| v == "yes")
-            });
+        let lookup = || {
+            self.clients
+                .inner
+                .referrers_api
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied()
+                .or_else(|| {
+                    recall
+                        .and_then(|r| r.host_fact(&key, REFERRERS_API_FACT))
+                        .map(|v| v == "yes")
+                })
+        };
+        let mut _probing = None;
+        let mut known = lookup();
+        if known.is_none() {
+            _probing = Some(self.clients.inner.referrers_probe.lock().await);
+            known = lookup();
+        }
         if known == Some(false) {
             return Ok(None);
         }
