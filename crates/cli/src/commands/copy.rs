@@ -69,7 +69,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
             );
             if report.blobs_mounted > 0 {
                 out!(
-                    "  {} blobs mounted from the source repository",
+                    "  {} blobs mounted from other repositories of the destination registry",
                     report.blobs_mounted
                 );
             }
