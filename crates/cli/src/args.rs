@@ -251,8 +251,8 @@ pub struct RegistryArgs {
     /// Read credentials only from this auth file (docker config.json or containers auth.json format).
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
-    /// Verify registries' TLS certificates.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Verify registries' TLS certificates (--tls-verify=false to skip, as skopeo takes it).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
     /// Also trust the CA certificates (*.crt, *.pem) in this directory.
     #[arg(long, value_name = "DIR")]
@@ -299,6 +299,18 @@ pub struct TwoSidedArgs {
     /// Credentials USER:PASSWORD for the destination side only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
+    /// Verify TLS certificates on the source side only (overrides --tls-verify there).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub src_tls_verify: Option<bool>,
+    /// Verify TLS certificates on the destination side only (overrides --tls-verify there).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dest_tls_verify: Option<bool>,
+    /// Read source credentials only from this auth file.
+    #[arg(long, value_name = "FILE")]
+    pub src_authfile: Option<PathBuf>,
+    /// Read destination credentials only from this auth file.
+    #[arg(long, value_name = "FILE")]
+    pub dest_authfile: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -531,7 +543,7 @@ pub struct LoginArgs {
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
     /// Verify the registry's TLS certificate.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
     /// Also trust the CA certificates (*.crt, *.pem) in this directory.
     #[arg(long, value_name = "DIR")]

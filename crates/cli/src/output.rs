@@ -16,6 +16,12 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Writes a JSON document to stdout, indented as every command prints JSON.
+pub fn out_json(document: &impl serde::Serialize) -> anyhow::Result<()> {
+    write_line(format_args!("{}", serde_json::to_string_pretty(document)?));
+    Ok(())
+}
+
 /// What a copy moved, as the JSON fields every copying command reports.
 pub fn copy_counts(report: &wharf_copy::CopyReport) -> serde_json::Map<String, serde_json::Value> {
     [

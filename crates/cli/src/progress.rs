@@ -30,6 +30,8 @@ pub fn counter(enabled: bool, what: &str) -> ProgressBar {
 
 /// An aggregate bar (roots done, blobs, bytes, rate) plus one line per large blob in flight.
 pub struct Progress {
+    /// The display is drawn (a terminal, not --quiet).
+    shown: bool,
     multi: MultiProgress,
     total: ProgressBar,
     large: Mutex<HashMap<Digest, ProgressBar>>,
@@ -61,6 +63,7 @@ impl Progress {
         );
         total.enable_steady_tick(std::time::Duration::from_millis(200));
         Progress {
+            shown: show,
             multi,
             total,
             large: Mutex::new(HashMap::new()),
@@ -145,11 +148,18 @@ impl RootObserver for Progress {
     fn finished(&self, result: &RootResult) {
         self.total.inc(1);
         if result.status == Status::Failed {
-            let _ = self.multi.println(format!(
-                "failed: {}: {}",
+            // Said once, as it happens, drawn or not; the closing summary only counts it.
+            let line = format!(
+                "failed: {} -> {}: {}",
                 result.source,
+                result.destination,
                 result.error.as_deref().unwrap_or("")
-            ));
+            );
+            if self.shown {
+                let _ = self.multi.println(line);
+            } else {
+                eprintln!("{line}");
+            }
         }
     }
 }

@@ -95,6 +95,39 @@ const SCHEMES: [&str; 3] = ["https://", "http://", "oci://"];
 
 const KINDS: &str = "use HOST/REPO[:TAG] for a registry (docker://NAME for Docker Hub), oci:PATH[:TAG] for an OCI image layout, oci-archive:FILE[:TAG] for a tar of one or ctf:PATH[//REPO[:TAG]] for a CTF";
 
+/// Other tools' notations, each with the form wharf takes instead (`{}` stands for the rest).
+const FOREIGN: &[(&str, &str)] = &[
+    (
+        "http://",
+        "a URL is not an image reference; write {} (wharf tries HTTPS, then plain HTTP for loopback hosts and --insecure-registry HOST)",
+    ),
+    ("https://", "a URL is not an image reference; write {}"),
+    (
+        "dir:",
+        "wharf has no dir: transport; an OCI image layout directory is oci:{}",
+    ),
+    (
+        "docker-archive:",
+        "docker save archives are not read; use an OCI archive, oci-archive:{} (skopeo copy docker-archive:X oci-archive:Y converts one)",
+    ),
+    (
+        "docker-daemon:",
+        "the Docker daemon is not read; push the image to a registry, or export it with skopeo copy docker-daemon:X oci-archive:Y",
+    ),
+    (
+        "containers-storage:",
+        "containers-storage is not read; push the image to a registry, or export it with skopeo copy containers-storage:X oci-archive:Y",
+    ),
+];
+
+/// The advice for an address in another tool's notation, if it is one.
+fn foreign(input: &str) -> Option<String> {
+    FOREIGN.iter().find_map(|(prefix, advice)| {
+        let rest = input.strip_prefix(prefix)?;
+        Some(advice.replace("{}", rest))
+    })
+}
+
 fn notation(input: &str) -> Option<(&'static Notation, &str)> {
     NOTATIONS
         .iter()
@@ -112,6 +145,9 @@ impl Address {
         };
         if let Some((notation, rest)) = notation(input) {
             return (notation.address)(rest).map_err(fail);
+        }
+        if let Some(advice) = foreign(input) {
+            return Err(fail(advice));
         }
         // Without a prefix only an unmistakable registry reference is accepted, so that a typo such as
         // `oci-dir:x` is not read as the Docker Hub image `oci-dir` with tag `x`.
@@ -203,7 +239,10 @@ impl Location {
         }
         match notation(input) {
             Some((notation, rest)) => (notation.location)(rest).map_err(fail),
-            None => registry_location(input).map_err(fail),
+            None => match foreign(input) {
+                Some(advice) => Err(fail(advice)),
+                None => registry_location(input).map_err(fail),
+            },
         }
     }
 
@@ -469,6 +508,22 @@ mod tests {
             Address::parse("ctf:a//b/c").unwrap().repository,
             "b/c".to_owned()
         );
+    }
+
+    #[test]
+    fn other_tools_notations_get_the_form_to_use() {
+        let advice = |input: &str| Address::parse(input).unwrap_err().to_string();
+        assert!(
+            advice("http://127.0.0.1:5000/team/app:1").contains("write 127.0.0.1:5000/team/app:1"),
+            "{}",
+            advice("http://127.0.0.1:5000/team/app:1")
+        );
+        assert!(advice("dir:./x").contains("oci:./x"));
+        assert!(advice("docker-archive:x.tar").contains("oci-archive:x.tar"));
+        assert!(advice("docker-daemon:app:1").contains("push the image to a registry"));
+        let location = Location::parse("dir:./x").unwrap_err().to_string();
+        assert!(location.contains("oci:./x"), "{location}");
+        assert!(Location::parse("http://127.0.0.1:5000/base").is_ok());
     }
 
     #[test]

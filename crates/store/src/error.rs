@@ -87,6 +87,8 @@ pub enum Op {
     Tag,
     /// List tags.
     ListTags,
+    /// List the repositories of a registry.
+    ListRepositories,
     /// List referrers.
     Referrers,
 }
@@ -101,6 +103,7 @@ impl fmt::Display for Op {
             Op::Push => "push",
             Op::Tag => "tag",
             Op::ListTags => "list tags of",
+            Op::ListRepositories => "list the repositories of",
             Op::Referrers => "list referrers in",
         })
     }

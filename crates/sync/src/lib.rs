@@ -268,7 +268,7 @@ impl RootResult {
                 self.status = status(dry_run, moved);
             }
             Err(e) => {
-                tracing::warn!("{} failed: {}", self.source, chain(e));
+                tracing::debug!("{} failed: {}", self.source, chain(e));
                 self.error = Some(chain(e));
             }
         }
@@ -310,17 +310,44 @@ pub struct Moved {
     pub blobs_mounted: u64,
 }
 
-/// The result of a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The version of the report format, written into every report; a change that readers of version
+/// 1 cannot ignore gets a new number.
+pub const REPORT_VERSION: u32 = 1;
+
+/// How many roots ended in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Roots copied.
+    pub copied: usize,
+    /// Roots the destination had.
+    pub skipped: usize,
+    /// Roots a dry run would copy.
+    pub planned: usize,
+    /// Roots that failed.
+    pub failed: usize,
+}
+
+/// The result of a run (`--output json`; documented in the README).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyncReport {
+    /// [`REPORT_VERSION`].
+    #[serde(default)]
+    pub version: u32,
     /// The share of a larger sync this run did, if it did one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
     /// One entry per image root and per component version.
     pub roots: Vec<RootResult>,
+    /// Roots by status.
+    #[serde(default)]
+    pub totals: Totals,
     /// What the run's one job moved, all roots together.
     #[serde(default)]
     pub moved: Moved,
+    /// Wall time of the run in seconds, as its caller measured it (of the longest share, for merged
+    /// reports).
+    #[serde(default)]
+    pub seconds: f64,
     /// A sync file with exactly the failed entries, for `--retry-failed`.
     pub retry: SyncSpec,
 }
@@ -341,7 +368,10 @@ impl SyncReport {
     /// single run would have written: every root once, what moved added up, one retry list. A root
     /// in two reports is refused: the reports are not shares of one run, or one is given twice.
     pub fn merge(reports: Vec<(PathBuf, SyncReport)>) -> Result<SyncReport, SyncError> {
-        let mut merged = SyncReport::default();
+        let mut merged = SyncReport {
+            version: REPORT_VERSION,
+            ..SyncReport::default()
+        };
         let mut seen: std::collections::HashMap<(String, String), PathBuf> = Default::default();
         for (path, report) in reports {
             for root in report.roots {
@@ -358,13 +388,26 @@ impl SyncReport {
             merged.moved.blobs_uploaded += report.moved.blobs_uploaded;
             merged.moved.bytes_uploaded += report.moved.bytes_uploaded;
             merged.moved.blobs_mounted += report.moved.blobs_mounted;
+            merged.seconds = merged.seconds.max(report.seconds);
             let retry = &mut merged.retry;
             add_missing(&mut retry.images, report.retry.images);
             add_missing(&mut retry.components, report.retry.components);
             add_missing(&mut retry.bundles, report.retry.bundles);
         }
         merged.roots.sort_by(|a, b| a.source.cmp(&b.source));
+        merged.count();
         Ok(merged)
+    }
+
+    /// Counts the roots by status into `totals`.
+    fn count(&mut self) {
+        let count = |status: Status| self.roots.iter().filter(|r| r.status == status).count();
+        self.totals = Totals {
+            copied: count(Status::Copied),
+            skipped: count(Status::Skipped),
+            planned: count(Status::Planned),
+            failed: count(Status::Failed),
+        };
     }
 
     /// Number of failed roots.
@@ -427,7 +470,7 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -
             }
             Err(e) => {
                 let message = chain(&e);
-                tracing::warn!("{} failed: {message}", entry.source);
+                tracing::debug!("{} failed: {message}", entry.source);
                 expanded.failures.push(RootResult::failed(
                     entry.source.clone(),
                     destination_or_prefix(&entry.destination, options),
@@ -657,7 +700,10 @@ pub async fn run(
         failures,
         retry,
     } = expanded;
-    observer.planned(roots.len() + components.len() + bundles.len());
+    observer.planned(roots.len() + components.len() + bundles.len() + failures.len());
+    for failure in &failures {
+        observer.finished(failure);
+    }
     let work = roots
         .into_iter()
         .map(|root| Work::Image(Box::new(root)))
@@ -693,6 +739,7 @@ pub async fn run(
         .collect()
         .await;
     let mut report = SyncReport {
+        version: REPORT_VERSION,
         shard: options.shard,
         ..SyncReport::default()
     };
@@ -716,6 +763,7 @@ pub async fn run(
         bytes_uploaded: totals.bytes_streamed,
         blobs_mounted: totals.blobs_mounted,
     };
+    report.count();
     report
 }
 
@@ -799,7 +847,7 @@ async fn transfer_component(
             result.status = status(job.options().dry_run, done.iter().any(|t| t.copied));
         }
         Err(e) => {
-            tracing::warn!("{} failed: {}", component.source, chain(&e));
+            tracing::debug!("{} failed: {}", component.source, chain(&e));
             result.error = Some(chain(&e));
         }
     }
@@ -904,7 +952,7 @@ mod tests {
             ..RootResult::failed(source.into(), format!("m.local/{source}"), None)
         };
         let share = |roots: Vec<RootResult>, retry: &[&str], uploaded: u64| SyncReport {
-            shard: None,
+            seconds: uploaded as f64,
             roots,
             moved: Moved {
                 blobs_uploaded: uploaded,
@@ -921,6 +969,7 @@ mod tests {
                     .collect(),
                 ..SyncSpec::default()
             },
+            ..SyncReport::default()
         };
         let a = share(
             vec![root("b", Status::Copied), root("x", Status::Failed)],
@@ -948,6 +997,15 @@ mod tests {
             .collect();
         assert_eq!(retried, ["x", "shared"]);
         assert_eq!(merged.failures(), 1);
+        assert_eq!(
+            (
+                merged.version,
+                merged.totals.copied,
+                merged.totals.failed,
+                merged.seconds
+            ),
+            (REPORT_VERSION, 1, 1, 3.0)
+        );
         let twice = SyncReport::merge(vec![("a.json".into(), a.clone()), ("c.json".into(), a)])
             .unwrap_err()
             .to_string();

@@ -16,7 +16,7 @@ use super::registry_args::{session, sessions};
 use crate::args::{
     BundleCommand, BundleLocationsArgs, BundlePullArgs, BundlePushArgs, CopyFlags, Format,
 };
-use crate::output::{copy_counts, human_bytes, out};
+use crate::output::{copy_counts, human_bytes, out, out_json};
 use crate::progress::Progress;
 
 pub async fn run(command: BundleCommand) -> Result<ExitCode> {
@@ -39,7 +39,7 @@ pub async fn run(command: BundleCommand) -> Result<ExitCode> {
 
 async fn push(args: BundlePushArgs) -> Result<ExitCode> {
     let destination = parse_image_address(&args.destination, "destination")?;
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let job = Job::new(CopyOptions::default(), Arc::new(Silent));
     let labels: BTreeMap<String, String> = args.label.into_iter().collect();
     let pushed = imgpkg::push(&args.dir, &destination, &labels, &session, &job).await?;
@@ -135,7 +135,7 @@ pub async fn copy(
                 .as_object_mut()
                 .expect("a JSON object literal")
                 .extend(copy_counts(report));
-            out!("{}", serde_json::to_string_pretty(&document)?);
+            out_json(&document)?;
         }
         Format::Text => {
             let verb = if dry_run { "Would copy" } else { "Copied" };
@@ -177,7 +177,7 @@ pub async fn copy(
 
 async fn pull(args: BundlePullArgs) -> Result<ExitCode> {
     let source = BundleSource::parse(&args.bundle)?;
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let options = PullOptions {
         recursive: args.recursive,
         replace: args.replace,
@@ -215,7 +215,7 @@ async fn pull(args: BundlePullArgs) -> Result<ExitCode> {
 
 async fn locations(args: BundleLocationsArgs) -> Result<ExitCode> {
     let source = BundleSource::parse(&args.bundle)?;
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let bundle = Bundle::open(&session, &source.address).await?;
     let lock = bundle.lock().await?;
     let record = bundle.record().await?;
@@ -224,21 +224,18 @@ async fn locations(args: BundleLocationsArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|_| imgpkg::ImageLocations::tag(bundle.digest()));
     match args.output {
-        Format::Json => out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "bundle": bundle.address.to_string(),
-                "digest": bundle.digest(),
-                "rule": rule.as_str(),
-                "record": record_tag,
-                "images": located.iter().map(|l| json!({
-                    "image": l.image.image,
-                    "location": l.address.to_string(),
-                    "isBundle": l.is_bundle,
-                    "annotations": l.image.annotations,
-                })).collect::<Vec<_>>(),
-            }))?
-        ),
+        Format::Json => out_json(&json!({
+            "bundle": bundle.address.to_string(),
+            "digest": bundle.digest(),
+            "rule": rule.as_str(),
+            "record": record_tag,
+            "images": located.iter().map(|l| json!({
+                "image": l.image.image,
+                "location": l.address.to_string(),
+                "isBundle": l.is_bundle,
+                "annotations": l.image.annotations,
+            })).collect::<Vec<_>>(),
+        }))?,
         Format::Text => {
             out!("Bundle {}", bundle.address);
             match &record_tag {

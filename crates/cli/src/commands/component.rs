@@ -1,6 +1,6 @@
 //! `wharf component build | transfer | get | download | image-ref`.
 
-use crate::output::out;
+use crate::output::{out, out_json};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -40,7 +40,7 @@ pub async fn run(command: ComponentCommand) -> Result<ExitCode> {
 
 async fn list(args: ComponentListArgs) -> Result<ExitCode> {
     let location = Location::parse(&args.location).context("location")?;
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let repository = OcmRepository::open(&session, &location, Mode::Read).await?;
     let options = ListOptions {
         catalog: (!args.scan).then(|| args.catalog_repository.clone()),
@@ -86,7 +86,7 @@ async fn list(args: ComponentListArgs) -> Result<ExitCode> {
         })
         .collect();
     match args.output {
-        Format::Json => out!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => out_json(&rows)?,
         Format::Text => {
             let mut current = "";
             for entry in &listed.entries {
@@ -105,7 +105,7 @@ async fn list(args: ComponentListArgs) -> Result<ExitCode> {
 
 async fn rebuild(args: IndexRebuildArgs) -> Result<ExitCode> {
     let location = Location::parse(&args.location).context("location")?;
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let repository = OcmRepository::open(&session, &location, Mode::Write).await?;
     let bar = progress::counter(true, "versions");
     let progress = |done: usize, total: usize| {
@@ -130,7 +130,7 @@ async fn rebuild(args: IndexRebuildArgs) -> Result<ExitCode> {
 }
 
 async fn build(args: ComponentBuildArgs) -> Result<ExitCode> {
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let target = Location::parse(&args.to).context("--to")?;
     let repository = OcmRepository::open(&session, &target, Mode::Write)
         .await?
@@ -227,7 +227,7 @@ async fn read(
 }
 
 async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let address = ComponentAddress::parse(&args.component)?;
     if address.version.is_none() {
         let repository = OcmRepository::open(&session, &address.location, Mode::Read).await?;
@@ -282,7 +282,7 @@ fn located(
 }
 
 async fn image_ref(args: ComponentImageRefArgs) -> Result<ExitCode> {
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let (_, repository, cv) = read(&args.component, &session).await?;
     let located = located(&repository, &cv, &args.resource, !args.no_rebase)?;
     if matches!(located, Located::Blob { .. }) {
@@ -296,7 +296,7 @@ async fn image_ref(args: ComponentImageRefArgs) -> Result<ExitCode> {
 }
 
 async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let (_, repository, cv) = read(&args.component, &session).await?;
     let located = located(&repository, &cv, &args.resource, !args.no_rebase)?;
     if let Located::Blob { digest, .. } = &located {

@@ -11,7 +11,7 @@ use wharf_copy::{CopyOptions, Job};
 use super::parse_image_address;
 use super::registry_args::sessions;
 use crate::args::{CopyArgs, Format};
-use crate::output::{copy_counts, human_bytes, out};
+use crate::output::{copy_counts, human_bytes, out, out_json};
 use crate::progress::Progress;
 
 pub async fn run(args: CopyArgs) -> Result<ExitCode> {
@@ -54,7 +54,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
                 .as_object_mut()
                 .expect("a JSON object literal")
                 .extend(copy_counts(&report));
-            out!("{document}");
+            out_json(&document)?;
         }
         Format::Text => {
             out!("Copied {source} to {destination}");

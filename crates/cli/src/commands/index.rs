@@ -11,7 +11,7 @@ use wharf_copy::{CopyOptions, Job, Silent};
 use super::parse_image_address;
 use super::registry_args::session;
 use crate::args::{Format, ImageIndexCommand, IndexCreateArgs};
-use crate::output::out;
+use crate::output::{out, out_json};
 
 pub async fn run(command: ImageIndexCommand) -> Result<ExitCode> {
     match command {
@@ -21,7 +21,7 @@ pub async fn run(command: ImageIndexCommand) -> Result<ExitCode> {
 
 async fn create(args: IndexCreateArgs) -> Result<ExitCode> {
     let target = parse_image_address(&args.reference, "index")?;
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let options = IndexOptions {
         artifact_type: args.artifact_type,
         annotations: args.annotation.into_iter().collect(),
@@ -42,16 +42,13 @@ async fn create(args: IndexCreateArgs) -> Result<ExitCode> {
         })
         .collect();
     match args.output {
-        Format::Json => out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "index": created.address.to_string(),
-                "digest": created.descriptor.digest,
-                "children": children,
-                "blobsCopied": created.report.blobs_copied,
-                "manifestsCopied": created.report.manifests_copied,
-            }))?
-        ),
+        Format::Json => out_json(&json!({
+            "index": created.address.to_string(),
+            "digest": created.descriptor.digest,
+            "children": children,
+            "blobsCopied": created.report.blobs_copied,
+            "manifestsCopied": created.report.manifests_copied,
+        }))?,
         Format::Text => {
             out!("Created index {}", created.address);
             out!("  digest {}", created.descriptor.digest);

@@ -14,16 +14,16 @@ use wharf_store::{Address, ReadStore};
 use super::parse_image_address;
 use super::registry_args::session;
 use crate::args::{Format, InspectArgs};
-use crate::output::{human_bytes, out};
+use crate::output::{human_bytes, out, out_json};
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let location = parse_image_address(&args.location, "inspected")?;
-    let store = session(&args.registry, None)?.read(&location).await?;
+    let store = session(&args.registry)?.read(&location).await?;
     let descriptor = location.resolve_in(store.as_ref()).await?;
     if args.tree {
         let root = wharf_copy::tree(store.as_ref(), &descriptor).await?;
         match args.output {
-            Format::Json => out!("{}", serde_json::to_string_pretty(&tree_json(&root))?),
+            Format::Json => out_json(&tree_json(&root))?,
             Format::Text => print_tree(&root, 0),
         }
         return Ok(ExitCode::SUCCESS);
@@ -52,7 +52,7 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         if let Some(facts) = &bundle {
             document["imgpkgBundle"] = facts.to_json();
         }
-        out!("{}", serde_json::to_string_pretty(&document)?);
+        out_json(&document)?;
         return Ok(ExitCode::SUCCESS);
     }
     out!("{location}");

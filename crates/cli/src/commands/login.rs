@@ -1,12 +1,12 @@
 //! `wharf login HOST` and `wharf logout HOST`.
 
 use crate::output::out;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use wharf_store::registry::{CredentialSource, Credentials};
-use wharf_store::{Session, SessionOptions};
+use wharf_store::{ErrorKind, Session, SessionOptions};
 
 use crate::args::{LoginArgs, LogoutArgs};
 
@@ -20,13 +20,17 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode> {
                 .context("reading the password from standard input")?;
             text.trim_end_matches(['\n', '\r']).to_owned()
         }
+        (None, false) if std::io::stdin().is_terminal() => {
+            rpassword::prompt_password(format!("Password for {}@{}: ", args.username, args.host))
+                .context("reading the password from the terminal")?
+        }
         (None, false) => bail!("give the password with --password-stdin (or -p)"),
     };
     if password.is_empty() {
         bail!("the password is empty");
     }
     let credentials = Credentials::Basic {
-        username: args.username,
+        username: args.username.clone(),
         password,
     };
     let source = CredentialSource {
@@ -39,10 +43,14 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode> {
         cert_dir: args.cert_dir,
         ..SessionOptions::default()
     })?;
-    session
-        .check_credentials(&args.host)
-        .await
-        .with_context(|| format!("login to {}", args.host))?;
+    match session.check_credentials(&args.host).await {
+        Err(e) if matches!(&*e.kind, ErrorKind::Unauthorized(_)) => bail!(
+            "login to {0}: {0} refused user {1:?} with this password",
+            args.host,
+            args.username
+        ),
+        other => other.with_context(|| format!("login to {}", args.host))?,
+    }
     let file = source.store(&args.host, &credentials).await?;
     out!(
         "Login succeeded: credentials for {} stored in {}",

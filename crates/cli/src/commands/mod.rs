@@ -40,6 +40,12 @@ pub async fn run(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// A command line that cannot work, found before anything is read or written: exit status 2, as
+/// for the errors the argument parser finds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Parses a location argument, naming the argument's role in the error.
 fn parse_address(text: &str, role: &str) -> Result<Address> {
     Address::parse(text).with_context(|| role.to_owned())

@@ -1,8 +1,9 @@
 //! Turning registry flags into the library's sessions.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use wharf_cache::BlobCache;
 use wharf_registries_conf::{Discovery, RegistriesConf};
 use wharf_store::registry::{CredentialSource, Credentials};
@@ -32,18 +33,35 @@ fn recall(args: &RegistryArgs) -> Option<Arc<dyn Recall>> {
     wharf_cache::default_path().map(|path| Arc::new(BlobCache::at(path)) as Arc<dyn Recall>)
 }
 
-/// A session for one side of an operation; `creds` overrides `--creds` (for `--src-creds` and
-/// `--dest-creds`).
-pub fn session(args: &RegistryArgs, creds: Option<&str>) -> Result<Session> {
-    session_with(args, creds, recall(args))
+/// What one side of a two-sided command sets for itself (`--src-*`, `--dest-*`).
+#[derive(Default)]
+struct Side<'a> {
+    creds: Option<&'a str>,
+    tls_verify: Option<bool>,
+    authfile: Option<&'a Path>,
+}
+
+/// A session for a command that works in one place.
+pub fn session(args: &RegistryArgs) -> Result<Session> {
+    session_with(args, Side::default(), recall(args))
 }
 
 fn session_with(
     args: &RegistryArgs,
-    creds: Option<&str>,
+    side: Side<'_>,
     recall: Option<Arc<dyn Recall>>,
 ) -> Result<Session> {
-    let credentials = creds
+    let authfile = side.authfile.or(args.authfile.as_deref());
+    if let Some(file) = authfile
+        && !file.is_file()
+    {
+        bail!(
+            "--authfile {}: no such file (wharf login --authfile FILE HOST writes one)",
+            file.display()
+        );
+    }
+    let credentials = side
+        .creds
         .or(args.creds.as_deref())
         .map(|text| {
             Credentials::from_user_pass(text).context("credentials must be given as USER:PASSWORD")
@@ -52,9 +70,9 @@ fn session_with(
     let options = SessionOptions {
         credentials,
         source: CredentialSource {
-            authfile: args.authfile.clone(),
+            authfile: authfile.map(Path::to_path_buf),
         },
-        tls_verify: args.tls_verify,
+        tls_verify: side.tls_verify.unwrap_or(args.tls_verify),
         cert_dir: args.cert_dir.clone(),
         insecure_hosts: args.insecure_registry.clone(),
         chunk_size: args.chunk_size,
@@ -73,8 +91,18 @@ fn session_with(
 /// The sessions of the source side and of the destination side.
 pub fn sessions(args: &TwoSidedArgs) -> Result<(Session, Session)> {
     let recall = recall(&args.registry);
+    let source = Side {
+        creds: args.src_creds.as_deref(),
+        tls_verify: args.src_tls_verify,
+        authfile: args.src_authfile.as_deref(),
+    };
+    let destination = Side {
+        creds: args.dest_creds.as_deref(),
+        tls_verify: args.dest_tls_verify,
+        authfile: args.dest_authfile.as_deref(),
+    };
     Ok((
-        session_with(&args.registry, args.src_creds.as_deref(), recall.clone())?,
-        session_with(&args.registry, args.dest_creds.as_deref(), recall)?,
+        session_with(&args.registry, source, recall.clone())?,
+        session_with(&args.registry, destination, recall)?,
     ))
 }

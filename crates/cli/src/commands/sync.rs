@@ -3,16 +3,18 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use wharf_copy::{CopyOptions, Job};
 use wharf_sync::{ImageSpec, Shard, Status, SyncOptions, SyncReport, SyncSpec};
 
+use super::UsageError;
 use super::registry_args::sessions;
 use crate::args::{Format, ReportMergeArgs, SyncAction, SyncArgs, SyncReportCommand};
-use crate::output::{human_bytes, out};
+use crate::output::{human_bytes, out, out_json};
 use crate::progress::Progress;
 
 pub async fn run(args: SyncArgs) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     if let Some(SyncAction::Report(SyncReportCommand::Merge(merge))) = &args.action {
         return merge_reports(merge);
     }
@@ -22,6 +24,11 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         (None, None) => SyncSpec::default(),
     };
     for source in &args.sources {
+        // A source typed on the command line that cannot be read is a usage error, found before
+        // anything else happens.
+        if let Err(e) = wharf_store::Address::parse(source) {
+            return Err(UsageError(e.to_string()).into());
+        }
         spec.images.push(ImageSpec {
             source: source.clone(),
             platforms: args.platform.clone(),
@@ -29,7 +36,9 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         });
     }
     if spec.images.is_empty() && spec.components.is_empty() && spec.bundles.is_empty() {
-        bail!("nothing to sync: give sources, --file or --retry-failed");
+        return Err(
+            UsageError("nothing to sync: give sources, --file or --retry-failed".into()).into(),
+        );
     }
     if args.to.is_none() {
         let images = spec.images.iter().map(|i| (&i.source, &i.destination));
@@ -40,9 +49,10 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
             .chain(bundles)
             .find(|(_, d)| d.is_none())
         {
-            bail!(
+            return Err(UsageError(format!(
                 "{source} has no destination: give --to PREFIX, or a destination in the sync file"
-            );
+            ))
+            .into());
         }
     }
     let (sources, destinations) = sessions(&args.sides)?;
@@ -62,7 +72,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     };
     let job = Arc::new(Job::new(copy, progress.clone()));
     let expanded = wharf_sync::expand(&spec, &options, &sources).await;
-    let report = wharf_sync::run(
+    let mut report = wharf_sync::run(
         expanded,
         &options,
         job,
@@ -72,6 +82,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     )
     .await;
     progress.clear();
+    report.seconds = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     if !args.dry_run && report.failures() == 0 {
         destinations.finish().await?;
     } else if !args.dry_run {
@@ -94,7 +105,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     }
 
     match args.output {
-        Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => out_json(&report)?,
         Format::Text => print_summary(&report, args.dry_run),
     }
     Ok(if report.failures() > 0 {
@@ -142,14 +153,6 @@ fn print_summary(report: &SyncReport, dry_run: bool) {
             human_bytes(moved.bytes_uploaded)
         );
     }
-    for failed in results.iter().filter(|r| r.status == Status::Failed) {
-        out!(
-            "failed: {} -> {}: {}",
-            failed.source,
-            failed.destination,
-            failed.error.as_deref().unwrap_or("")
-        );
-    }
     if count(Status::Failed) > 0 {
         out!(
             "hint: run with --output json > report.json, then --retry-failed report.json reruns only the failures"
@@ -184,6 +187,6 @@ fn merge_reports(args: &ReportMergeArgs) -> Result<ExitCode> {
             merged.failures()
         );
     }
-    out!("{}", serde_json::to_string_pretty(&merged)?);
+    out_json(&merged)?;
     Ok(ExitCode::SUCCESS)
 }

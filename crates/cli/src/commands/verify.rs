@@ -10,10 +10,10 @@ use wharf_store::{Location, Mode, ReadStore};
 use super::parse_address;
 use super::registry_args::session;
 use crate::args::{Format, VerifyArgs};
-use crate::output::{human_bytes, out};
+use crate::output::{human_bytes, out, out_json};
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let session = session(&args.registry, None)?;
+    let session = session(&args.registry)?;
     let concurrency = usize::from(args.jobs);
     let referrers = !args.no_referrers;
     let address = parse_address(&args.location, "verified")?;
@@ -35,7 +35,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
         report = verify(store.as_ref(), &roots, referrers, concurrency).await;
     }
     match args.output {
-        Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => out_json(&report)?,
         Format::Text => {
             for problem in &report.problems {
                 let parent = problem

@@ -15,3 +15,4 @@ mod scale;
 mod serve;
 mod sync;
 mod util;
+mod ux;

@@ -315,7 +315,9 @@ fn basic_auth_credential_helpers_and_login() {
             &format!("{d}/app:1.0"),
         ],
     )
-    .fails_with(&[d, "authentication required"]);
+    .fails_with(&[&format!(
+        "{d} requires credentials (run `wharf login {d}` or pass --creds)"
+    )]);
     let wrong = wharf(
         dir,
         &[
@@ -328,7 +330,9 @@ fn basic_auth_credential_helpers_and_login() {
             &format!("{d}/app:1.0"),
         ],
     );
-    let line = wrong.fails_with(&[d]);
+    let line = wrong.fails_with(&[&format!(
+        "credentials rejected by {d} (run `wharf login {d}`"
+    )]);
     assert!(
         !line.contains("wrong"),
         "the password leaked into the error: {line}"
@@ -395,7 +399,9 @@ fn basic_auth_credential_helpers_and_login() {
         ],
         "nope\n",
     )
-    .fails_with(&["login to", d]);
+    .fails_with(&[&format!(
+        "login to {d}: {d} refused user \"alice\" with this password"
+    )]);
     assert!(!login_file.exists(), "a failed login wrote credentials");
     let out = wharf_stdin(
         dir,
@@ -423,7 +429,7 @@ fn basic_auth_credential_helpers_and_login() {
     wharf(dir, &["logout", d, "--authfile", login]).ok();
     wharf(dir, &["logout", d, "--authfile", login]).fails_with(&["not logged in"]);
     wharf(dir, &["tags", "--authfile", login, &format!("{d}/app")])
-        .fails_with(&["authentication required"]);
+        .fails_with(&["requires credentials"]);
 }
 
 #[test]

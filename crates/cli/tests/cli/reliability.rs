@@ -139,8 +139,10 @@ fn a_full_disk_fails_the_sync_without_hanging_or_leaving_temporary_files() {
         );
         assert!(!run.status.success(), "{target}: {}", run.stdout);
         assert!(
-            run.stdout.contains("failed: ") && run.stdout.contains("No space left on device"),
-            "{target}: the report says what failed: {}{}",
+            !run.stdout.contains(" 0 failed;")
+                && run.stderr.contains("failed: ")
+                && run.stderr.contains("No space left on device"),
+            "{target}: the run says what failed, once: {}{}",
             run.stdout,
             run.stderr
         );
@@ -965,9 +967,9 @@ fn unsafe_or_unusable_input_is_refused_in_one_line() {
     let escaped = wharf(dir, &["sync", "ctf:ctf", "--to", "oci:escaped"]);
     assert!(!escaped.status.success());
     assert!(
-        escaped.stdout.contains("\"../../etc\""),
+        escaped.stderr.contains("\"../../etc\""),
         "{}",
-        escaped.stdout
+        escaped.stderr
     );
     assert!(!dir.join("escaped").exists());
 
@@ -991,5 +993,10 @@ fn unsafe_or_unusable_input_is_refused_in_one_line() {
         ],
     );
     assert!(!run.status.success());
-    assert!(run.stderr.contains("nothing/here failed"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("failed: {}/nothing/here", registry.addr())),
+        "{}",
+        run.stderr
+    );
 }

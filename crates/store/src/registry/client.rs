@@ -528,18 +528,7 @@ impl Host {
         if response.status() == StatusCode::UNAUTHORIZED
             || response.status() == StatusCode::FORBIDDEN
         {
-            let why = if credentials.is_some() {
-                format!(
-                    "the token service at {realm} refused the credentials for {}",
-                    self.name
-                )
-            } else {
-                format!(
-                    "{} requires credentials (use wharf login or --creds)",
-                    self.name
-                )
-            };
-            return Err(ErrorKind::Unauthorized(why));
+            return Err(self.refused().await);
         }
         if !response.status().is_success() {
             return Err(status_error(response).await);
@@ -581,6 +570,15 @@ impl Host {
         }
     }
 
+    /// The registry turned a request away for want of credentials: in words, with what to do.
+    async fn refused(&self) -> ErrorKind {
+        let advice = format!("run `wharf login {0}` or pass --creds", self.name);
+        ErrorKind::Unauthorized(match self.credentials().await {
+            Ok(Some(_)) => format!("credentials rejected by {} ({advice})", self.name),
+            _ => format!("{} requires credentials ({advice})", self.name),
+        })
+    }
+
     /// Sends a request with authentication and retries; see the module documentation.
     pub async fn send(&self, mut request: Request) -> Result<Response, ErrorKind> {
         self.base().await?;
@@ -619,6 +617,9 @@ impl Host {
                     continue;
                 }
                 return Ok(response);
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(self.refused().await);
             }
             let throttle = if matches!(request.method, Method::GET | Method::HEAD) {
                 &self.pull_throttle

@@ -273,8 +273,8 @@ impl Clients {
     /// Repositories of a registry (`/v2/_catalog`, following pagination).
     async fn catalog(&self, host: &str) -> Result<Vec<String>> {
         let host = self.host(host);
-        let target = format!("{} catalog", host.name);
-        let fail = |kind| StoreError::new(Op::ListTags, target.clone(), kind);
+        let target = host.name.clone();
+        let fail = |kind| StoreError::new(Op::ListRepositories, target.clone(), kind);
         let first = host
             .url(&format!("/v2/_catalog?n={TAGS_PAGE}"))
             .await
