@@ -208,14 +208,25 @@ const SERVE_HELP: &str = "\
 The registry serves the whole distribution spec 1.1 API (pull, push, chunked and cross-repository
 uploads, referrers, tags and catalog with pagination, deletes) from one directory. Each --listen adds
 an address for the same storage, so one registry can be reached under several URLs. It prints one
-line per address (`listening on http://ADDR`) and stops cleanly on SIGINT or SIGTERM.
+line per address (`listening on http://ADDR`), then its storage, authentication and mode, logs each
+request on stderr, answers GET /healthz (no credentials needed) and serves Prometheus metrics at
+/metrics; it stops cleanly on SIGINT or SIGTERM.
 
 Examples:
   wharf serve --root ./registry --listen 127.0.0.1:5000
   wharf serve --root ./registry --listen 127.0.0.1:5000 --listen 127.0.0.1:5001
   wharf serve --root ./registry --htpasswd ./htpasswd --anonymous-read
-  wharf serve --root ./registry --tls-cert cert.pem --tls-key key.pem --listen 0.0.0.0:443
-  wharf serve gc --root ./registry";
+  wharf serve --root ./registry --tls-cert cert.pem --tls-key key.pem --listen :443
+  wharf serve --config /etc/wharf/serve.toml
+  wharf serve gc --root ./registry
+
+A configuration file:
+
+  root = \"/var/lib/wharf\"
+  listen = [\":5000\"]
+  htpasswd = \"/etc/wharf/htpasswd\"
+  anonymous-read = true
+  log-format = \"json\"";
 
 const GC_HELP: &str = "\
 Removes blobs that no manifest of any repository references, and abandoned uploads. Only content
@@ -1061,17 +1072,23 @@ pub enum ServeAction {
 
 #[derive(Debug, Args)]
 pub struct ServeRunArgs {
+    /// A TOML file of settings whose keys are these flags' names (root, listen, htpasswd,
+    /// anonymous-read, tls-cert, tls-key, read-only, access-log, chunk-min-length, idle-timeout,
+    /// upload-expiry, log-format); flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Storage directory (created if missing).
-    #[arg(long, value_name = "DIR", required = true)]
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
     pub root: Option<PathBuf>,
-    /// Address to listen on, HOST:PORT; repeat for several (port 0 picks a free one).
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    /// Address to listen on, HOST:PORT or :PORT (every interface); repeat for several (port 0 picks
+    /// a free one). Default 127.0.0.1:5000.
+    #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,
     /// htpasswd file with bcrypt entries (htpasswd -B): every request needs valid credentials.
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,
     /// With --htpasswd: allow pulls without credentials.
-    #[arg(long, requires = "htpasswd")]
+    #[arg(long)]
     pub anonymous_read: bool,
     /// PEM certificate chain: serve HTTPS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -1089,12 +1106,25 @@ pub struct ServeRunArgs {
     #[arg(long, value_name = "BYTES")]
     pub chunk_min_length: Option<u64>,
     /// Close a connection on which nothing moves for this many seconds, and fail a request body that
-    /// stalls this long.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    pub idle_timeout: u64,
-    /// Remove upload sessions untouched for this long (e.g. 30m, 24h, 2d).
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_positive_duration)]
-    pub upload_expiry: std::time::Duration,
+    /// stalls this long. Default 60.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+    /// Remove upload sessions untouched for this long (e.g. 30m, 24h, 2d). Default 24h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub upload_expiry: Option<std::time::Duration>,
+    /// How the request log on stderr is written: text lines or JSON lines. Default text.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The form of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -1127,7 +1157,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// A duration of at least one second.
-fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
     match parse_duration(text)? {
         zero if zero.is_zero() => Err(format!("{text:?} is no time at all")),
         duration => Ok(duration),

@@ -14,7 +14,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_logging(cli.verbose);
+    let serving = match commands::serve_logging(&cli.command) {
+        Ok(serving) => serving,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(cli.verbose, serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,25 +46,29 @@ fn main() -> ExitCode {
 }
 
 /// `-v` shows wharf's info events, `-vv` debug, `-vvv` trace; other crates stay at warnings.
-fn init_logging(verbose: u8) {
+/// `wharf serve` logs every request (info) without `-v`, as text or JSON lines.
+fn init_logging(verbose: u8, serving: Option<args::LogFormat>) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let level = match verbose {
-        0 => LevelFilter::WARN,
-        1 => LevelFilter::INFO,
-        2 => LevelFilter::DEBUG,
+    let level = match (verbose, serving) {
+        (0, None) => LevelFilter::WARN,
+        (0 | 1, _) => LevelFilter::INFO,
+        (2, _) => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
     let filter = Targets::new()
         .with_default(LevelFilter::WARN)
         .with_target("wharf", level);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(verbose > 1);
+    let layer = if serving == Some(args::LogFormat::Json) {
+        layer.json().boxed()
+    } else {
+        layer.with_ansi(std::io::stderr().is_terminal()).boxed()
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(verbose > 1),
-        )
+        .with(layer)
         .with(filter)
         .init();
 }

@@ -1,5 +1,5 @@
-//! One structured record per request: a tracing event, and optionally a JSON line in a file (which tests
-//! and benchmarks read to count requests at the server).
+//! One structured record per request: a tracing event, the metrics, and optionally a JSON line in a
+//! file (which tests and benchmarks read to count requests at the server).
 
 use std::io::Write;
 use std::path::Path;
@@ -76,10 +76,27 @@ pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: 
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
     let sent = header_number(request.headers(), "content-length");
+    let route = crate::api::route_name(&path);
+    let upload = route == "uploads" && method != "GET" && method != "HEAD";
+    if upload {
+        state.metrics.upload_started();
+    }
     let response = next.run(request).await;
+    if upload {
+        state.metrics.upload_ended();
+    }
     let status = response.status().as_u16();
     let user = response.extensions().get::<User>().map(|u| u.0.clone());
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    let millis = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+    let answered = header_number(response.headers(), "content-length")
+        .or_else(|| response.body().size_hint().exact());
+    state.metrics.record(
+        route,
+        &method,
+        status,
+        sent.unwrap_or(0),
+        answered.unwrap_or(0),
+    );
     tracing::info!(target: "wharf_server::access", %method, %path, status, millis, "request");
     if let Some(log) = &state.access_log {
         log.write(&json!({
@@ -88,8 +105,7 @@ pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: 
             "query": query,
             "status": status,
             "requestBytes": sent,
-            "responseBytes": header_number(response.headers(), "content-length")
-                .or_else(|| response.body().size_hint().exact()),
+            "responseBytes": answered,
             "user": user,
             "millis": millis,
         }));

@@ -40,6 +40,24 @@ enum Endpoint {
     Upload(String, String),
 }
 
+/// The route a path is counted under in the metrics.
+pub fn route_name(path: &str) -> &'static str {
+    match endpoint(path) {
+        Some(Endpoint::Base) => "base",
+        Some(Endpoint::Catalog) => "catalog",
+        Some(Endpoint::Tags(_)) => "tags",
+        Some(Endpoint::Manifest(..)) => "manifests",
+        Some(Endpoint::Referrers(..)) => "referrers",
+        Some(Endpoint::Blob(..)) => "blobs",
+        Some(Endpoint::Uploads(_) | Endpoint::Upload(..)) => "uploads",
+        None => match path {
+            "/healthz" => "healthz",
+            "/metrics" => "metrics",
+            _ => "other",
+        },
+    }
+}
+
 /// Reads the endpoint from the end of the path, so repository names may contain any valid component.
 fn endpoint(path: &str) -> Option<Endpoint> {
     let rest = path.strip_prefix("/v2")?;

@@ -27,6 +27,7 @@ mod auth;
 mod connections;
 mod error;
 mod listen;
+mod metrics;
 mod request_body;
 pub mod storage;
 
@@ -37,8 +38,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 
 use auth::User;
 pub use error::{ApiError, Code};
@@ -96,10 +100,13 @@ struct AppState {
     options: ServeOptions,
     htpasswd: Option<auth::Htpasswd>,
     access_log: Option<access_log::AccessLog>,
+    metrics: metrics::Metrics,
 }
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(api::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(
@@ -110,7 +117,35 @@ fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             request_body::finish,
         ))
+        .layer(middleware::map_response(api_version))
         .with_state(state)
+}
+
+/// `GET /healthz`: the registry is up and its storage directory is there (no credentials needed).
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if state.storage.is_available() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Every answer says which API it speaks, as distribution's do; some clients look for it.
+async fn api_version(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
 }
 
 async fn authenticate(
@@ -121,6 +156,10 @@ async fn authenticate(
     let Some(htpasswd) = &state.htpasswd else {
         return next.run(request).await;
     };
+    // Load balancers and orchestrators probe health without credentials.
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
     match htpasswd.check(request.headers()) {
         Some(user) => {
             let user = User(user);

@@ -43,7 +43,7 @@ const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(300);
 #[non_exhaustive]
 pub enum ServeError {
     /// The storage directory cannot be used.
-    #[error("storage {path}: {source}")]
+    #[error("storage {path}")]
     Storage {
         /// The storage root.
         path: PathBuf,
@@ -51,7 +51,7 @@ pub enum ServeError {
         source: io::Error,
     },
     /// An address cannot be bound.
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -70,7 +70,7 @@ pub enum ServeError {
         reason: String,
     },
     /// The access log cannot be opened.
-    #[error("access log {path}: {source}")]
+    #[error("access log {path}")]
     AccessLog {
         /// The log file.
         path: PathBuf,
@@ -140,6 +140,7 @@ impl Registry {
             options,
             htpasswd,
             access_log,
+            metrics: Default::default(),
         });
         Ok(Registry {
             listeners,

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use wharf_store::{Address, Location};
 
-use crate::args::Command;
+use crate::args::{Command, LogFormat};
 
 pub async fn run(command: Command) -> Result<ExitCode> {
     match command {
@@ -37,6 +37,17 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Index(command) => index::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// How `wharf serve` logs requests (its settings are read before logging starts); `None` for the
+/// other commands.
+pub fn serve_logging(command: &Command) -> Result<Option<LogFormat>> {
+    match command {
+        Command::Serve(args) if args.action.is_none() => {
+            Ok(Some(serve::Settings::load(&args.run)?.log_format))
+        }
+        _ => Ok(None),
     }
 }
 

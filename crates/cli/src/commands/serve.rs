@@ -2,37 +2,42 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
 use wharf_server::storage::Storage;
-use wharf_server::{Registry, ServeOptions};
+use wharf_server::{DEFAULT_IDLE_TIMEOUT, DEFAULT_UPLOAD_EXPIRY, Registry, ServeOptions};
 
-use crate::args::{GcArgs, ServeAction, ServeArgs};
+use crate::args::{
+    GcArgs, LogFormat, ServeAction, ServeArgs, ServeRunArgs, parse_positive_duration,
+};
 use crate::output::{human_bytes, out};
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(ServeAction::Gc(gc_args)) = args.action {
         return gc(gc_args).await;
     }
-    let run = args.run;
-    let root = run.root.context("--root is required")?;
+    let settings = Settings::load(&args.run)?;
     let mut listen = Vec::new();
-    for text in &run.listen {
+    for text in &settings.listen {
         listen.push(resolve_listen(text)?);
     }
     let options = ServeOptions {
         listen,
-        htpasswd: run.htpasswd,
-        anonymous_read: run.anonymous_read,
-        tls: run.tls_cert.zip(run.tls_key),
-        read_only: run.read_only,
-        access_log: run.access_log,
-        chunk_min_length: run.chunk_min_length,
-        idle_timeout: std::time::Duration::from_secs(run.idle_timeout),
-        upload_expiry: run.upload_expiry,
+        htpasswd: settings.htpasswd.clone(),
+        anonymous_read: settings.anonymous_read,
+        tls: settings.tls_cert.clone().zip(settings.tls_key.clone()),
+        read_only: settings.read_only,
+        access_log: settings.access_log.clone(),
+        chunk_min_length: settings.chunk_min_length,
+        idle_timeout: std::time::Duration::from_secs(settings.idle_timeout),
+        upload_expiry: settings.upload_expiry,
     };
-    let registry = Registry::bind(&root, options).await?;
+    let registry = Registry::bind(&settings.root, options).await?;
+    // The addresses on stdout, for scripts; the rest of the summary on stderr, with the log.
     {
         let mut stdout = std::io::stdout().lock();
         for addr in registry.local_addrs() {
@@ -40,15 +45,131 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         }
         stdout.flush()?;
     }
+    let root = std::path::absolute(&settings.root).unwrap_or(settings.root.clone());
+    let auth = match (&settings.htpasswd, settings.anonymous_read) {
+        (None, _) => "none (anyone may push and pull)".to_owned(),
+        (Some(file), false) => format!("htpasswd {}", file.display()),
+        (Some(file), true) => format!("htpasswd {} (pulls need none)", file.display()),
+    };
+    let mode = if settings.read_only {
+        "read-only"
+    } else {
+        "read-write"
+    };
+    eprintln!("storage: {}", root.display());
+    eprintln!("authentication: {auth}");
+    eprintln!("mode: {mode}; health at /healthz, metrics at /metrics");
     registry.run(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `HOST:PORT` to the first address it resolves to.
+/// `wharf serve`'s settings: the configuration file's, overridden by the flags given.
+pub struct Settings {
+    root: PathBuf,
+    listen: Vec<String>,
+    htpasswd: Option<PathBuf>,
+    anonymous_read: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    read_only: bool,
+    access_log: Option<PathBuf>,
+    chunk_min_length: Option<u64>,
+    idle_timeout: u64,
+    upload_expiry: Duration,
+    pub log_format: LogFormat,
+}
+
+/// The configuration file: the flags' names as keys.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigFile {
+    root: Option<PathBuf>,
+    #[serde(default)]
+    listen: Vec<String>,
+    htpasswd: Option<PathBuf>,
+    #[serde(default)]
+    anonymous_read: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    read_only: bool,
+    access_log: Option<PathBuf>,
+    chunk_min_length: Option<u64>,
+    idle_timeout: Option<u64>,
+    upload_expiry: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    /// Reads `--config` (if given) and lays the flags over it.
+    pub fn load(args: &ServeRunArgs) -> Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--config {}", path.display()))?;
+                toml::from_str::<ConfigFile>(&text)
+                    .map_err(|e| anyhow!("--config {}: {}", path.display(), e.message()))?
+            }
+            None => ConfigFile::default(),
+        };
+        let upload_expiry = match (args.upload_expiry, &file.upload_expiry) {
+            (Some(expiry), _) => expiry,
+            (None, Some(text)) => parse_positive_duration(text)
+                .map_err(|e| anyhow!("--config: upload-expiry: {e}"))?,
+            (None, None) => DEFAULT_UPLOAD_EXPIRY,
+        };
+        let listen = if !args.listen.is_empty() {
+            args.listen.clone()
+        } else if !file.listen.is_empty() {
+            file.listen
+        } else {
+            vec!["127.0.0.1:5000".to_owned()]
+        };
+        let settings =
+            Settings {
+                root: args.root.clone().or(file.root).context(
+                    "give the storage directory: --root DIR, or root in the --config file",
+                )?,
+                listen,
+                htpasswd: args.htpasswd.clone().or(file.htpasswd),
+                anonymous_read: args.anonymous_read || file.anonymous_read,
+                tls_cert: args.tls_cert.clone().or(file.tls_cert),
+                tls_key: args.tls_key.clone().or(file.tls_key),
+                read_only: args.read_only || file.read_only,
+                access_log: args.access_log.clone().or(file.access_log),
+                chunk_min_length: args.chunk_min_length.or(file.chunk_min_length),
+                idle_timeout: args
+                    .idle_timeout
+                    .or(file.idle_timeout)
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
+                upload_expiry,
+                log_format: args
+                    .log_format
+                    .or(file.log_format)
+                    .unwrap_or(LogFormat::Text),
+            };
+        if settings.anonymous_read && settings.htpasswd.is_none() {
+            bail!("anonymous reads only mean something with --htpasswd");
+        }
+        if settings.tls_cert.is_some() != settings.tls_key.is_some() {
+            bail!("give both --tls-cert and --tls-key, or neither");
+        }
+        if settings.idle_timeout == 0 {
+            bail!("--config: idle-timeout must be at least 1 second");
+        }
+        Ok(settings)
+    }
+}
+
+/// `HOST:PORT` to the first address it resolves to; `:PORT` is every interface.
 fn resolve_listen(text: &str) -> Result<SocketAddr> {
-    let mut addrs = text
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    let mut addrs = full
         .to_socket_addrs()
-        .with_context(|| format!("listen address {text:?} (expected HOST:PORT)"))?;
+        .with_context(|| format!("listen address {text:?} (expected HOST:PORT or :PORT)"))?;
     match addrs.next() {
         Some(addr) => Ok(addr),
         None => bail!("listen address {text:?} resolves to nothing"),

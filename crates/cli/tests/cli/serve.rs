@@ -212,6 +212,111 @@ fn serve_rejects_bad_options_in_one_line() {
         ],
     )
     .fails_with(&["TLS missing.pem"]);
+
+    // One cause, said once; settings from a file, checked like flags.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = busy.local_addr().unwrap().to_string();
+    let line = wharf(dir, &["serve", "--root", "r", "--listen", &taken])
+        .fails_with(&[&format!("listen on {taken}: Address already in use")]);
+    assert_eq!(line.matches("in use").count(), 1, "{line}");
+    std::fs::write(dir.join("bad.toml"), "root = \"r\"\ncolour = \"blue\"\n").unwrap();
+    wharf(dir, &["serve", "--config", "bad.toml"]).fails_with(&["--config bad.toml", "colour"]);
+    std::fs::write(
+        dir.join("anon.toml"),
+        "root = \"r\"\nanonymous-read = true\n",
+    )
+    .unwrap();
+    wharf(dir, &["serve", "--config", "anon.toml"]).fails_with(&["--htpasswd"]);
+}
+
+#[test]
+fn operators_get_health_metrics_that_match_the_access_log_and_a_config_file() {
+    let dir = temp();
+    let dir = dir.path();
+    let file = htpasswd(dir);
+    std::fs::write(
+        dir.join("serve.toml"),
+        format!(
+            "htpasswd = {:?}\naccess-log = \"access.log\"\nlog-format = \"json\"\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let served = serve(dir, &["--config", "serve.toml"]);
+    let addr = served.addr().to_owned();
+
+    // Health needs no credentials; every answer names the API version.
+    let (status, response) = crate::util::http_with(&addr, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response_header(&response, "docker-distribution-api-version").as_deref(),
+        Some("registry/2.0")
+    );
+    let (status, _) = http(&addr, "GET", "/v2/", b"");
+    assert_eq!(status, 401, "the config file's htpasswd is in force");
+
+    let sample = sample_layout(dir);
+    let source = format!("oci:{}:1.0", sample.display());
+    let target = format!("{addr}/team/app:1.0");
+    let push = {
+        let dir = dir.to_owned();
+        std::thread::spawn(move || {
+            wharf(&dir, &["copy", "--creds", "alice:s3cret", &source, &target]).ok();
+        })
+    };
+    let authorization = [("Authorization", "Basic YWxpY2U6czNjcmV0")];
+    let scrape = || {
+        let (status, body) = crate::util::http_with(&addr, "GET", "/metrics", &authorization, b"");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let during = scrape();
+    assert!(
+        during.contains("# TYPE wharf_http_requests_total counter"),
+        "{during}"
+    );
+    push.join().unwrap();
+    let after = scrape();
+
+    // Every request but the scrapes, by method and status, as the access log has them.
+    let mut counted: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for line in after
+        .lines()
+        .filter(|l| l.starts_with("wharf_http_requests_total{"))
+    {
+        let field = |name: &str| {
+            let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            line[start..].split('"').next().unwrap().to_owned()
+        };
+        if field("route") == "metrics" {
+            continue;
+        }
+        let count: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *counted
+            .entry((field("method"), field("status")))
+            .or_default() += count;
+    }
+    let mut logged: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    let log = std::fs::read_to_string(dir.join("access.log")).unwrap();
+    for line in log.lines().map(crate::util::json) {
+        if line["path"] == "/metrics" {
+            continue;
+        }
+        let key = (
+            line["method"].as_str().unwrap().to_owned(),
+            line["status"].to_string(),
+        );
+        *logged.entry(key).or_default() += 1;
+    }
+    assert_eq!(counted, logged, "{after}");
+    assert!(
+        counted
+            .get(&("PUT".into(), "201".into()))
+            .is_some_and(|n| *n >= 4),
+        "{counted:?}"
+    );
+    assert!(after.contains("wharf_uploads_in_flight 0\n"), "{after}");
+    assert!(after.contains("wharf_storage_errors_total 0\n"), "{after}");
 }
 
 #[test]

@@ -72,6 +72,11 @@ impl Storage {
         })
     }
 
+    /// True when the storage directory is still there (for health checks).
+    pub fn is_available(&self) -> bool {
+        self.root.join("repositories").is_dir()
+    }
+
     /// The storage root.
     pub fn root(&self) -> &Path {
         &self.root
