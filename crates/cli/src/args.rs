@@ -774,6 +774,9 @@ pub struct ComponentTransferArgs {
     /// Blobs to transfer at once.
     #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
+    /// No progress display (it is shown only on a terminal anyway).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub catalog: CatalogRecordArgs,
     #[command(flatten)]

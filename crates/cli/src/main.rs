@@ -32,7 +32,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli.command)) {
+    let serving = serving.is_some();
+    let outcome = runtime.block_on(async {
+        if serving {
+            // The registry stops cleanly on its own signals.
+            return Some(commands::run(cli.command).await);
+        }
+        tokio::select! {
+            outcome = commands::run(cli.command) => Some(outcome),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(outcome) = outcome else {
+        // Work in flight stops here; files being written are temporary until complete.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        eprintln!(
+            "interrupted: what was written is complete and verified, and kept (an archive's as its .wharf-partial file); run the same command again to carry on"
+        );
+        return ExitCode::from(130);
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

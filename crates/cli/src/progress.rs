@@ -1,20 +1,24 @@
-//! Progress on stderr while content moves: an aggregate bar and one line per large blob in flight.
+//! Progress on stderr while content moves, drawn when stderr is a terminal and `--quiet` is not
+//! given: one bar of bytes (moved, of those known to move so far, with the rate and an ETA from
+//! bytes), the roots done and in flight, and a line per root as it finishes. Failures are said as
+//! they happen, drawn or not.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_copy::Observer;
-use wharf_oci::{Descriptor, Digest};
+use wharf_oci::Descriptor;
 use wharf_sync::{RootObserver, RootResult, Status};
 
-/// Blobs at least this large get a progress line of their own.
-const LARGE_BLOB: u64 = 16 * 1024 * 1024;
+/// True when progress may be drawn: on a terminal, unless asked for quiet.
+fn drawn(enabled: bool) -> bool {
+    enabled && std::io::stderr().is_terminal()
+}
 
-/// A bar counting items done of a total (`what`: `versions`), on a terminal and `enabled` only.
+/// A bar counting items done of a total (`what`: `versions`).
 pub fn counter(enabled: bool, what: &str) -> ProgressBar {
-    if !(enabled && std::io::stderr().is_terminal() && std::io::stdout().is_terminal()) {
+    if !drawn(enabled) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
@@ -28,137 +32,126 @@ pub fn counter(enabled: bool, what: &str) -> ProgressBar {
     bar
 }
 
-/// An aggregate bar (roots done, blobs, bytes, rate) plus one line per large blob in flight.
+/// The display of a copy or a sync.
 pub struct Progress {
-    /// The display is drawn (a terminal, not --quiet).
     shown: bool,
-    multi: MultiProgress,
-    total: ProgressBar,
-    large: Mutex<HashMap<Digest, ProgressBar>>,
-    bytes: std::sync::atomic::AtomicU64,
-    blobs: std::sync::atomic::AtomicU64,
+    bar: ProgressBar,
+    /// What the roots are called (`images`), for syncs; `None` for a single copy.
+    roots: Option<&'static str>,
+    planned: AtomicU64,
+    started: AtomicU64,
+    finished: AtomicU64,
 }
 
 impl Progress {
-    /// A display, shown when `enabled` and both stderr and stdout are terminals; `roots` names
-    /// what the bar counts (`images`), or it is a spinner over blobs alone.
-    pub fn new(enabled: bool, roots: Option<&str>) -> Progress {
-        let show = enabled && std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-        let target = if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let multi = MultiProgress::with_draw_target(target);
-        let total = multi.add(ProgressBar::new(0));
-        total.set_style(
-            ProgressStyle::with_template(&match roots {
-                Some(roots) => format!(
-                    "{{spinner}} {roots} {{pos}}/{{len}} [{{bar:30}}] {{msg}} {{elapsed_precise}} eta {{eta}}"
-                ),
-                None => "{spinner} {msg} {elapsed_precise}".to_owned(),
-            })
+    /// A display for `roots` (`Some("images")` for a sync), drawn when `enabled` on a terminal.
+    pub fn new(enabled: bool, roots: Option<&'static str>) -> Progress {
+        let shown = drawn(enabled);
+        let bar = ProgressBar::with_draw_target(
+            Some(0),
+            if shown {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} [{bar:30}] {binary_bytes_per_sec} eta {eta} {msg}",
+            )
             .expect("valid template")
             .progress_chars("=> "),
         );
-        total.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Progress {
-            shown: show,
-            multi,
-            total,
-            large: Mutex::new(HashMap::new()),
-            bytes: Default::default(),
-            blobs: Default::default(),
+            shown,
+            bar,
+            roots,
+            planned: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
         }
     }
 
     fn message(&self) {
-        use std::sync::atomic::Ordering;
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        let elapsed = self.total.elapsed().as_secs_f64().max(0.001);
-        self.total.set_message(format!(
-            "{} blobs, {} ({}/s)",
-            self.blobs.load(Ordering::Relaxed),
-            HumanBytes(bytes),
-            HumanBytes((bytes as f64 / elapsed) as u64)
+        let Some(roots) = self.roots else {
+            return;
+        };
+        let finished = self.finished.load(Ordering::Relaxed);
+        let in_flight = self
+            .started
+            .load(Ordering::Relaxed)
+            .saturating_sub(finished);
+        self.bar.set_message(format!(
+            "{roots} {finished}/{}, {in_flight} in flight",
+            self.planned.load(Ordering::Relaxed)
         ));
+    }
+
+    /// A line above the bar (or on stderr when nothing is drawn).
+    fn line(&self, text: String) {
+        if self.shown {
+            self.bar.println(text);
+        } else {
+            eprintln!("{text}");
+        }
     }
 
     /// Removes the display.
     pub fn clear(&self) {
-        self.total.finish_and_clear();
-        let _ = self.multi.clear();
+        self.bar.finish_and_clear();
     }
 }
 
 impl Observer for Progress {
     fn blob_started(&self, blob: &Descriptor) {
-        if blob.size >= LARGE_BLOB {
-            let bar = self.multi.add(ProgressBar::new(blob.size));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "  {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_message(blob.digest.short().to_owned());
-            self.large
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(blob.digest.clone(), bar);
-        }
+        self.bar.inc_length(blob.size);
     }
 
-    fn blob_bytes(&self, blob: &Descriptor, bytes: u64) {
-        self.bytes
-            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-        if let Some(bar) = self
-            .large
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&blob.digest)
-        {
-            bar.inc(bytes);
-        }
-        self.message();
-    }
-
-    fn blob_finished(&self, blob: &Descriptor) {
-        self.blobs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(bar) = self
-            .large
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&blob.digest)
-        {
-            bar.finish_and_clear();
-            self.multi.remove(&bar);
-        }
-        self.message();
+    fn blob_bytes(&self, _blob: &Descriptor, bytes: u64) {
+        self.bar.inc(bytes);
     }
 }
 
 impl RootObserver for Progress {
     fn planned(&self, roots: usize) {
-        self.total.set_length(roots as u64);
+        self.planned.store(roots as u64, Ordering::Relaxed);
+        self.message();
+    }
+
+    fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.message();
     }
 
     fn finished(&self, result: &RootResult) {
-        self.total.inc(1);
-        if result.status == Status::Failed {
-            // Said once, as it happens, drawn or not; the closing summary only counts it.
-            let line = format!(
-                "failed: {} -> {}: {}",
-                result.source,
-                result.destination,
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        self.message();
+        let route = format!("{} -> {}", result.source, result.destination);
+        match result.status {
+            Status::Failed => self.line(format!(
+                "failed: {route}: {}",
                 result.error.as_deref().unwrap_or("")
-            );
-            if self.shown {
-                let _ = self.multi.println(line);
-            } else {
-                eprintln!("{line}");
+            )),
+            _ if !self.shown => {}
+            Status::Skipped => self.line(format!("up to date  {route}")),
+            Status::Copied | Status::Planned => {
+                let verb = if result.status == Status::Copied {
+                    "copied"
+                } else {
+                    "would copy"
+                };
+                let mounted = if result.mounted > 0 {
+                    format!(", {} mounted", result.mounted)
+                } else {
+                    String::new()
+                };
+                self.line(format!(
+                    "{verb}  {route}  {} in {} blobs{mounted}, {:.1}s",
+                    HumanBytes(result.bytes),
+                    result.blobs,
+                    result.seconds
+                ));
             }
         }
     }

@@ -232,7 +232,7 @@ pub enum Status {
 }
 
 /// The result of one root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RootResult {
     /// The source.
@@ -253,6 +253,9 @@ pub struct RootResult {
     /// The error, for failed roots.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// How long the root took, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl RootResult {
@@ -285,6 +288,7 @@ impl RootResult {
             blobs: 0,
             mounted: 0,
             error,
+            seconds: 0.0,
         }
     }
 }
@@ -430,6 +434,8 @@ fn add_missing<T: PartialEq>(list: &mut Vec<T>, more: Vec<T>) {
 
 /// Called as each root finishes (progress displays).
 pub trait RootObserver: Send + Sync {
+    /// A root starts.
+    fn started(&self) {}
     /// A root is done.
     fn finished(&self, _result: &RootResult) {}
     /// The number of roots is known.
@@ -713,7 +719,9 @@ pub async fn run(
         .map(|work| {
             let job = job.clone();
             async move {
-                let (result, retry) = match work {
+                observer.started();
+                let started = std::time::Instant::now();
+                let (mut result, retry) = match work {
                     Work::Image(root) => {
                         let result = copy_root(&job, &root, sources, destinations).await;
                         (result, Retry::Image(root.spec.clone()))
@@ -730,6 +738,7 @@ pub async fn run(
                         (result, Retry::Bundle(bundle.clone()))
                     }
                 };
+                result.seconds = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
                 observer.finished(&result);
                 let retry = (result.status == Status::Failed).then_some(retry);
                 (result, retry)

@@ -48,15 +48,12 @@ async fn push(args: BundlePushArgs) -> Result<ExitCode> {
         write_lock(path, &pushed.lock)?;
     }
     match args.output {
-        Format::Json => out!(
-            "{}",
-            json!({
-                "destination": pushed.destination.to_string(),
-                "digest": pushed.descriptor.digest,
-                "images": pushed.images,
-                "lock": pushed.lock.image,
-            })
-        ),
+        Format::Json => out_json(&json!({
+            "destination": pushed.destination.to_string(),
+            "digest": pushed.descriptor.digest,
+            "images": pushed.images,
+            "lock": pushed.lock.image,
+        }))?,
         Format::Text => {
             out!("Pushed bundle {}", pushed.lock.image);
             out!("  tag {}", pushed.destination);

@@ -24,7 +24,7 @@ use crate::args::{
     ComponentImageRefArgs, ComponentListArgs, ComponentTransferArgs, DocumentFormat, Format,
     IndexCommand, IndexRebuildArgs, ResourceModeArg,
 };
-use crate::progress;
+use crate::progress::{self, Progress};
 
 pub async fn run(command: ComponentCommand) -> Result<ExitCode> {
     match command {
@@ -177,8 +177,11 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
         concurrency: usize::from(args.jobs),
         ..CopyOptions::default()
     };
-    let job = Job::new(copy, Arc::new(Silent));
-    let done = ocm::transfer(&src, &dst, &source.name, &version, &sources, &job, &options).await?;
+    let progress = Arc::new(Progress::new(!args.quiet, None));
+    let job = Job::new(copy, progress.clone());
+    let done = ocm::transfer(&src, &dst, &source.name, &version, &sources, &job, &options).await;
+    progress.clear();
+    let done = done?;
     destinations.finish().await?;
     match args.output {
         Format::Json => {
@@ -188,10 +191,7 @@ async fn transfer(args: ComponentTransferArgs) -> Result<ExitCode> {
                     json!({"component": t.component, "copied": t.copied, "resourcesCopied": t.resources_copied, "digest": t.digest})
                 })
                 .collect();
-            out!(
-                "{}",
-                json!({"destination": destination.to_string(), "components": items})
-            );
+            out_json(&json!({"destination": destination.to_string(), "components": items}))?;
         }
         Format::Text => {
             for t in &done {
@@ -233,10 +233,9 @@ async fn get(args: ComponentGetArgs) -> Result<ExitCode> {
         let repository = OcmRepository::open(&session, &address.location, Mode::Read).await?;
         let versions = repository.versions(&address.name).await?;
         match args.output {
-            DocumentFormat::Json => out!(
-                "{}",
-                json!({"component": address.name, "versions": versions})
-            ),
+            DocumentFormat::Json => {
+                out_json(&json!({"component": address.name, "versions": versions}))?
+            }
             DocumentFormat::Yaml => {
                 for version in versions {
                     out!("{version}");

@@ -28,6 +28,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
         platforms: args.platform,
         ..CopyOptions::default()
     };
+    let started = std::time::Instant::now();
     let progress = Arc::new(Progress::new(!args.flags.quiet, None));
     let job = Job::new(options.clone(), progress.clone());
     let copied = job
@@ -56,8 +57,12 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
                 .extend(copy_counts(&report));
             out_json(&document)?;
         }
+        Format::Text if args.flags.quiet => {}
         Format::Text => {
-            out!("Copied {source} to {destination}");
+            out!(
+                "Copied {source} to {destination} in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
             out!("  digest {}", report.root.digest);
             out!(
                 "  {} manifests and {} blobs ({}) copied, {} manifests and {} blobs already there",

@@ -1,6 +1,6 @@
 //! `wharf resolve REFERENCE`.
 
-use crate::output::out;
+use crate::output::{out, out_json};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -32,10 +32,7 @@ pub fn run(args: ResolveArgs) -> Result<ExitCode> {
                     })
                 })
                 .collect();
-            out!(
-                "{}",
-                json!({"reference": reference.to_string(), "endpoints": endpoints})
-            );
+            out_json(&json!({"reference": reference.to_string(), "endpoints": endpoints}))?;
         }
         Format::Text => {
             for endpoint in &endpoints {

@@ -106,6 +106,8 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
 
     match args.output {
         Format::Json => out_json(&report)?,
+        // Quiet means nothing on success; failures were said as they happened.
+        Format::Text if args.quiet && report.failures() == 0 => {}
         Format::Text => print_summary(&report, args.dry_run),
     }
     Ok(if report.failures() > 0 {
@@ -143,8 +145,9 @@ fn print_summary(report: &SyncReport, dry_run: bool) {
             .map(|shard| format!(" (share {shard})"))
             .unwrap_or_default();
         out!(
-            "synced {} images{share}: {} copied, {} already there, {} failed; {} blobs ({} mounted), {} moved",
+            "synced {} images{share} in {:.1}s: {} copied, {} already there, {} failed; {} blobs ({} mounted), {} moved",
             results.len(),
+            report.seconds,
             count(Status::Copied),
             count(Status::Skipped),
             count(Status::Failed),

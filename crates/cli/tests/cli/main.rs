@@ -14,5 +14,6 @@ mod resolve;
 mod scale;
 mod serve;
 mod sync;
+mod terminal;
 mod util;
 mod ux;
