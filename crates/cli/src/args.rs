@@ -6,16 +6,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const LOCATIONS: &str = "\
 Locations:
-  HOST/REPO[:TAG][@DIGEST]          a repository of a registry (docker://NAME for Docker Hub names)
-  oci:PATH[:TAG][@DIGEST]           an OCI image layout directory (as skopeo and umoci write them)
-  oci-archive:FILE[:TAG][@DIGEST]   a tar of an OCI image layout (as skopeo writes it)
-  ctf:PATH//REPO[:TAG][@DIGEST]     a repository of an OCM Common Transport Format (directory, .tar
-                                    or .tgz)";
+  HOST/REPO[:TAG][@DIGEST]         a repository of a registry
+                                   (docker://NAME for Docker Hub names)
+  oci:PATH[:TAG][@DIGEST]          an OCI image layout directory
+                                   (as skopeo and umoci write them)
+  oci-archive:FILE[:TAG][@DIGEST]  a tar of an OCI image layout
+  ctf:PATH//REPO[:TAG][@DIGEST]    a repository of an OCM Common Transport
+                                   Format (directory, .tar or .tgz)";
 
 /// Move bundles of OCI artifacts between registries, mirrors and air-gap archives so that every
 /// reference inside a bundle still resolves wherever it lands.
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, propagate_version = true, after_help = LOCATIONS)]
+#[command(
+    name = "wharf",
+    version,
+    propagate_version = true,
+    max_term_width = 80,
+    after_help = LOCATIONS
+)]
 pub struct Cli {
     /// More detail on stderr: -v for progress events, -vv for debugging, -vvv for everything.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -69,52 +77,86 @@ pub enum Command {
     /// Run the main job end to end on generated content and narrate it.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETION_HELP)]
+    Completion(CompletionArgs),
+    /// Print wharf's manual page (roff), generated from these definitions.
+    #[command(after_help = MAN_HELP)]
+    Man,
+}
+
+const COMPLETION_HELP: &str = "\
+Examples:
+  wharf completion bash > ~/.local/share/bash-completion/completions/wharf
+  wharf completion zsh > \"${fpath[1]}/_wharf\"
+  wharf completion fish > ~/.config/fish/completions/wharf.fish";
+
+const MAN_HELP: &str = "\
+Examples:
+  wharf man > /usr/local/share/man/man1/wharf.1
+  wharf man | man -l -";
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 const COPY_HELP: &str = "\
-The destination gets its own tag if it names one, else the source's tag. Blobs and manifests the
-destination already has are not copied again; an image whose root is already there costs one check.
-Every byte is verified against its digest before it becomes visible at the destination. Referrers
-(signatures, SBOMs) travel with the image unless --no-referrers is given; registries without the
-referrers API get the sha256-<hex> tag schema. Credentials come from --creds or from the auth files
-podman and docker write (see wharf login).
+The destination gets its own tag if it names one, else the source's tag. Blobs
+and manifests the destination already has are not copied again; an image whose
+root is already there costs one check. Every byte is verified against its
+digest before it becomes visible at the destination. Referrers (signatures,
+SBOMs) travel with the image unless --no-referrers is given; registries
+without the referrers API get the sha256-<hex> tag schema. Credentials come
+from --creds or from the auth files podman and docker write (see wharf login).
 
 Examples:
   wharf copy registry.example.com/app:1.0 localhost:5000/mirror/app
   wharf copy --platform linux/arm64 docker://alpine:3.20 oci:./alpine:3.20
-  wharf copy oci:./images:1.0 registry.example.com/team/app:1.0 --dest-creds bot:$TOKEN
+  wharf copy oci:./images:1.0 registry.example.com/team/app:1.0 --dest-creds \\
+      bot:$TOKEN
   wharf copy --output json oci:./images:1.0 oci:./mirror
   wharf copy registry.example.com/app:1.0 oci-archive:./app.tar:1.0
-  wharf copy --bundle registry.example.com/team/app-bundle:1.0 mirror.internal/apps/app-bundle
+  wharf copy --bundle registry.example.com/team/app-bundle:1.0 \\
+      mirror.internal/apps/app-bundle
 
-Archives (oci-archive:, ctf: .tar and .tgz) are written beside their final name as FILE.wharf-partial
-and appear only when the copy has succeeded. After an interruption, the same command resumes: what
-the partial file holds is checked against its digests and kept, the rest is copied.
+Archives (oci-archive:, ctf: .tar and .tgz) are written beside their final
+name as FILE.wharf-partial and appear only when the copy has succeeded. After
+an interruption, the same command resumes: what the partial file holds is
+checked against its digests and kept, the rest is copied.
 
 Locations:
-  HOST/REPO[:TAG][@DIGEST]          a registry repository (docker://NAME for Docker Hub names)
-  oci:PATH[:TAG][@DIGEST]           an OCI image layout directory
-  oci-archive:FILE[:TAG][@DIGEST]   a tar of an OCI image layout
-  ctf:PATH//REPO[:TAG][@DIGEST]     a repository of an OCM Common Transport Format";
+  HOST/REPO[:TAG][@DIGEST]         a registry repository
+                                   (docker://NAME for Docker Hub names)
+  oci:PATH[:TAG][@DIGEST]          an OCI image layout directory
+  oci-archive:FILE[:TAG][@DIGEST]  a tar of an OCI image layout
+  ctf:PATH//REPO[:TAG][@DIGEST]    a repository of an OCM Common Transport
+                                   Format";
 
 const RESOLVE_HELP: &str = "\
-wharf reads the registries.conf files skopeo and podman read and picks the same endpoints in the same
-order: the mirrors of the entry with the longest matching prefix (filtered by mirror-by-digest-only
-and pull-from-mirror), then the entry's location. Each line is one endpoint, marked (insecure) or
-(blocked) when set. Every read (copy, inspect, tags are excepted) tries them in this order.
+wharf reads the registries.conf files skopeo and podman read and picks the
+same endpoints in the same order: the mirrors of the entry with the longest
+matching prefix (filtered by mirror-by-digest-only and pull-from-mirror), then
+the entry's location. Each line is one endpoint, marked (insecure) or
+(blocked) when set. Every read (copy, inspect, tags are excepted) tries them
+in this order.
 
 Examples:
   wharf resolve quay.io/team/app:1.0
   wharf resolve busybox --registries-conf ./registries.conf --output json
-  wharf resolve registry.example.com/app@sha256:4c1e… --registries-conf-dir ./conf.d";
+  wharf resolve registry.example.com/app@sha256:4c1e… --registries-conf-dir \\
+      ./conf.d";
 
 const VERIFY_HELP: &str = "\
-Every manifest and blob below the roots is read back, its size and digest checked, and every
-reference (layers, config, index children, subjects, referrers) must be present. Without a tag or
-digest the roots are everything the location names: each entry of a layout's index.json, each
-artifact of a CTF (ctf:PATH checks all its repositories), each tag of a registry repository.
-Archives are also checked as tars: unsafe or damaged entries are refused. Each problem is printed on
-its own line; the exit status is 1 if there is any.
+Every manifest and blob below the roots is read back, its size and digest
+checked, and every reference (layers, config, index children, subjects,
+referrers) must be present. Without a tag or digest the roots are everything
+the location names: each entry of a layout's index.json, each artifact of a
+CTF (ctf:PATH checks all its repositories), each tag of a registry repository.
+Archives are also checked as tars: unsafe or damaged entries are refused. Each
+problem is printed on its own line; the exit status is 1 if there is any.
 
 Examples:
   wharf verify oci-archive:./export.tar
@@ -129,9 +171,10 @@ Examples:
   wharf tags oci:./images";
 
 const CATALOG_HELP: &str = "\
-A registry's repositories come from its catalog API (below PATH when one is given); a CTF lists the
-repositories of its index, an OCI layout or archive the repository part of its image names (team/app
-of team/app:1.0; images named without one are listed as an empty line).
+A registry's repositories come from its catalog API (below PATH when one is
+given); a CTF lists the repositories of its index, an OCI layout or archive
+the repository part of its image names (team/app of team/app:1.0; images named
+without one are listed as an empty line).
 
 Examples:
   wharf catalog localhost:5000
@@ -139,9 +182,10 @@ Examples:
   wharf catalog ctf:./airgap.tgz";
 
 const LOGIN_HELP: &str = "\
-The credentials are checked against the registry first, then written to --authfile, else
-$REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json, else ~/.docker/config.json (through
-the credential helper that file names for the registry, if any).
+The credentials are checked against the registry first, then written to
+--authfile, else $REGISTRY_AUTH_FILE, else
+$XDG_RUNTIME_DIR/containers/auth.json, else ~/.docker/config.json (through the
+credential helper that file names for the registry, if any).
 
 Examples:
   wharf login registry.example.com -u bot --password-stdin < token.txt
@@ -153,24 +197,28 @@ Examples:
   wharf logout localhost:5000 --authfile ./auth.json";
 
 const SYNC_HELP: &str = "\
-Every source keeps its repository path below the destination prefix (rewritten by --repo-map
-FROM=TO): registry.example.com/team/app synced --to mirror.local/copy lands at
-mirror.local/copy/team/app. A source without a tag brings all its tags. All images run as one job:
-a blob shared by several images moves once per destination registry and is mounted into the other
-repositories, and an image already at the destination costs one request. A failing source never
-stops the others; the exit status is non-zero if any failed, and --retry-failed REPORT (a report
-written with --output json) reruns exactly those.
+Every source keeps its repository path below the destination prefix (rewritten
+by --repo-map FROM=TO): registry.example.com/team/app synced --to
+mirror.local/copy lands at mirror.local/copy/team/app. A source without a tag
+brings all its tags. All images run as one job: a blob shared by several
+images moves once per destination registry and is mounted into the other
+repositories, and an image already at the destination costs one request. A
+failing source never stops the others; the exit status is non-zero if any
+failed, and --retry-failed REPORT (a report written with --output json) reruns
+exactly those.
 
-Air gaps: --to oci-archive:FILE, ctf:FILE.tar or ctf:FILE.tgz exports everything into one archive,
-which appears only when every source succeeded (a partial run leaves FILE.wharf-partial, and the same
-command carries on from it, keeping what it holds after checking each digest). On the other side,
-an archive as the source brings every image it records: oci-archive:FILE all its tags, ctf:FILE every
-artifact it lists, each under its own repository path.
+Air gaps: --to oci-archive:FILE, ctf:FILE.tar or ctf:FILE.tgz exports
+everything into one archive, which appears only when every source succeeded (a
+partial run leaves FILE.wharf-partial, and the same command carries on from
+it, keeping what it holds after checking each digest). On the other side, an
+archive as the source brings every image it records: oci-archive:FILE all its
+tags, ctf:FILE every artifact it lists, each under its own repository path.
 
-A sync file lists images (source, and optionally tags, digests, platforms, destination), OCM
-components (source LOCATION//NAME:VERSION, destination, copyResources, recursive) and imgpkg
-bundles (source, destination: each copied with every image it locks into one repository, with
-location records, as wharf bundle copy does; a bundle listed under images is copied alone):
+A sync file lists images (source, and optionally tags, digests, platforms,
+destination), OCM components (source LOCATION//NAME:VERSION, destination,
+copyResources, recursive) and imgpkg bundles (source, destination: each copied
+with every image it locks into one repository, with location records, as wharf
+bundle copy does; a bundle listed under images is copied alone):
 
   images:
   - source: registry.example.com/team/app
@@ -183,16 +231,18 @@ location records, as wharf bundle copy does; a bundle listed under images is cop
   - source: registry.example.com/team/app-bundle:1.0
 
 Examples:
-  wharf sync registry.example.com/team/app quay.io/org/tool:2.3 --to mirror.local/copy
+  wharf sync registry.example.com/team/app quay.io/org/tool:2.3 --to \\
+      mirror.local/copy
   wharf sync --file sync.yaml --to mirror.local/copy --dry-run
   wharf sync --file sync.yaml --to ctf:./airgap.tgz --output json > report.json
   wharf sync ctf:./airgap.tgz --to registry.internal/mirror
   wharf sync oci-archive:./images.tar --to registry.internal/mirror
   wharf sync --retry-failed report.json --to mirror.local/copy
-  wharf sync --file sync.yaml --to mirror.local/copy --shard auto/4 --output json > share.json
+  wharf sync --file sync.yaml --to mirror.local/copy --shard auto/4 --output \\
+      json > share.json
 
-Several machines: --shard I/N (or auto/N in a Kubernetes Indexed Job) makes each do its share;
-`wharf sync report merge` joins their reports.";
+Several machines: --shard I/N (or auto/N in a Kubernetes Indexed Job) makes
+each do its share; `wharf sync report merge` joins their reports.";
 
 const INSPECT_HELP: &str = "\
 Examples:
@@ -202,21 +252,25 @@ Examples:
   wharf inspect --output json oci:./images@sha256:4c1e…
 
 Locations:
-  oci:PATH[:TAG][@DIGEST]   an OCI image layout directory (without TAG: its only image)";
+  oci:PATH[:TAG][@DIGEST]   an OCI image layout directory
+                            (without TAG: its only image)";
 
 const SERVE_HELP: &str = "\
-The registry serves the whole distribution spec 1.1 API (pull, push, chunked and cross-repository
-uploads, referrers, tags and catalog with pagination, deletes) from one directory. Each --listen adds
-an address for the same storage, so one registry can be reached under several URLs. It prints one
-line per address (`listening on http://ADDR`), then its storage, authentication and mode, logs each
-request on stderr, answers GET /healthz (no credentials needed) and serves Prometheus metrics at
-/metrics; it stops cleanly on SIGINT or SIGTERM.
+The registry serves the whole distribution spec 1.1 API (pull, push, chunked
+and cross-repository uploads, referrers, tags and catalog with pagination,
+deletes) from one directory. Each --listen adds an address for the same
+storage, so one registry can be reached under several URLs. It prints one line
+per address (`listening on http://ADDR`), then its storage, authentication and
+mode, logs each request on stderr, answers GET /healthz (no credentials
+needed) and serves Prometheus metrics at /metrics; it stops cleanly on SIGINT
+or SIGTERM.
 
 Examples:
   wharf serve --root ./registry --listen 127.0.0.1:5000
   wharf serve --root ./registry --listen 127.0.0.1:5000 --listen 127.0.0.1:5001
   wharf serve --root ./registry --htpasswd ./htpasswd --anonymous-read
-  wharf serve --root ./registry --tls-cert cert.pem --tls-key key.pem --listen :443
+  wharf serve --root ./registry --tls-cert cert.pem --tls-key key.pem \\
+      --listen :443
   wharf serve --config /etc/wharf/serve.toml
   wharf serve gc --root ./registry
 
@@ -229,20 +283,22 @@ A configuration file:
   log-format = \"json\"";
 
 const GC_HELP: &str = "\
-Removes blobs that no manifest of any repository references, and abandoned uploads. Only content
-older than --grace is removed, so a push in progress keeps its blobs; run it while the registry is
-stopped or read-only to be certain.
+Removes blobs that no manifest of any repository references, and abandoned
+uploads. Only content older than --grace is removed, so a push in progress
+keeps its blobs; run it while the registry is stopped or read-only to be
+certain.
 
 Examples:
   wharf serve gc --root ./registry
   wharf serve gc --root ./registry --grace 0s";
 
 const DEMO_HELP: &str = "\
-The demo runs the problem wharf exists for (OCM issue 1410) on the embedded registry: one registry
-reachable under two URLs, a component version with an image built into a CTF, transferred with its
-resources through the first URL and read through the second. The image reference resolves under the
-second URL because wharf stores it relative; the image is pulled and its digest checked. Everything
-is removed at the end unless --keep is given.
+The demo runs the problem wharf exists for (OCM issue 1410) on the embedded
+registry: one registry reachable under two URLs, a component version with an
+image built into a CTF, transferred with its resources through the first URL
+and read through the second. The image reference resolves under the second URL
+because wharf stores it relative; the image is pulled and its digest checked.
+Everything is removed at the end unless --keep is given.
 
 Examples:
   wharf demo
@@ -412,7 +468,7 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub sides: TwoSidedArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -436,9 +492,10 @@ pub enum SyncReportCommand {
 }
 
 const REPORT_MERGE_HELP: &str = "\
-The merged report is what a single run would have written: every image once, what moved added up,
-and one retry list, so `wharf sync --retry-failed merged.json` reruns every failure of every share.
-Reports that name the same image twice are refused.
+The merged report is what a single run would have written: every image once,
+what moved added up, and one retry list, so `wharf sync --retry-failed
+merged.json` reruns every failure of every share. Reports that name the same
+image twice are refused.
 
 Examples:
   wharf sync report merge share-0.json share-1.json share-2.json > merged.json
@@ -478,7 +535,7 @@ pub struct InspectArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -496,7 +553,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -508,7 +565,7 @@ pub struct ResolveArgs {
     #[command(flatten)]
     pub conf: RegistriesConfArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -520,7 +577,7 @@ pub struct TagsArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -532,7 +589,7 @@ pub struct CatalogArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -583,7 +640,10 @@ pub enum ComponentCommand {
     #[command(after_help = COMPONENT_GET_HELP)]
     Get(ComponentGetArgs),
     /// Download a resource: a local blob to a file, an OCI artifact to an OCI layout.
-    #[command(after_help = COMPONENT_DOWNLOAD_HELP)]
+    #[command(
+        after_help = COMPONENT_DOWNLOAD_HELP,
+        override_usage = "wharf component download [OPTIONS] COMPONENT --resource NAME --to PATH"
+    )]
     Download(ComponentDownloadArgs),
     /// Print the pullable reference of a resource, computed from the location read.
     #[command(name = "image-ref", after_help = COMPONENT_IMAGE_REF_HELP)]
@@ -604,26 +664,31 @@ pub enum IndexCommand {
 }
 
 const COMPONENT_LIST_HELP: &str = "\
-Every component version wharf writes (component build, transfer, sync) is recorded in a catalog
-repository below the base, <base>/wharf-catalog: an anchor and one small entry per version, so a
-listing is a few requests however many there are (the referrers API where the registry has it,
-else its fallback index and the entries' own tags, so no concurrent writer's entry is lost). Without
-a catalog, the registry's repositories are scanned instead (its catalog API, then every
-component-descriptors/ repository, its tags and descriptors), which takes a request or more per
-version; wharf component index rebuild writes the catalog for such a registry.
+Every component version wharf writes (component build, transfer, sync) is
+recorded in a catalog repository below the base, <base>/wharf-catalog: an
+anchor and one small entry per version, so a listing is a few requests however
+many there are (the referrers API where the registry has it, else its fallback
+index and the entries' own tags, so no concurrent writer's entry is lost).
+Without a catalog, the registry's repositories are scanned instead (its
+catalog API, then every component-descriptors/ repository, its tags and
+descriptors), which takes a request or more per version; wharf component index
+rebuild writes the catalog for such a registry.
 
-Filters are KEY=VALUE: name, version, provider, repository, kind or any annotation key; a value
-ending in * matches a prefix. Versions are listed newest first. A CTF is listed from its own index.
+Filters are KEY=VALUE: name, version, provider, repository, kind or any
+annotation key; a value ending in * matches a prefix. Versions are listed
+newest first. A CTF is listed from its own index.
 
 Examples:
   wharf component list registry.example.com/ocm
-  wharf component list registry.example.com/ocm --filter provider=acme --filter 'name=acme.org/*'
+  wharf component list registry.example.com/ocm --filter provider=acme \\
+      --filter 'name=acme.org/*'
   wharf component list ctf:./transport.tgz --output json
   wharf component list registry.example.com/ocm --verify";
 
 const INDEX_REBUILD_HELP: &str = "\
-Scans the base as wharf component list does without a catalog, and writes an entry for every
-component version the catalog lacks. Running it again adds nothing.
+Scans the base as wharf component list does without a catalog, and writes an
+entry for every component version the catalog lacks. Running it again adds
+nothing.
 
 Examples:
   wharf component index rebuild registry.example.com/ocm";
@@ -666,7 +731,7 @@ pub struct ComponentListArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -687,52 +752,63 @@ pub struct IndexRebuildArgs {
 }
 
 const COMPONENT_BUILD_HELP: &str = "\
-The constructor file lists components: name, version, provider, labels, resources (an ociArtifact
-access with an imageReference, or an input of type file or dir stored as a local blob) and
-componentReferences. Image digests are looked up and recorded; paths are relative to the file.
+The constructor file lists components: name, version, provider, labels,
+resources (an ociArtifact access with an imageReference, or an input of type
+file or dir stored as a local blob) and componentReferences. Image digests are
+looked up and recorded; paths are relative to the file.
 
 Examples:
   wharf component build component-constructor.yaml --to ctf:./transport
   wharf component build component-constructor.yaml --to localhost:5000/ocm
 
-Component versions are addressed as LOCATION//NAME[:VERSION], LOCATION being a registry base
-HOST[:PORT][/PATH] or ctf:PATH (a directory, .tar or .tgz).";
+Component versions are addressed as LOCATION//NAME[:VERSION], LOCATION being a
+registry base HOST[:PORT][/PATH] or ctf:PATH (a directory, .tar or .tgz).";
 
 const COMPONENT_TRANSFER_HELP: &str = "\
-With --copy-resources every OCI image resource is copied into the destination (under its original
-repository path below the destination's base, tag and digest kept) and referenced with a host-less
-relativeOciReference, so the component version stays valid under any URL the registry is read from
-(a reverse proxy, an in-cluster service name, a replica). --resource-mode local-blob stores the images
-inside the component version instead. Without --copy-resources, accesses stay as they are, except
-that references relative to the source become the absolute references they stand for. The
-descriptor's normalised digest (what signatures cover) never changes.
+With --copy-resources every OCI image resource is copied into the destination
+(under its original repository path below the destination's base, tag and
+digest kept) and referenced with a host-less relativeOciReference, so the
+component version stays valid under any URL the registry is read from (a
+reverse proxy, an in-cluster service name, a replica). --resource-mode
+local-blob stores the images inside the component version instead. Without
+--copy-resources, accesses stay as they are, except that references relative
+to the source become the absolute references they stand for. The descriptor's
+normalised digest (what signatures cover) never changes.
 
 Examples:
-  wharf component transfer ctf:./transport//acme.org/app:1.0.0 localhost:5000/local/components --copy-resources
-  wharf component transfer registry.example.com/ocm//acme.org/app:1.0.0 ctf:./airgap.tgz --copy-resources --recursive
+  wharf component transfer ctf:./transport//acme.org/app:1.0.0 \\
+      localhost:5000/local/components --copy-resources
+  wharf component transfer registry.example.com/ocm//acme.org/app:1.0.0 \\
+      ctf:./airgap.tgz --copy-resources --recursive
 
-Component versions are addressed as LOCATION//NAME[:VERSION], LOCATION being a registry base
-HOST[:PORT][/PATH] or ctf:PATH (a directory, .tar or .tgz).";
+Component versions are addressed as LOCATION//NAME[:VERSION], LOCATION being a
+registry base HOST[:PORT][/PATH] or ctf:PATH (a directory, .tar or .tgz).";
 
 const COMPONENT_GET_HELP: &str = "\
 Examples:
   wharf component get localhost:5000/ocm//acme.org/app:1.0.0
   wharf component get localhost:5000/ocm//acme.org/app:1.0.0 --output json
   wharf component get localhost:5000/ocm//acme.org/app:1.0.0 --digest
-  wharf component get ctf:./transport//acme.org/app            # lists the versions";
+  wharf component get ctf:./transport//acme.org/app            # lists the \\
+      versions";
 
 const COMPONENT_DOWNLOAD_HELP: &str = "\
 Examples:
-  wharf component download localhost:5000/ocm//acme.org/app:1.0.0 --resource config -o config.yaml
-  wharf component download localhost:5000/ocm//acme.org/app:1.0.0 --resource image -o ./image-layout";
+  wharf component download localhost:5000/ocm//acme.org/app:1.0.0 --resource \\
+      config -O config.yaml
+  wharf component download localhost:5000/ocm//acme.org/app:1.0.0 --resource \\
+      image -O ./image-layout";
 
 const COMPONENT_IMAGE_REF_HELP: &str = "\
-Relative references and local artifacts resolve against the location given here, and absolute
-references into one of the descriptor's own repository contexts are rebased onto it (--no-rebase
-turns that off), so the answer is pullable from where the component version was read.
+Relative references and local artifacts resolve against the location given
+here, and absolute references into one of the descriptor's own repository
+contexts are rebased onto it (--no-rebase turns that off), so the answer is
+pullable from where the component version was read.
 
 Examples:
-  wharf component image-ref cluster-registry.svc/local/components//acme.org/app:1.0.0 --resource image";
+  wharf component image-ref \\
+      cluster-registry.svc/local/components//acme.org/app:1.0.0 --resource \\
+      image";
 
 #[derive(Debug, Args)]
 pub struct ComponentBuildArgs {
@@ -782,7 +858,7 @@ pub struct ComponentTransferArgs {
     #[command(flatten)]
     pub sides: TwoSidedArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -806,7 +882,7 @@ pub struct ComponentGetArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = DocumentFormat::Yaml)]
+    #[arg(short, long, value_enum, default_value_t = DocumentFormat::Yaml)]
     pub output: DocumentFormat,
 }
 
@@ -827,9 +903,9 @@ pub struct ComponentDownloadArgs {
     /// The resource's name.
     #[arg(long, value_name = "NAME")]
     pub resource: String,
-    /// Output file (local blobs) or OCI layout directory (images).
-    #[arg(short, long, value_name = "PATH")]
-    pub output: PathBuf,
+    /// The file (local blobs) or OCI layout directory (images) to write.
+    #[arg(short = 'O', long = "to", value_name = "PATH")]
+    pub to: PathBuf,
     /// Do not rebase absolute references into the descriptor's own repository contexts.
     #[arg(long)]
     pub no_rebase: bool,
@@ -860,22 +936,26 @@ pub enum ImageIndexCommand {
 }
 
 const INDEX_CREATE_HELP: &str = "\
-An index in team/app may group children whose home is a repository below it: team/app/cli,
-team/app/docs, team/app/sbom/spdx. Each child's entry carries the annotation
-dev.wharf.ref.repository (its repository relative to the index's, e.g. cli) and, with a tag,
-dev.wharf.ref.tag; the index has artifactType application/vnd.wharf.bundle.v1+json. wharf copy,
-sync, verify and inspect --tree read each child from its nested repository, and copies put it at the
-same relative path. Registries that want every child in the index's own repository (most do) get
-copies of the children there too, tagged wharf-<hex>, so plain clients pull the index as any other;
-the index's bytes and digest stay the same everywhere.
+An index in team/app may group children whose home is a repository below it:
+team/app/cli, team/app/docs, team/app/sbom/spdx. Each child's entry carries
+the annotation dev.wharf.ref.repository (its repository relative to the
+index's, e.g. cli) and, with a tag, dev.wharf.ref.tag; the index has
+artifactType application/vnd.wharf.bundle.v1+json. wharf copy, sync, verify
+and inspect --tree read each child from its nested repository, and copies put
+it at the same relative path. Registries that want every child in the index's
+own repository (most do) get copies of the children there too, tagged
+wharf-<hex>, so plain clients pull the index as any other; the index's bytes
+and digest stay the same everywhere.
 
-A CHILD is PATH:TAG or PATH@DIGEST below REF's repository (cli:1.0, sbom/spdx@sha256:…), the same
-with REF's repository in front (registry.example.com/team/app/cli:1.0), or a digest in REF's own
-repository.
+A CHILD is PATH:TAG or PATH@DIGEST below REF's repository (cli:1.0,
+sbom/spdx@sha256:…), the same with REF's repository in front
+(registry.example.com/team/app/cli:1.0), or a digest in REF's own repository.
 
 Examples:
-  wharf index create registry.example.com/team/app:1.0 cli:1.0 docs:1.0 sbom/spdx:1.0
-  wharf index create localhost:5000/team/app:1.0 cli@sha256:4c1e… --annotation org.opencontainers.image.version=1.0";
+  wharf index create registry.example.com/team/app:1.0 cli:1.0 docs:1.0 \\
+      sbom/spdx:1.0
+  wharf index create localhost:5000/team/app:1.0 cli@sha256:4c1e… \\
+      --annotation org.opencontainers.image.version=1.0";
 
 #[derive(Debug, Args)]
 pub struct IndexCreateArgs {
@@ -894,7 +974,7 @@ pub struct IndexCreateArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -915,10 +995,12 @@ pub enum BundleCommand {
 }
 
 const BUNDLE_PUSH_HELP: &str = "\
-DIR must hold .imgpkg/images.yml (an ImagesLock whose images are all locked by digest, as kbld
-writes it) and may hold .imgpkg/bundle.yml; it may hold no other .imgpkg directory. The bundle is
-built as imgpkg builds it (files in lexical order, owner-only modes, zero times), so the same files
-always give the same digest, and pushed under the tag (latest if none) and sha256-<hex>.imgpkg.
+DIR must hold .imgpkg/images.yml (an ImagesLock whose images are all locked by
+digest, as kbld writes it) and may hold .imgpkg/bundle.yml; it may hold no
+other .imgpkg directory. The bundle is built as imgpkg builds it (files in
+lexical order, owner-only modes, zero times), so the same files always give
+the same digest, and pushed under the tag (latest if none) and
+sha256-<hex>.imgpkg.
 
 Examples:
   wharf bundle push ./my-app registry.example.com/team/app-bundle:1.0
@@ -926,36 +1008,45 @@ Examples:
   wharf bundle push ./my-app localhost:5000/app-bundle:1.0 --label team=platform";
 
 const BUNDLE_COPY_HELP: &str = "\
-Everything lands in the one destination repository, digests unchanged, each manifest tagged
-sha256-<hex>.imgpkg (imgpkg's --to-repo placement). Each image is read from the bundle's own
-repository when it is there (a bundle copied before), else from the reference in its lock. Once
-every image is at the destination, wharf writes one location record per bundle, exactly as imgpkg
-does (tag sha256-<bundle>.image-locations.imgpkg, plus an OCI artifact whose subject is the bundle,
-for referrers-aware tools), then the tag: the destination's, else the source's. A copy that fails
-writes no record and no tag; running it again sends only what is missing.
+Everything lands in the one destination repository, digests unchanged, each
+manifest tagged sha256-<hex>.imgpkg (imgpkg's --to-repo placement). Each image
+is read from the bundle's own repository when it is there (a bundle copied
+before), else from the reference in its lock. Once every image is at the
+destination, wharf writes one location record per bundle, exactly as imgpkg
+does (tag sha256-<bundle>.image-locations.imgpkg, plus an OCI artifact whose
+subject is the bundle, for referrers-aware tools), then the tag: the
+destination's, else the source's. A copy that fails writes no record and no
+tag; running it again sends only what is missing.
 
-SOURCE is a bundle location, a BundleLock file, or an archive written by wharf (oci-archive:FILE,
-whose one bundle is found by its tag or its records). DESTINATION is a repository in a registry,
-layout or CTF, or an archive (oci-archive:FILE, resumable like every wharf archive).
+SOURCE is a bundle location, a BundleLock file, or an archive written by wharf
+(oci-archive:FILE, whose one bundle is found by its tag or its records).
+DESTINATION is a repository in a registry, layout or CTF, or an archive
+(oci-archive:FILE, resumable like every wharf archive).
 
 Examples:
-  wharf bundle copy registry.example.com/team/app-bundle:1.0 mirror.internal/apps/app-bundle
-  wharf bundle copy bundle.lock.yml mirror.internal/apps/app-bundle --lock-output copied.lock.yml
-  wharf bundle copy registry.example.com/team/app-bundle:1.0 oci-archive:./app-bundle.tar
-  wharf bundle copy oci-archive:./app-bundle.tar registry.internal/apps/app-bundle
-  wharf bundle copy registry.example.com/team/app-bundle:1.0 mirror.internal/apps/app-bundle --dry-run";
+  wharf bundle copy registry.example.com/team/app-bundle:1.0 \\
+      mirror.internal/apps/app-bundle
+  wharf bundle copy bundle.lock.yml mirror.internal/apps/app-bundle \\
+      --lock-output copied.lock.yml
+  wharf bundle copy registry.example.com/team/app-bundle:1.0 \\
+      oci-archive:./app-bundle.tar
+  wharf bundle copy oci-archive:./app-bundle.tar \\
+      registry.internal/apps/app-bundle
+  wharf bundle copy registry.example.com/team/app-bundle:1.0 \\
+      mirror.internal/apps/app-bundle --dry-run";
 
 const BUNDLE_PULL_HELP: &str = "\
-Where the images are decides what .imgpkg/images.yml says, by imgpkg's rules: when the bundle's
-repository holds a location record, every image is there (no probing); otherwise each image is
-looked up in the bundle's repository, and only if all are there are they pointed at it; otherwise
-the lock keeps its references. Order and annotations are kept. With --recursive every nested bundle
-is written below .imgpkg/bundles/sha256-<hex>/ with its own lock rewritten the same way. The files
-appear in DIR only once all are written.
+Where the images are decides what .imgpkg/images.yml says, by imgpkg's rules:
+when the bundle's repository holds a location record, every image is there (no
+probing); otherwise each image is looked up in the bundle's repository, and
+only if all are there are they pointed at it; otherwise the lock keeps its
+references. Order and annotations are kept. With --recursive every nested
+bundle is written below .imgpkg/bundles/sha256-<hex>/ with its own lock
+rewritten the same way. The files appear in DIR only once all are written.
 
 Examples:
-  wharf bundle pull mirror.internal/apps/app-bundle:1.0 -o ./app
-  wharf bundle pull mirror.internal/apps/app-bundle:1.0 -o ./app --recursive";
+  wharf bundle pull mirror.internal/apps/app-bundle:1.0 -O ./app
+  wharf bundle pull mirror.internal/apps/app-bundle:1.0 -O ./app --recursive";
 
 const BUNDLE_LOCATIONS_HELP: &str = "\
 Examples:
@@ -979,7 +1070,7 @@ pub struct BundlePushArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -1023,7 +1114,7 @@ pub struct CopyFlags {
     #[command(flatten)]
     pub sides: TwoSidedArgs,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
@@ -1033,7 +1124,7 @@ pub struct BundlePullArgs {
     #[arg(value_name = "BUNDLE")]
     pub bundle: String,
     /// The directory to write (created; must be empty unless --replace).
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    #[arg(short = 'O', long = "to", value_name = "DIR")]
     pub dir: PathBuf,
     /// Also write every nested bundle, below .imgpkg/bundles/sha256-<hex>/.
     #[arg(long)]
@@ -1053,7 +1144,7 @@ pub struct BundleLocationsArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 

@@ -486,6 +486,7 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -
             }
         }
     }
+    refuse_shared_destinations(&mut expanded);
     if let Some(shard) = options.shard {
         expanded
             .roots
@@ -496,6 +497,43 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -
         expanded.retry.images.retain(|i| shard.takes(&i.source));
     }
     expanded
+}
+
+/// Roots of different sources that would write the same destination tag are not copied (which
+/// one ended there would depend on timing): each fails naming the other. The same root listed
+/// twice is copied once.
+fn refuse_shared_destinations(expanded: &mut Expanded) {
+    let mut by_destination: std::collections::BTreeMap<String, Vec<Root>> = Default::default();
+    for root in expanded.roots.drain(..) {
+        let sources = by_destination
+            .entry(root.destination.to_string())
+            .or_default();
+        if !sources.iter().any(|r| r.source == root.source) {
+            sources.push(root);
+        }
+    }
+    for (destination, roots) in by_destination {
+        if roots.len() == 1 || roots.iter().all(|r| r.destination.tag.is_none()) {
+            expanded.roots.extend(roots);
+            continue;
+        }
+        for root in &roots {
+            let others: Vec<String> = roots
+                .iter()
+                .filter(|r| r.source != root.source)
+                .map(|r| r.source.to_string())
+                .collect();
+            expanded.failures.push(RootResult::failed(
+                root.source.to_string(),
+                destination.clone(),
+                Some(format!(
+                    "{destination} is also the destination of {}: give one of them another destination",
+                    others.join(", ")
+                )),
+            ));
+            add_missing(&mut expanded.retry.images, vec![root.spec.clone()]);
+        }
+    }
 }
 
 async fn expand_image(

@@ -306,7 +306,7 @@ async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
         let store = repository.read_store(&repository.component_path(cv.descriptor.name()))?;
         let target = format!("{} {}", store.location(), blob.digest);
         let mut body = verified(&blob, Op::Fetch, target, store.fetch(&blob).await?);
-        let output = &args.output;
+        let output = &args.to;
         let parent = output
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -328,7 +328,7 @@ async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (store, root) = ocm::resolve_image(&located, &session).await?;
-    let layout = Layout::create(args.output.clone()).await?;
+    let layout = Layout::create(args.to.clone()).await?;
     let tag = match &located {
         Located::Within { tag, .. } => tag.clone(),
         Located::External(reference) => reference.tag().map(str::to_owned),
@@ -348,7 +348,7 @@ async fn download(args: ComponentDownloadArgs) -> Result<ExitCode> {
         "downloaded {} ({}) to oci:{}",
         args.resource,
         root.digest,
-        args.output.display()
+        args.to.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ mod verify;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use clap::CommandFactory;
 use wharf_store::{Address, Location};
 
 use crate::args::{Command, LogFormat};
@@ -37,6 +38,17 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Index(command) => index::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Completion(args) => {
+            let mut cli = crate::args::Cli::command();
+            clap_complete::generate(args.shell, &mut cli, "wharf", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::args::Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

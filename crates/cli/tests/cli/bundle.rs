@@ -300,7 +300,7 @@ fn seed_scenario_bundle_and_images_behind_other_credentials_relocated_then_pulle
             "bundle",
             "pull",
             &format!("{target}:1.0"),
-            "-o",
+            "-O",
             out.to_str().unwrap(),
         ],
     )
@@ -369,7 +369,7 @@ fn seed_scenario_bundle_and_images_behind_other_credentials_relocated_then_pulle
             "bundle",
             "pull",
             &format!("{second}:1.0"),
-            "-o",
+            "-O",
             out.to_str().unwrap(),
         ],
     )
@@ -474,7 +474,7 @@ fn nested_bundles_three_levels_deep_with_a_shared_sub_bundle() {
             "pull",
             "--recursive",
             &format!("{target}:1"),
-            "-o",
+            "-O",
             out.to_str().unwrap(),
         ],
     )
@@ -716,7 +716,7 @@ fn bad_input_gets_one_line_and_writes_nothing() {
     let pull = |tag: &str| {
         wharf(
             dir,
-            &["bundle", "pull", &source(tag), "-o", out.to_str().unwrap()],
+            &["bundle", "pull", &source(tag), "-O", out.to_str().unwrap()],
         )
     };
     pull("two-layers").fails_with(&["bundle", "has 2 layers", "exactly one"]);
@@ -797,7 +797,7 @@ fn bundles_travel_through_archives_sync_files_and_plain_copies() {
             "bundle",
             "pull",
             reference.as_str(),
-            "-o",
+            "-O",
             out.to_str().unwrap(),
         ];
         args.extend(extra);
@@ -820,7 +820,7 @@ fn bundles_travel_through_archives_sync_files_and_plain_copies() {
     let reference = format!("{restored}:1.0");
     wharf(
         &out,
-        &["bundle", "pull", &reference, "-o", ".", "--replace"],
+        &["bundle", "pull", &reference, "-O", ".", "--replace"],
     )
     .fails_with(&["current directory"]);
 

@@ -98,7 +98,7 @@ fn assert_resolves(dir: &Path, location: &str, image_digest: &str, out: &str) {
             &address,
             "--resource",
             "image--busybox",
-            "-o",
+            "-O",
             layout.to_str().unwrap(),
         ],
     )
@@ -123,7 +123,7 @@ fn assert_resolves(dir: &Path, location: &str, image_digest: &str, out: &str) {
             &address,
             "--resource",
             "config",
-            "-o",
+            "-O",
             file.to_str().unwrap(),
         ],
     )
@@ -489,7 +489,7 @@ fn writes_and_reads_ctfs_the_way_ocm_does() {
             &address,
             "--resource",
             "notes",
-            "-o",
+            "-O",
             "notes.txt",
         ],
     )
@@ -648,7 +648,7 @@ fn round_trip_keeps_every_digest() {
             &format!("{first}/inside//{NAME}:0.1.0"),
             "--resource",
             "image--busybox",
-            "-o",
+            "-O",
             "inside-image",
         ],
     )

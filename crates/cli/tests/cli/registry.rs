@@ -629,8 +629,14 @@ fn tls_with_a_private_ca() {
     let target = format!("{}/tls/app:1.0", served.addr());
     let source = format!("oci:{}:1.0", sample.display());
     let cert_dir = tls.ca.parent().unwrap().to_str().unwrap();
-    // A certificate from an unknown CA is refused, even on loopback.
-    wharf(dir, &["copy", &source, &target]).fails_with(&[served.addr(), "certificate"]);
+    // A certificate from an unknown CA is refused, even on loopback, in words with the fix.
+    let refused = wharf(dir, &["copy", &source, &target]).fails_with(&[
+        served.addr(),
+        "signed by an unknown authority",
+        "--cert-dir",
+        "--tls-verify=false",
+    ]);
+    assert!(!refused.contains("plain HTTP"), "{refused}");
     wharf(dir, &["copy", "--cert-dir", cert_dir, &source, &target]).ok();
     wharf(
         dir,
@@ -649,6 +655,54 @@ fn tls_with_a_private_ca() {
     );
     wharf(dir, &["inspect", "--cert-dir", "nowhere", &target])
         .fails_with(&["certificate directory nowhere"]);
+
+    // A self-signed certificate from a plain `openssl req -x509` (marked as a CA), used directly
+    // as the server's: accepted from --cert-dir, as skopeo accepts it.
+    let own = dir.join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(own.join("key.pem"))
+        .arg("-out")
+        .arg(own.join("cert.crt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let selfsigned = serve(
+        &own,
+        &[
+            "--tls-cert",
+            own.join("cert.crt").to_str().unwrap(),
+            "--tls-key",
+            own.join("key.pem").to_str().unwrap(),
+        ],
+    );
+    let target = format!("{}/tls/app:1.0", selfsigned.addr());
+    let certs = dir.join("own-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(own.join("cert.crt"), certs.join("cert.crt")).unwrap();
+    wharf(dir, &["copy", &source, &target]).fails_with(&["not trusted"]);
+    wharf(
+        dir,
+        &[
+            "copy",
+            "--cert-dir",
+            certs.to_str().unwrap(),
+            &source,
+            &target,
+        ],
+    )
+    .ok();
 }
 
 #[test]

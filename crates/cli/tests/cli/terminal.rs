@@ -4,16 +4,22 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{gen_layout, seed_images, serve, temp};
+use crate::util::{gen_layout, htpasswd, seed_images, serve, temp};
 
 /// Runs wharf with `args` on a 120-column pseudo-terminal; returns its exit status and everything it
 /// wrote there.
 fn on_terminal(dir: &Path, args: &[&str]) -> (bool, String) {
+    typed_on_terminal(dir, args, "")
+}
+
+/// [`on_terminal`], with `typed` entered at the terminal.
+fn typed_on_terminal(dir: &Path, args: &[&str], typed: &str) -> (bool, String) {
+    use std::io::{Read, Write};
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_wharf"))
         .chain(args.iter().copied())
         .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
         .collect();
-    let output = Command::new("script")
+    let mut child = Command::new("script")
         .args([
             "-qefc",
             &format!("stty cols 120 rows 40; {}", quoted.join(" ")),
@@ -22,11 +28,27 @@ fn on_terminal(dir: &Path, args: &[&str]) -> (bool, String) {
         .current_dir(dir)
         .env("XDG_CACHE_HOME", dir.join(".cache"))
         .env_remove("RUST_LOG")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("script (util-linux) runs");
+    // What is typed goes in once wharf has asked (its prompt ends with `: `), as a person would:
+    // typed earlier, the terminal would echo it before wharf could turn echoing off.
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    if !typed.is_empty() {
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b": ") && stdout.read(&mut byte).unwrap_or(0) == 1 {
+            seen.push(byte[0]);
+        }
+    }
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(typed.as_bytes()).unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
     (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
+        status.success(),
+        String::from_utf8_lossy(&seen).into_owned(),
     )
 }
 
@@ -121,4 +143,34 @@ fn a_one_gib_copy_shows_bytes_and_an_eta_that_move_with_them() {
     let distinct: std::collections::BTreeSet<u64> = etas.iter().map(|e| *e as u64).collect();
     assert!(distinct.len() >= 2, "the ETA moves: {etas:?}\n{drawn}");
     assert!(drawn.contains("Copied "), "{drawn}");
+}
+
+#[test]
+fn login_asks_for_the_password_on_a_terminal_without_echoing_it() {
+    let dir = temp();
+    let dir = dir.path();
+    let file = htpasswd(dir);
+    let served = serve(dir, &["--htpasswd", file.to_str().unwrap()]);
+    let (ok, drawn) = typed_on_terminal(
+        dir,
+        &[
+            "login",
+            served.addr(),
+            "-u",
+            "alice",
+            "--authfile",
+            "auth.json",
+        ],
+        "s3cret\n",
+    );
+    assert!(ok, "{drawn}");
+    assert!(
+        drawn.contains(&format!("Password for alice@{}:", served.addr())),
+        "{drawn}"
+    );
+    assert!(drawn.contains("Login succeeded"), "{drawn}");
+    assert!(
+        !drawn.contains("s3cret"),
+        "the password was echoed: {drawn}"
+    );
 }

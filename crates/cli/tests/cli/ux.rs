@@ -2,7 +2,9 @@
 //! found before any request, and JSON that reads the same everywhere. Each case checks the message,
 //! the exit status and that nothing was written.
 
-use crate::util::{TestProxy, htpasswd, json, sample_layout, serve, temp, wharf};
+use crate::util::{
+    TestProxy, gen_layout, htpasswd, json, layout_manifest, sample_layout, serve, temp, wharf,
+};
 
 #[test]
 fn other_tools_notations_say_which_form_to_use_and_write_nothing() {
@@ -121,4 +123,87 @@ fn skopeo_flags_work_as_skopeo_users_type_them() {
         ],
     );
     refused.fails_with(&[&format!("{} requires credentials", served.addr())]);
+}
+
+/// The subcommands `wharf ARGS --help` lists.
+fn subcommands(dir: &std::path::Path, path: &[String]) -> Vec<String> {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let help = wharf(dir, &args).ok();
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_help_fits_80_columns_and_completions_and_the_manual_are_generated() {
+    let dir = temp();
+    let dir = dir.path();
+    let mut pending: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = wharf(dir, &args).ok();
+        for line in help.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "wharf {path:?} --help: {line:?}"
+            );
+        }
+        seen += 1;
+        for sub in subcommands(dir, &path) {
+            let mut deeper = path.clone();
+            deeper.push(sub);
+            pending.push(deeper);
+        }
+    }
+    assert!(seen > 25, "only {seen} help pages");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = wharf(dir, &["completion", shell]).ok();
+        assert!(
+            script.contains("sync") && script.contains("--tls-verify"),
+            "{shell}"
+        );
+    }
+    let manual = wharf(dir, &["man"]).ok();
+    assert!(
+        manual.starts_with(".ie") || manual.contains(".TH wharf"),
+        "{manual}"
+    );
+}
+
+#[test]
+fn two_entries_writing_one_tag_are_both_refused_and_the_rest_copied() {
+    let dir = temp();
+    let dir = dir.path();
+    gen_layout(&dir.join("gen"), 2, 1, 0, "4K");
+    std::fs::write(
+        dir.join("sync.yaml"),
+        "images:\n\
+         - {source: \"oci:gen:img0\", destination: \"oci:out:app:1\"}\n\
+         - {source: \"oci:gen:img1\", destination: \"oci:out:app:1\"}\n\
+         - {source: \"oci:gen:img0\", destination: \"oci:out:ok:1\"}\n",
+    )
+    .unwrap();
+    let run = wharf(dir, &["sync", "--file", "sync.yaml", "--output", "json"]);
+    assert!(!run.status.success());
+    let report = json(&run.stdout);
+    assert_eq!(report["totals"]["failed"], 2, "{report}");
+    assert_eq!(report["totals"]["copied"], 1, "{report}");
+    assert!(
+        run.stderr
+            .contains("oci:out:app:1 is also the destination of oci:gen:img1"),
+        "{}",
+        run.stderr
+    );
+    assert!(layout_manifest(&dir.join("out"), "ok:1").is_object());
+    let index = std::fs::read_to_string(dir.join("out/index.json")).unwrap();
+    assert!(!index.contains("app:1"), "{index}");
 }

@@ -339,6 +339,8 @@ impl Host {
                     .map_err(|e| ErrorKind::Invalid(format!("registry host {}: {e}", self.name)))?;
                 match self.ping(&https).await {
                     Ok(()) => Ok(https),
+                    // It speaks TLS: plain HTTP would only add noise to the message.
+                    Err(https_error) if is_certificate_problem(&https_error) => Err(https_error),
                     Err(https_error) if self.allow_http => {
                         tracing::debug!(host = %self.name, "HTTPS failed ({https_error}); trying HTTP");
                         let http =
@@ -722,12 +724,38 @@ pub fn network_error(target: &str, error: &reqwest::Error) -> ErrorKind {
         deepest = Some(e.to_string());
         source = e.source();
     }
+    if let Some(problem) = deepest.as_deref().and_then(certificate_problem) {
+        return ErrorKind::Network(format!(
+            "{target} answered with a certificate that is not trusted ({problem}): put its CA \
+             certificate (or the certificate itself) in a directory given with --cert-dir, or \
+             skip the check with --tls-verify=false"
+        ));
+    }
     if let Some(cause) = deepest {
         message += &format!(": {cause}");
     } else if error.is_timeout() {
         message += ": timed out";
     }
     ErrorKind::Network(message)
+}
+
+/// A TLS certificate failure, in words, from the TLS library's message.
+fn certificate_problem(cause: &str) -> Option<&'static str> {
+    let detail = cause.strip_prefix("invalid peer certificate: ")?;
+    Some(match detail {
+        d if d.starts_with("UnknownIssuer") => "signed by an unknown authority",
+        d if d.contains("CaUsedAsEndEntity") => "a CA certificate used as the server's own",
+        d if d.starts_with("NotValidForName") => "not issued for this host name",
+        d if d.starts_with("Expired") => "expired",
+        d if d.starts_with("NotValidYet") => "not valid yet",
+        d if d.starts_with("Revoked") => "revoked",
+        _ => "rejected by the TLS library",
+    })
+}
+
+/// True for an error that says the server speaks TLS with a certificate not trusted here.
+pub fn is_certificate_problem(error: &ErrorKind) -> bool {
+    matches!(error, ErrorKind::Network(m) if m.contains("a certificate that is not trusted"))
 }
 
 #[derive(Deserialize)]

@@ -16,9 +16,9 @@ mod credentials;
 mod mirrors;
 mod quirks;
 mod throttle;
+mod tls;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,12 +110,12 @@ impl Clients {
                 .connect_timeout(CONNECT_TIMEOUT.min(options.idle_timeout))
                 .pool_max_idle_per_host(32)
         };
-        let mut strict = builder().tls_danger_accept_invalid_certs(!options.tls_verify);
-        if let Some(dir) = &options.cert_dir {
-            for certificate in read_cert_dir(dir).map_err(fail)? {
-                strict = strict.add_root_certificate(certificate);
+        let strict = match &options.cert_dir {
+            Some(dir) if options.tls_verify => {
+                builder().tls_backend_preconfigured(tls::with_cert_dir(dir).map_err(fail)?)
             }
-        }
+            _ => builder().tls_danger_accept_invalid_certs(!options.tls_verify),
+        };
         let client = strict.build().map_err(|e| fail(e.to_string()))?;
         let lenient_client = builder()
             .tls_danger_accept_invalid_certs(true)
@@ -348,28 +348,6 @@ impl Namespace for RegistryNamespace {
     }
 }
 
-fn read_cert_dir(dir: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("certificate directory {}: {e}", dir.display()))?;
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let is_cert = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e == "crt" || e == "pem");
-        if !is_cert {
-            continue;
-        }
-        let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        out.extend(certs);
-    }
-    Ok(out)
-}
-
-/// Loopback hosts may use plain HTTP, as Docker allows for 127.0.0.0/8.
 fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
