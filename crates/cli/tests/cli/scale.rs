@@ -2,7 +2,7 @@
 //! that makes a sync into a new place mount instead of upload (stale entries, processes sharing
 //! it), and shares of one sync run as separate processes and merged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::util::{
     DockerRegistry, Run, TestProxy, bounded, descriptor_of, finish_within, gen_layout, http, json,
@@ -102,16 +102,27 @@ fn sync_into(dir: &Path, layout: &Path, images: usize, host: &str, prefix: &str,
     wharf(dir, &args).ok();
 }
 
+/// docker-registry behind a proxy that counts requests, and `images` generated images (3 layers,
+/// one shared by all) in a layout at `dir/gen`.
+fn counted_registry_and_images(
+    dir: &Path,
+    images: usize,
+    layer_size: &str,
+) -> (DockerRegistry, TestProxy, PathBuf) {
+    let registry = DockerRegistry::start(None);
+    let proxy = TestProxy::start(&registry.addr, None);
+    let layout = dir.join("gen");
+    gen_layout(&layout, images, 3, 1, layer_size);
+    (registry, proxy, layout)
+}
+
 #[test]
 fn a_sync_into_a_new_place_mounts_what_the_cache_saw_and_survives_a_stale_entry() {
     let dir = temp();
     let dir = dir.path();
-    let registry = DockerRegistry::start(None);
-    let proxy = TestProxy::start(&registry.addr, None);
-    let host = proxy.host();
-    let layout = dir.join("gen");
     let images = 6;
-    gen_layout(&layout, images, 3, 1, "16K");
+    let (registry, proxy, layout) = counted_registry_and_images(dir, images, "16K");
+    let host = proxy.host();
     sync_into(dir, &layout, images, &host, "one", &[]);
     let (uploads, _, _) = uploads_and_mounts(&proxy);
     assert!(uploads > images, "the first run uploads: {uploads}");
@@ -161,12 +172,9 @@ fn a_sync_into_a_new_place_mounts_what_the_cache_saw_and_survives_a_stale_entry(
 fn wharf_processes_sharing_the_cache_leave_it_whole() {
     let dir = temp();
     let dir = dir.path();
-    let registry = DockerRegistry::start(None);
-    let proxy = TestProxy::start(&registry.addr, None);
-    let host = proxy.host();
-    let layout = dir.join("gen");
     let images = 8;
-    gen_layout(&layout, images, 3, 1, "8K");
+    let (_registry, proxy, layout) = counted_registry_and_images(dir, images, "8K");
+    let host = proxy.host();
     let spawn = |range: std::ops::Range<usize>, prefix: &str| {
         let mut command = wharf_command(dir, &["sync", "-q", "--to", &format!("{host}/{prefix}")]);
         command.args(range.map(|i| format!("oci:{}:img{i}", layout.display())));
