@@ -3,7 +3,8 @@
 //! the exit status and that nothing was written.
 
 use crate::util::{
-    TestProxy, gen_layout, htpasswd, json, layout_manifest, sample_layout, serve, temp, wharf,
+    TestProxy, bounded, finish_within, gen_layout, htpasswd, json, layout_manifest, sample_layout,
+    serve, temp, wharf, wharf_command,
 };
 
 #[test]
@@ -206,4 +207,76 @@ fn two_entries_writing_one_tag_are_both_refused_and_the_rest_copied() {
     assert!(layout_manifest(&dir.join("out"), "ok:1").is_object());
     let index = std::fs::read_to_string(dir.join("out/index.json")).unwrap();
     assert!(!index.contains("app:1"), "{index}");
+}
+
+#[test]
+fn ctrl_c_says_what_was_kept_and_the_same_command_carries_on() {
+    let dir = temp();
+    let dir = dir.path();
+    gen_layout(&dir.join("gen"), 4, 2, 0, "64M");
+    let served = serve(dir, &[]);
+    let args = [
+        "sync",
+        "--no-cache",
+        "-j",
+        "1",
+        "--images-at-once",
+        "1",
+        "--to",
+        served.addr(),
+        "oci:gen:img0",
+        "oci:gen:img1",
+        "oci:gen:img2",
+        "oci:gen:img3",
+    ];
+    let child = bounded(&mut wharf_command(dir, &args)).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let interrupted = finish_within(child, std::time::Duration::from_secs(20), "sync");
+    assert_eq!(
+        interrupted.status.code(),
+        Some(130),
+        "{}",
+        interrupted.stderr
+    );
+    let said: Vec<&str> = interrupted
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("interrupted: "))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", interrupted.stderr);
+    assert!(
+        said[0].contains("run the same command again"),
+        "{}",
+        said[0]
+    );
+    let report = json(&wharf(dir, &[&args[..], &["--output", "json"]].concat()).ok());
+    assert_eq!(report["totals"]["failed"], 0, "{report}");
+    assert_eq!(report["version"], 1);
+    let verified = wharf(dir, &["verify", &format!("{}/gen:img3", served.addr())]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+}
+
+#[test]
+fn serve_listens_on_every_interface_for_a_bare_port() {
+    let dir = temp();
+    let dir = dir.path();
+    let mut child = wharf_command(dir, &["serve", "--root", "r", "--listen", ":0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.starts_with("listening on http://0.0.0.0:"), "{first}");
 }

@@ -347,6 +347,10 @@ impl Host {
                             Url::parse(&format!("http://{}/", self.api_host())).expect("valid");
                         match self.ping(&http).await {
                             Ok(()) => Ok(http),
+                            // The same failure both ways (nothing listening) is said once.
+                            Err(http_error) if http_error.to_string() == https_error.to_string() => {
+                                Err(https_error)
+                            }
                             // Report both: the HTTPS failure is usually the one that explains.
                             Err(http_error) => Err(ErrorKind::Network(format!(
                                 "{https_error}; over plain HTTP: {http_error}"
