@@ -29,6 +29,7 @@ mod error;
 mod listen;
 mod metrics;
 mod request_body;
+pub mod s3;
 pub mod storage;
 
 use std::net::SocketAddr;

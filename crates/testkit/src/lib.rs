@@ -17,7 +17,7 @@ mod servers;
 
 pub use proxy::{ChaosKind, Fault, FaultAction, Record, TestProxy, TokenAuth};
 pub use servers::{
-    DockerRegistry, Nginx, ServeSetup, TlsFiles, WharfServe, free_port, wait_for_registry,
+    DockerRegistry, Moto, Nginx, ServeSetup, TlsFiles, WharfServe, free_port, wait_for_registry,
 };
 
 /// Writes the demo's multi-arch sample image (linux/amd64, linux/arm64/v8; two layers each) into an OCI

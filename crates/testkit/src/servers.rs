@@ -315,3 +315,63 @@ impl Drop for Nginx {
         stop(&mut self.child);
     }
 }
+
+/// moto's standalone S3 server (from PyPI, in the venv `scripts/setup-peers` makes) on a free port:
+/// an S3-compatible object store on loopback. It checks no signatures.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts it; the venv is `$WHARF_VENV`, else `~/.cache/wharf/venv`, else `moto_server` on PATH.
+    pub fn start() -> Moto {
+        let venv = std::env::var_os("WHARF_VENV")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wharf/venv")));
+        let binary = venv
+            .map(|v| v.join("bin/moto_server"))
+            .filter(|b| b.exists())
+            .unwrap_or_else(|| PathBuf::from("moto_server"));
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("moto_server is needed for this test ({e}); run scripts/setup-peers")
+            });
+        let addr = format!("127.0.0.1:{port}");
+        wait_for_registry(&addr);
+        Moto {
+            child,
+            endpoint: format!("http://{addr}"),
+        }
+    }
+
+    /// Creates bucket `name`.
+    pub fn create_bucket(&self, name: &str) {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).expect("moto answers");
+        write!(
+            stream,
+            "PUT /{name} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer read");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "creating bucket {name}: {answer}"
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

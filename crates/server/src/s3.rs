@@ -1,0 +1,565 @@
+//! An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Garage, moto), reached with presigned requests:
+//! rusty-s3 signs each one, reqwest sends it, bodies stream both ways. It is where `wharf serve` keeps
+//! a registry on object storage: objects under a key prefix, written whole, read whole or by range,
+//! listed by prefix, large ones in multipart uploads, and `If-None-Match: *` for writes that must not
+//! replace what another instance wrote.
+//!
+//! Settings come from the standard variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+//! `AWS_SESSION_TOKEN`, else the profile `AWS_PROFILE` (default `default`) of
+//! `AWS_SHARED_CREDENTIALS_FILE` (default `~/.aws/credentials`); `AWS_REGION` (or
+//! `AWS_DEFAULT_REGION`, default `us-east-1`); `AWS_ENDPOINT_URL` for stores other than AWS, which
+//! are then addressed path-style, over plain HTTP only when the endpoint says `http://`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use rusty_s3::actions::{
+    CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, S3Action, UploadPart,
+};
+use rusty_s3::{Credentials, UrlStyle};
+use url::Url;
+
+/// How long a signature is valid for a request sent at once.
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Why the bucket cannot be used, or an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// The storage URL or the settings are unusable.
+    #[error("{0}")]
+    Settings(String),
+    /// The store answered with an error.
+    #[error("{operation} {key}: {status} {code}{message}")]
+    Answer {
+        /// What was asked (`put`, `get`, …).
+        operation: &'static str,
+        /// The object, or the bucket.
+        key: String,
+        /// The HTTP status.
+        status: u16,
+        /// The S3 error code (`NoSuchBucket`, `AccessDenied`, …).
+        code: String,
+        /// The store's message, after `: `, if any.
+        message: String,
+    },
+    /// The store could not be reached, or the answer could not be read.
+    #[error("{operation} {key}: {error}")]
+    Network {
+        /// What was asked.
+        operation: &'static str,
+        /// The object, or the bucket.
+        key: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// An object found by [`Bucket::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The key, without the bucket's prefix.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, as the store says it (RFC 3339).
+    pub modified: String,
+}
+
+/// A bucket, and the key prefix everything lives under.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    bucket: rusty_s3::Bucket,
+    credentials: Option<Credentials>,
+    prefix: String,
+    client: reqwest::Client,
+}
+
+impl Bucket {
+    /// The bucket `s3://BUCKET[/PREFIX]` names, with settings read through `env` (the process
+    /// environment in production).
+    pub fn open(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Bucket, S3Error> {
+        let settings = |message: String| S3Error::Settings(format!("storage {url:?}: {message}"));
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| settings("expected s3://BUCKET[/PREFIX]".into()))?;
+        let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if name.is_empty() {
+            return Err(settings("no bucket named".into()));
+        }
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let region = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let (endpoint, style) = match env("AWS_ENDPOINT_URL") {
+            Some(endpoint) => (endpoint, UrlStyle::Path),
+            None => (
+                format!("https://s3.{region}.amazonaws.com"),
+                UrlStyle::VirtualHost,
+            ),
+        };
+        let endpoint = Url::parse(&endpoint)
+            .map_err(|e| settings(format!("AWS_ENDPOINT_URL {endpoint:?}: {e}")))?;
+        let bucket = rusty_s3::Bucket::new(endpoint, style, name.to_owned(), region)
+            .map_err(|e| settings(e.to_string()))?;
+        let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key), Some(secret)) => Some(match env("AWS_SESSION_TOKEN") {
+                Some(token) => Credentials::new_with_token(key, secret, token),
+                None => Credentials::new(key, secret),
+            }),
+            _ => profile_credentials(&env).map_err(settings)?,
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| settings(e.to_string()))?;
+        Ok(Bucket {
+            bucket,
+            credentials,
+            prefix: prefix.trim_matches('/').to_owned(),
+            client,
+        })
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    /// Checks that the bucket exists and the credentials may read it; the error names which.
+    pub async fn check(&self) -> Result<(), S3Error> {
+        let url = self
+            .bucket
+            .head_bucket(self.credentials.as_ref())
+            .sign(SIGNED_FOR);
+        let response = self
+            .send("check", self.name(), self.client.head(url))
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(S3Error::Settings(format!(
+                "bucket {} does not exist at {}",
+                self.name(),
+                self.bucket.base_url()
+            ))),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Err(S3Error::Settings(format!(
+                "bucket {}: the credentials were refused (AWS_ACCESS_KEY_ID, \
+                 AWS_SECRET_ACCESS_KEY or AWS_PROFILE)",
+                self.name()
+            ))),
+            _ => Err(answer("check", self.name(), response).await),
+        }
+    }
+
+    /// Writes an object whole. With `if_absent`, an object already there is left alone and the
+    /// answer is false (the store's `If-None-Match: *`).
+    pub async fn put(&self, key: &str, body: Bytes, if_absent: bool) -> Result<bool, S3Error> {
+        let full = self.key(key);
+        let url = self
+            .bucket
+            .put_object(self.credentials.as_ref(), &full)
+            .sign(SIGNED_FOR);
+        let mut request = self.client.put(url).body(body);
+        if if_absent {
+            request = request.header("if-none-match", "*");
+        }
+        let response = self.send("put", key, request).await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT if if_absent => Ok(false),
+            _ => Err(answer("put", key, response).await),
+        }
+    }
+
+    /// Reads an object, or the bytes `range` of it (`start..end`, end exclusive; `None` for the
+    /// rest); `None` when there is no such object.
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<Option<reqwest::Response>, S3Error> {
+        let full = self.key(key);
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), &full)
+            .sign(SIGNED_FOR);
+        let mut request = self.client.get(url);
+        if let Some((start, end)) = range {
+            let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();
+            request = request.header("range", format!("bytes={start}-{end}"));
+        }
+        let response = self.send("get", key, request).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(Some(response)),
+            _ => Err(answer("get", key, response).await),
+        }
+    }
+
+    /// Reads a small object whole; `None` when there is no such object.
+    pub async fn read(&self, key: &str) -> Result<Option<Bytes>, S3Error> {
+        let Some(response) = self.get(key, None).await? else {
+            return Ok(None);
+        };
+        response
+            .bytes()
+            .await
+            .map(Some)
+            .map_err(|e| network("get", key, &e))
+    }
+
+    /// The size of an object; `None` when there is no such object.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+        let full = self.key(key);
+        let url = self
+            .bucket
+            .head_object(self.credentials.as_ref(), &full)
+            .sign(SIGNED_FOR);
+        let response = self.send("check", key, self.client.head(url)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            // A HEAD answer's body is empty: the size is in its header.
+            status if status.is_success() => Ok(response
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
+            _ => Err(answer("check", key, response).await),
+        }
+    }
+
+    /// Removes an object (nothing happens when there is none).
+    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        let full = self.key(key);
+        let url = self
+            .bucket
+            .delete_object(self.credentials.as_ref(), &full)
+            .sign(SIGNED_FOR);
+        let response = self.send("delete", key, self.client.delete(url)).await?;
+        if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(answer("delete", key, response).await)
+        }
+    }
+
+    /// Every object whose key starts with `prefix`, in key order, all pages.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, S3Error> {
+        let full = self.key(prefix);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = ListObjectsV2::new(&self.bucket, self.credentials.as_ref());
+            action.with_prefix(full.as_str());
+            if let Some(token) = &token {
+                action.with_continuation_token(token.as_str());
+            }
+            let url = action.sign(SIGNED_FOR);
+            let response = self.send("list", prefix, self.client.get(url)).await?;
+            if !response.status().is_success() {
+                return Err(answer("list", prefix, response).await);
+            }
+            let text = response
+                .text()
+                .await
+                .map_err(|e| network("list", prefix, &e))?;
+            let page = ListObjectsV2::parse_response(&text).map_err(|e| S3Error::Network {
+                operation: "list",
+                key: prefix.to_owned(),
+                error: format!("unreadable listing: {e}"),
+            })?;
+            let strip = if self.prefix.is_empty() {
+                0
+            } else {
+                self.prefix.len() + 1
+            };
+            out.extend(page.contents.into_iter().map(|c| Listed {
+                key: c.key[strip.min(c.key.len())..].to_owned(),
+                size: c.size.unwrap_or(0),
+                modified: c.last_modified.unwrap_or_default(),
+            }));
+            match page.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Starts a multipart upload of `key`; returns its id.
+    pub async fn start_multipart(&self, key: &str) -> Result<String, S3Error> {
+        let full = self.key(key);
+        let url = CreateMultipartUpload::new(&self.bucket, self.credentials.as_ref(), &full)
+            .sign(SIGNED_FOR);
+        let response = self
+            .send("start upload of", key, self.client.post(url))
+            .await?;
+        if !response.status().is_success() {
+            return Err(answer("start upload of", key, response).await);
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| network("start upload of", key, &e))?;
+        CreateMultipartUpload::parse_response(&text)
+            .map(|r| r.upload_id().to_owned())
+            .map_err(|e| S3Error::Network {
+                operation: "start upload of",
+                key: key.to_owned(),
+                error: format!("unreadable answer: {e}"),
+            })
+    }
+
+    /// Uploads part `number` (from 1) of a multipart upload; returns its ETag.
+    pub async fn put_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u16,
+        body: Bytes,
+    ) -> Result<String, S3Error> {
+        let full = self.key(key);
+        let url = UploadPart::new(
+            &self.bucket,
+            self.credentials.as_ref(),
+            &full,
+            number,
+            upload,
+        )
+        .sign(SIGNED_FOR);
+        let response = self
+            .send("upload part of", key, self.client.put(url).body(body))
+            .await?;
+        if !response.status().is_success() {
+            return Err(answer("upload part of", key, response).await);
+        }
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| S3Error::Network {
+                operation: "upload part of",
+                key: key.to_owned(),
+                error: "the answer has no ETag".into(),
+            })
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in order: the object appears whole.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<(), S3Error> {
+        let full = self.key(key);
+        let action = CompleteMultipartUpload::new(
+            &self.bucket,
+            self.credentials.as_ref(),
+            &full,
+            upload,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(SIGNED_FOR);
+        let body = CompleteMultipartUpload::new(
+            &self.bucket,
+            self.credentials.as_ref(),
+            &full,
+            upload,
+            etags.iter().map(String::as_str),
+        )
+        .body();
+        let response = self
+            .send("complete upload of", key, self.client.post(url).body(body))
+            .await?;
+        // S3 may answer 200 with an error document when the completion failed late.
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| network("complete upload of", key, &e))?;
+        if status.is_success() && !text.contains("<Error>") {
+            Ok(())
+        } else {
+            Err(error_document("complete upload of", key, status, &text))
+        }
+    }
+
+    /// A URL from which anyone may GET `key` for `valid_for` (for redirects).
+    pub fn presigned_get(&self, key: &str, valid_for: Duration) -> Url {
+        self.bucket
+            .get_object(self.credentials.as_ref(), &self.key(key))
+            .sign(valid_for)
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        key: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, S3Error> {
+        request
+            .send()
+            .await
+            .map_err(|e| network(operation, key, &e))
+    }
+}
+
+/// Credentials of profile `AWS_PROFILE` in the shared credentials file, if there are any.
+fn profile_credentials(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Credentials>, String> {
+    let file = match env("AWS_SHARED_CREDENTIALS_FILE") {
+        Some(file) => PathBuf::from(file),
+        None => match env("HOME") {
+            Some(home) => PathBuf::from(home).join(".aws/credentials"),
+            None => return Ok(None),
+        },
+    };
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(None);
+    };
+    let wanted = env("AWS_PROFILE").unwrap_or_else(|| "default".to_owned());
+    let mut section = String::new();
+    let (mut key, mut secret, mut token) = (None, None, None);
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        if section != wanted {
+            continue;
+        }
+        let value = Some(value.trim().to_owned());
+        match name.trim() {
+            "aws_access_key_id" => key = value,
+            "aws_secret_access_key" => secret = value,
+            "aws_session_token" => token = value,
+            _ => {}
+        }
+    }
+    match (key, secret) {
+        (Some(key), Some(secret)) => Ok(Some(match token {
+            Some(token) => Credentials::new_with_token(key, secret, token),
+            None => Credentials::new(key, secret),
+        })),
+        (None, None) if env("AWS_PROFILE").is_none() => Ok(None),
+        _ => Err(format!(
+            "profile {wanted:?} in {} has no aws_access_key_id and aws_secret_access_key",
+            file.display()
+        )),
+    }
+}
+
+fn network(operation: &'static str, key: &str, error: &reqwest::Error) -> S3Error {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        text = e.to_string();
+        source = e.source();
+    }
+    S3Error::Network {
+        operation,
+        key: key.to_owned(),
+        error: text,
+    }
+}
+
+async fn answer(operation: &'static str, key: &str, response: reqwest::Response) -> S3Error {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    error_document(operation, key, status, &text)
+}
+
+/// An S3 error document (`<Error><Code>…</Code><Message>…</Message></Error>`), read loosely.
+fn error_document(operation: &'static str, key: &str, status: StatusCode, text: &str) -> S3Error {
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_owned())
+    };
+    S3Error::Answer {
+        operation,
+        key: key.to_owned(),
+        status: status.as_u16(),
+        code: field("Code").unwrap_or_else(|| status.to_string()),
+        message: field("Message")
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn reads_the_url_and_the_standard_variables() {
+        let vars = [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_ACCESS_KEY_ID", "key"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ];
+        let bucket = Bucket::open("s3://images/site/a/", &env(&vars)).unwrap();
+        assert_eq!(bucket.name(), "images");
+        assert_eq!(bucket.key("blobs/x"), "site/a/blobs/x");
+        assert_eq!(
+            bucket.bucket.base_url().as_str(),
+            "http://127.0.0.1:9000/images/",
+            "path style with an endpoint"
+        );
+        let aws = Bucket::open("s3://images", &env(&[("AWS_REGION", "eu-west-1")])).unwrap();
+        assert_eq!(
+            aws.bucket.base_url().as_str(),
+            "https://images.s3.eu-west-1.amazonaws.com/"
+        );
+        for (bad, why) in [
+            ("gs://images", "expected s3://BUCKET"),
+            ("s3:///x", "no bucket named"),
+        ] {
+            let error = Bucket::open(bad, &env(&[])).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn reads_a_profile_of_the_shared_credentials_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = a\naws_secret_access_key = b\n\n[ci]\naws_access_key_id=c\naws_secret_access_key=d\naws_session_token=t\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let vars = [("AWS_SHARED_CREDENTIALS_FILE", path), ("AWS_PROFILE", "ci")];
+        let credentials = profile_credentials(&env(&vars)).unwrap().unwrap();
+        assert_eq!((credentials.key(), credentials.token()), ("c", Some("t")));
+        let vars = [
+            ("AWS_SHARED_CREDENTIALS_FILE", path),
+            ("AWS_PROFILE", "none"),
+        ];
+        let error = profile_credentials(&env(&vars)).unwrap_err();
+        assert!(error.contains("profile \"none\""), "{error}");
+    }
+}
