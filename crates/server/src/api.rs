@@ -9,8 +9,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 use wharf_oci::{Descriptor, Digest, ImageIndex, MANIFEST_MAX_BYTES, media_type};
 
 use crate::AppState;
@@ -18,8 +16,6 @@ use crate::auth::User;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::storage::{ChunkRange, Session, blob_unknown};
 
-/// Read buffer when streaming blobs to clients.
-const READ_CHUNK: usize = 256 * 1024;
 const DIGEST_HEADER: &str = "docker-content-digest";
 const OCI_SUBJECT: &str = "oci-subject";
 const OCI_TAG: &str = "oci-tag";
@@ -541,9 +537,7 @@ async fn get_blob(
     let body = if request.method == Method::HEAD || length == 0 {
         Body::empty()
     } else {
-        let mut file = tokio::fs::File::open(state.storage.blob_path(digest)).await?;
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-        Body::from_stream(ReaderStream::with_capacity(file.take(length), READ_CHUNK))
+        Body::from_stream(state.storage.read_blob(digest, start, length).await?)
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

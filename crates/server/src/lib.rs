@@ -124,7 +124,7 @@ fn router(state: Arc<AppState>) -> Router {
 
 /// `GET /healthz`: the registry is up and its storage directory is there (no credentials needed).
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    if state.storage.is_available() {
+    if state.storage.is_available().await {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response()

@@ -42,6 +42,10 @@ fn typed_on_terminal(dir: &Path, args: &[&str], typed: &str) -> (bool, String) {
             seen.push(byte[0]);
         }
     }
+    if !typed.is_empty() {
+        // The prompt is written just before echoing is turned off; a person takes longer.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let mut stdin = child.stdin.take().expect("piped");
     stdin.write_all(typed.as_bytes()).unwrap();
     stdout.read_to_end(&mut seen).unwrap();

@@ -5,11 +5,10 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use wharf_oci::{Digest, Manifest};
-
-use super::Storage;
 use wharf_store::durable;
+
+use super::{ObjectStore, Storage, blob_key, blob_link, repo_key};
 
 /// What a collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,11 +33,12 @@ impl Storage {
         let mut marked: HashSet<Digest> = HashSet::new();
         let repositories = self.repositories().await?;
         for repo in &repositories {
-            for digest in linked(&self.repo_dir(repo).join("_manifests")).await? {
-                let Some(bytes) = durable::read_optional(&self.blob_path(&digest)).await? else {
+            let manifests = format!("{}/_manifests", repo_key(repo));
+            for digest in self.linked(&manifests).await? {
+                let Some(bytes) = self.objects.read(&blob_key(&digest)).await? else {
                     continue;
                 };
-                if let Ok(manifest) = Manifest::parse(Bytes::from(bytes), None) {
+                if let Ok(manifest) = Manifest::parse(bytes, None) {
                     marked.extend(manifest.successors().into_iter().map(|d| d.digest.clone()));
                 }
                 marked.insert(digest);
@@ -47,41 +47,46 @@ impl Storage {
 
         let mut report = GcReport::default();
         let mut removed = Vec::new();
-        for digest in linked(&self.root.join("blobs")).await? {
-            let path = self.blob_path(&digest);
-            let meta = tokio::fs::metadata(&path).await?;
-            if marked.contains(&digest) || meta.modified()? > cutoff {
+        for digest in self.linked("blobs").await? {
+            let key = blob_key(&digest);
+            let young = self
+                .objects
+                .modified(&key)
+                .await?
+                .is_none_or(|m| m > cutoff);
+            if marked.contains(&digest) || young {
                 report.blobs_kept += 1;
                 continue;
             }
-            durable::remove_if_present(&path).await?;
+            let size = self.objects.size(&key).await?.unwrap_or(0);
+            self.objects.remove(&key).await?;
             report.blobs_removed += 1;
-            report.bytes_removed += meta.len();
+            report.bytes_removed += size;
             removed.push(digest);
         }
         for repo in &repositories {
             for digest in &removed {
-                durable::remove_if_present(&self.blob_link(repo, digest)).await?;
+                self.objects.remove(&blob_link(repo, digest)).await?;
             }
         }
-        for dir in [self.root.join("uploads"), self.tmp()] {
+        for dir in [self.root().join("uploads"), self.root().join("tmp")] {
             report.uploads_removed += remove_older_than(&dir, cutoff).await?;
         }
         Ok(report)
     }
-}
 
-/// Digests named by `<dir>/<alg>/<hex>` files.
-async fn linked(dir: &Path) -> io::Result<Vec<Digest>> {
-    let mut out = Vec::new();
-    for algorithm in ALGORITHMS {
-        for hex in durable::list_dir(&dir.join(algorithm)).await? {
-            if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
-                out.push(digest);
+    /// Digests named by `<prefix>/<alg>/<hex>` objects.
+    async fn linked(&self, prefix: &str) -> io::Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for algorithm in ALGORITHMS {
+            for hex in self.objects.list(&format!("{prefix}/{algorithm}")).await? {
+                if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
+                    out.push(digest);
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 async fn remove_older_than(dir: &Path, cutoff: SystemTime) -> io::Result<usize> {

@@ -1,4 +1,5 @@
-//! The registry's filesystem storage.
+//! The registry's storage: its content as objects in an [`ObjectStore`] (today a local directory,
+//! [`Files`]), laid out as below.
 //!
 //! ```text
 //! ROOT/blobs/<alg>/<hex>                         content, shared by every repository
@@ -17,6 +18,7 @@
 //! content.
 
 mod gc;
+mod objects;
 mod uploads;
 mod writer;
 
@@ -26,10 +28,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use wharf_oci::{Descriptor, Digest, Manifest, ManifestBody, media_type};
-use wharf_store::durable;
 
 use crate::error::{ApiError, ApiResult, Code};
 pub use gc::GcReport;
+pub use objects::{Files, ObjectStore, ObjectStream};
 pub use uploads::{ChunkRange, Session, Uploads};
 
 /// What a manifest read returns.
@@ -52,9 +54,9 @@ pub struct PushedManifest {
     pub tags: Vec<String>,
 }
 
-/// A registry's content on disk.
+/// A registry's content, in an object store.
 pub struct Storage {
-    root: PathBuf,
+    objects: Files,
     /// Upload sessions in progress.
     pub uploads: Uploads,
 }
@@ -68,87 +70,62 @@ impl Storage {
         }
         Ok(Storage {
             uploads: Uploads::new(root.join("uploads")),
-            root,
+            objects: Files::new(root),
         })
     }
 
-    /// True when the storage directory is still there (for health checks).
-    pub fn is_available(&self) -> bool {
-        self.root.join("repositories").is_dir()
+    /// True when the storage can be used (for health checks).
+    pub async fn is_available(&self) -> bool {
+        self.objects.available().await
+    }
+
+    /// Where the storage is, for messages.
+    pub fn describe(&self) -> String {
+        self.objects.describe()
     }
 
     /// The storage root.
     pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn tmp(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.root.join("repositories").join(repo)
+        self.objects.root()
     }
 
     /// Where a blob's bytes live.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
-
-    fn blob_link(&self, repo: &str, digest: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
-
-    fn manifest_link(&self, repo: &str, digest: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_manifests")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
-
-    fn tag_link(&self, repo: &str, tag: &str) -> PathBuf {
-        self.repo_dir(repo).join("_tags").join(tag)
-    }
-
-    fn referrers_dir(&self, repo: &str, subject: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_referrers")
-            .join(subject.algorithm().as_str())
-            .join(subject.hex())
+        self.objects.path(&blob_key(digest))
     }
 
     /// True if the repository has been pushed to.
     pub async fn repository_exists(&self, repo: &str) -> bool {
-        tokio::fs::try_exists(self.repo_dir(repo))
-            .await
-            .unwrap_or(false)
+        matches!(self.objects.list(&repo_key(repo)).await, Ok(names) if !names.is_empty())
     }
 
     /// The size of a blob of `repo`, or `None` if the repository does not hold it.
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> io::Result<Option<u64>> {
-        if !tokio::fs::try_exists(self.blob_link(repo, digest)).await? {
+        if !self.objects.exists(&blob_link(repo, digest)).await? {
             return Ok(None);
         }
-        match tokio::fs::metadata(self.blob_path(digest)).await {
-            Ok(meta) => Ok(Some(meta.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.objects.size(&blob_key(digest)).await
+    }
+
+    /// `length` bytes of a blob from `start`.
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        start: u64,
+        length: u64,
+    ) -> io::Result<ObjectStream> {
+        self.objects
+            .read_range(&blob_key(digest), start, length)
+            .await
     }
 
     /// Records that `repo` holds the (already stored) blob.
     pub async fn link_blob(&self, repo: &str, digest: &Digest) -> io::Result<()> {
-        let link = self.blob_link(repo, digest);
-        if tokio::fs::try_exists(&link).await? {
+        let link = blob_link(repo, digest);
+        if self.objects.exists(&link).await? {
             return Ok(());
         }
-        durable::write_atomic(&self.tmp(), &link, b"").await
+        self.objects.write(&link, b"").await
     }
 
     /// Removes the blob from `repo` (its bytes stay until garbage collection).
@@ -156,7 +133,7 @@ impl Storage {
         if self.blob_size(repo, digest).await?.is_none() {
             return Err(blob_unknown(digest));
         }
-        durable::remove_if_present(&self.blob_link(repo, digest)).await?;
+        self.objects.remove(&blob_link(repo, digest)).await?;
         Ok(())
     }
 
@@ -178,7 +155,7 @@ impl Storage {
             )
         };
         if let Ok(digest) = Digest::parse(reference) {
-            return if tokio::fs::try_exists(self.manifest_link(repo, &digest)).await? {
+            return if self.objects.exists(&manifest_link(repo, &digest)).await? {
                 Ok(digest)
             } else {
                 Err(unknown())
@@ -187,7 +164,9 @@ impl Storage {
         if wharf_oci::validate_tag(reference).is_err() {
             return Err(unknown());
         }
-        let text = durable::read_optional(&self.tag_link(repo, reference))
+        let text = self
+            .objects
+            .read(&tag_link(repo, reference))
             .await?
             .ok_or_else(unknown)?;
         Digest::parse(String::from_utf8_lossy(&text).trim())
@@ -197,7 +176,9 @@ impl Storage {
     /// Reads a manifest by tag or digest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> ApiResult<StoredManifest> {
         let digest = self.resolve(repo, reference).await?;
-        let media_type = durable::read_optional(&self.manifest_link(repo, &digest))
+        let media_type = self
+            .objects
+            .read(&manifest_link(repo, &digest))
             .await?
             .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
             .ok_or_else(|| {
@@ -206,11 +187,17 @@ impl Storage {
                     format!("manifest {digest} is not in {repo}"),
                 )
             })?;
-        let bytes = tokio::fs::read(self.blob_path(&digest)).await?;
+        let bytes = self
+            .objects
+            .read(&blob_key(&digest))
+            .await?
+            .ok_or_else(|| {
+                ApiError::internal("manifest content", format!("{digest} is missing"))
+            })?;
         Ok(StoredManifest {
             digest,
             media_type,
-            bytes: Bytes::from(bytes),
+            bytes,
         })
     }
 
@@ -273,27 +260,29 @@ impl Storage {
         }
         self.check_references(repo, &manifest).await?;
 
-        let blob = self.blob_path(&digest);
-        if !tokio::fs::try_exists(&blob).await? {
-            durable::write_atomic(&self.tmp(), &blob, &bytes).await?;
+        let blob = blob_key(&digest);
+        if !self.objects.exists(&blob).await? {
+            self.objects.write(&blob, &bytes).await?;
         }
-        durable::write_atomic(
-            &self.tmp(),
-            &self.manifest_link(repo, &digest),
-            manifest.media_type().as_bytes(),
-        )
-        .await?;
+        self.objects
+            .write(
+                &manifest_link(repo, &digest),
+                manifest.media_type().as_bytes(),
+            )
+            .await?;
         let subject = manifest.subject().map(|s| s.digest.clone());
         if let Some(subject) = &subject {
             let mut entry =
                 Descriptor::new(manifest.media_type(), digest.clone(), bytes.len() as u64);
             entry.artifact_type = manifest.artifact_type().map(str::to_owned);
             entry.annotations = manifest.annotations().clone();
-            let path = self
-                .referrers_dir(repo, subject)
-                .join(referrer_file(&digest));
+            let key = format!(
+                "{}/{}",
+                referrers_key(repo, subject),
+                referrer_file(&digest)
+            );
             let json = serde_json::to_vec(&entry).expect("descriptor serialises");
-            durable::write_atomic(&self.tmp(), &path, &json).await?;
+            self.objects.write(&key, &json).await?;
         }
         let tags: Vec<String> = tag
             .map(str::to_owned)
@@ -301,12 +290,9 @@ impl Storage {
             .chain(also_tag.iter().cloned())
             .collect();
         for tag in &tags {
-            durable::write_atomic(
-                &self.tmp(),
-                &self.tag_link(repo, tag),
-                digest.as_str().as_bytes(),
-            )
-            .await?;
+            self.objects
+                .write(&tag_link(repo, tag), digest.as_str().as_bytes())
+                .await?;
         }
         Ok(PushedManifest {
             digest,
@@ -341,10 +327,17 @@ impl Storage {
             let present = if let Some(nested) = nested {
                 let home = wharf_oci::nested::join("", repo, nested.path).map_err(invalid)?;
                 wharf_oci::validate_repository(&home).map_err(|e| invalid(e.to_string()))?;
-                tokio::fs::try_exists(self.manifest_link(&home, &descriptor.digest)).await?
-                    || tokio::fs::try_exists(self.manifest_link(repo, &descriptor.digest)).await?
+                self.objects
+                    .exists(&manifest_link(&home, &descriptor.digest))
+                    .await?
+                    || self
+                        .objects
+                        .exists(&manifest_link(repo, &descriptor.digest))
+                        .await?
             } else if descriptor.is_manifest() {
-                tokio::fs::try_exists(self.manifest_link(repo, &descriptor.digest)).await?
+                self.objects
+                    .exists(&manifest_link(repo, &descriptor.digest))
+                    .await?
             } else {
                 self.blob_size(repo, &descriptor.digest).await?.is_some()
             };
@@ -362,45 +355,50 @@ impl Storage {
     pub async fn delete_manifest(&self, repo: &str, reference: &str) -> ApiResult<()> {
         let digest = self.resolve(repo, reference).await?;
         if Digest::parse(reference).is_err() {
-            durable::remove_if_present(&self.tag_link(repo, reference)).await?;
+            self.objects.remove(&tag_link(repo, reference)).await?;
             return Ok(());
         }
         let stored = self.manifest(repo, reference).await?;
         // Names first, content link last: a crash in between leaves an untagged manifest, not a tag
         // naming nothing.
         for tag in self.tags(repo).await? {
-            let link = self.tag_link(repo, &tag);
-            if durable::read_optional(&link).await?.as_deref() == Some(digest.as_str().as_bytes()) {
-                durable::remove_if_present(&link).await?;
+            let link = tag_link(repo, &tag);
+            if self.objects.read(&link).await?.as_deref() == Some(digest.as_str().as_bytes()) {
+                self.objects.remove(&link).await?;
             }
         }
         if let Ok(manifest) = Manifest::parse(stored.bytes, Some(&stored.media_type))
             && let Some(subject) = manifest.subject()
         {
-            let entry = self
-                .referrers_dir(repo, &subject.digest)
-                .join(referrer_file(&digest));
-            durable::remove_if_present(&entry).await?;
+            let entry = format!(
+                "{}/{}",
+                referrers_key(repo, &subject.digest),
+                referrer_file(&digest)
+            );
+            self.objects.remove(&entry).await?;
         }
-        durable::remove_if_present(&self.manifest_link(repo, &digest)).await?;
+        self.objects.remove(&manifest_link(repo, &digest)).await?;
         Ok(())
     }
 
     /// Tags of a repository, sorted.
     pub async fn tags(&self, repo: &str) -> io::Result<Vec<String>> {
-        let mut tags = durable::list_dir(&self.repo_dir(repo).join("_tags")).await?;
+        let mut tags = self
+            .objects
+            .list(&format!("{}/_tags", repo_key(repo)))
+            .await?;
         tags.sort();
         Ok(tags)
     }
 
     /// Descriptors of the manifests whose subject is `subject`, sorted by digest.
     pub async fn referrers(&self, repo: &str, subject: &Digest) -> io::Result<Vec<Descriptor>> {
-        let dir = self.referrers_dir(repo, subject);
-        let mut names = durable::list_dir(&dir).await?;
+        let dir = referrers_key(repo, subject);
+        let mut names = self.objects.list(&dir).await?;
         names.sort();
         let mut out = Vec::new();
         for name in names {
-            let Some(bytes) = durable::read_optional(&dir.join(&name)).await? else {
+            let Some(bytes) = self.objects.read(&format!("{dir}/{name}")).await? else {
                 continue;
             };
             match serde_json::from_slice::<Descriptor>(&bytes) {
@@ -413,27 +411,68 @@ impl Storage {
 
     /// Every repository with at least one manifest, sorted.
     pub async fn repositories(&self) -> io::Result<Vec<String>> {
-        let base = self.root.join("repositories");
         let mut found = BTreeSet::new();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
-            for name in durable::list_dir(&base.join(&prefix)).await? {
+            for name in self.objects.list(&repo_key(&prefix)).await? {
                 if name == "_manifests" && !prefix.is_empty() {
                     found.insert(prefix.clone());
                 } else if !name.starts_with(['_', '.']) {
-                    let path = if prefix.is_empty() {
+                    stack.push(if prefix.is_empty() {
                         name
                     } else {
                         format!("{prefix}/{name}")
-                    };
-                    if tokio::fs::metadata(base.join(&path)).await?.is_dir() {
-                        stack.push(path);
-                    }
+                    });
                 }
             }
         }
         Ok(found.into_iter().collect())
     }
+}
+
+/// `repositories/<name>` (`repositories` for the empty name).
+fn repo_key(repo: &str) -> String {
+    if repo.is_empty() {
+        "repositories".to_owned()
+    } else {
+        format!("repositories/{repo}")
+    }
+}
+
+/// Where a blob's bytes are: `blobs/<alg>/<hex>`.
+fn blob_key(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm().as_str(), digest.hex())
+}
+
+fn blob_link(repo: &str, digest: &Digest) -> String {
+    format!(
+        "{}/_blobs/{}/{}",
+        repo_key(repo),
+        digest.algorithm().as_str(),
+        digest.hex()
+    )
+}
+
+fn manifest_link(repo: &str, digest: &Digest) -> String {
+    format!(
+        "{}/_manifests/{}/{}",
+        repo_key(repo),
+        digest.algorithm().as_str(),
+        digest.hex()
+    )
+}
+
+fn tag_link(repo: &str, tag: &str) -> String {
+    format!("{}/_tags/{tag}", repo_key(repo))
+}
+
+fn referrers_key(repo: &str, subject: &Digest) -> String {
+    format!(
+        "{}/_referrers/{}/{}",
+        repo_key(repo),
+        subject.algorithm().as_str(),
+        subject.hex()
+    )
 }
 
 fn referrer_file(digest: &Digest) -> String {

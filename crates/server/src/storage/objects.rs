@@ -1,0 +1,144 @@
+//! Where the registry keeps its bytes: an [`ObjectStore`] holds objects named by `/`-separated keys
+//! (`blobs/sha256/<hex>`, `repositories/<name>/_tags/<tag>`), each written whole and atomically, read
+//! whole or by range, and listed one level below a prefix, as a directory is. [`Files`] keeps them in
+//! a local directory, each write through a temporary file, fsync and rename.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+use wharf_store::durable;
+
+/// Bytes of an object, as they are read.
+pub type ObjectStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Chunk size of object reads.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Named objects, each written whole and atomically.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Where the objects are, for messages.
+    fn describe(&self) -> String;
+
+    /// True when the store can be used (for health checks).
+    async fn available(&self) -> bool;
+
+    /// The size of an object, `None` when there is none.
+    async fn size(&self, key: &str) -> io::Result<Option<u64>>;
+
+    /// When an object was last written, `None` when there is none.
+    async fn modified(&self, key: &str) -> io::Result<Option<SystemTime>>;
+
+    /// True when the object exists.
+    async fn exists(&self, key: &str) -> io::Result<bool> {
+        Ok(self.size(key).await?.is_some())
+    }
+
+    /// A small object whole, `None` when there is none.
+    async fn read(&self, key: &str) -> io::Result<Option<Bytes>>;
+
+    /// `length` bytes of an object from `start`.
+    async fn read_range(&self, key: &str, start: u64, length: u64) -> io::Result<ObjectStream>;
+
+    /// Writes an object whole, replacing what was there; it is durable when this returns.
+    async fn write(&self, key: &str, bytes: &[u8]) -> io::Result<()>;
+
+    /// Removes an object; nothing happens when there is none.
+    async fn remove(&self, key: &str) -> io::Result<()>;
+
+    /// The names one level below `prefix` (objects and deeper prefixes alike), unsorted.
+    async fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
+}
+
+/// Objects as files below a directory; `tmp/` holds the temporary files of atomic writes.
+pub struct Files {
+    root: PathBuf,
+}
+
+impl Files {
+    /// The objects below `root`.
+    pub fn new(root: PathBuf) -> Files {
+        Files { root }
+    }
+
+    /// The file of an object.
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// The directory of temporary files.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The directory of the objects.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Files {
+    fn describe(&self) -> String {
+        std::path::absolute(&self.root)
+            .unwrap_or(self.root.clone())
+            .display()
+            .to_string()
+    }
+
+    async fn available(&self) -> bool {
+        self.root.join("repositories").is_dir()
+    }
+
+    async fn size(&self, key: &str) -> io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn modified(&self, key: &str) -> io::Result<Option<SystemTime>> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.modified()?)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read(&self, key: &str) -> io::Result<Option<Bytes>> {
+        Ok(durable::read_optional(&self.path(key))
+            .await?
+            .map(Bytes::from))
+    }
+
+    async fn read_range(&self, key: &str, start: u64, length: u64) -> io::Result<ObjectStream> {
+        let mut file = tokio::fs::File::open(self.path(key)).await?;
+        file.seek(io::SeekFrom::Start(start)).await?;
+        Ok(ReaderStream::with_capacity(file.take(length), READ_CHUNK).boxed())
+    }
+
+    async fn write(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        durable::write_atomic(&self.tmp(), &self.path(key), bytes).await
+    }
+
+    async fn remove(&self, key: &str) -> io::Result<()> {
+        durable::remove_if_present(&self.path(key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        match durable::list_dir(&self.path(prefix)).await {
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(Vec::new()),
+            other => other,
+        }
+    }
+}
