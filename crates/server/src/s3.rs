@@ -10,16 +10,25 @@
 //! `AWS_DEFAULT_REGION`, default `us-east-1`); `AWS_ENDPOINT_URL` for stores other than AWS, which
 //! are then addressed path-style, over plain HTTP only when the endpoint says `http://`.
 
+use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use rusty_s3::actions::{
     CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, S3Action, UploadPart,
 };
 use rusty_s3::{Credentials, UrlStyle};
 use url::Url;
+use wharf_oci::Digest;
+
+use crate::storage::{ObjectStore, ObjectStream};
+
+/// Parts of multipart uploads: at least S3's minimum of 5 MiB.
+const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// How long a signature is valid for a request sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -254,12 +263,50 @@ impl Bucket {
 
     /// Every object whose key starts with `prefix`, in key order, all pages.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, S3Error> {
+        Ok(self.list_pages(prefix, false).await?.0)
+    }
+
+    /// The objects and the deeper prefixes one level below `prefix/`, by name.
+    pub async fn list_level(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let below = format!("{}/", prefix.trim_end_matches('/'));
+        let (objects, prefixes) = self.list_pages(&below, true).await?;
+        let name = |key: &str| {
+            key[below.len().min(key.len())..]
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        Ok(objects
+            .iter()
+            .map(|o| name(&o.key))
+            .chain(prefixes.iter().map(|p| name(p)))
+            .filter(|n| !n.is_empty())
+            .collect())
+    }
+
+    /// The objects below `prefix` and, with `by_level`, the prefixes one `/` deeper (without the
+    /// bucket's own prefix).
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        by_level: bool,
+    ) -> Result<(Vec<Listed>, Vec<String>), S3Error> {
         let full = self.key(prefix);
-        let mut out = Vec::new();
+        let strip = |key: &str| {
+            let skip = if self.prefix.is_empty() {
+                0
+            } else {
+                self.prefix.len() + 1
+            };
+            key[skip.min(key.len())..].to_owned()
+        };
+        let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
         let mut token: Option<String> = None;
         loop {
             let mut action = ListObjectsV2::new(&self.bucket, self.credentials.as_ref());
             action.with_prefix(full.as_str());
+            if by_level {
+                action.with_delimiter("/");
+            }
             if let Some(token) = &token {
                 action.with_continuation_token(token.as_str());
             }
@@ -277,19 +324,15 @@ impl Bucket {
                 key: prefix.to_owned(),
                 error: format!("unreadable listing: {e}"),
             })?;
-            let strip = if self.prefix.is_empty() {
-                0
-            } else {
-                self.prefix.len() + 1
-            };
-            out.extend(page.contents.into_iter().map(|c| Listed {
-                key: c.key[strip.min(c.key.len())..].to_owned(),
+            objects.extend(page.contents.into_iter().map(|c| Listed {
+                key: strip(&c.key),
                 size: c.size.unwrap_or(0),
                 modified: c.last_modified.unwrap_or_default(),
             }));
+            prefixes.extend(page.common_prefixes.into_iter().map(|p| strip(&p.prefix)));
             match page.next_continuation_token {
                 Some(next) => token = Some(next),
-                None => return Ok(out),
+                None => return Ok((objects, prefixes)),
             }
         }
     }
@@ -393,6 +436,109 @@ impl Bucket {
         }
     }
 
+    /// Gives up a multipart upload: its parts are removed and nothing appears.
+    pub async fn abort_multipart(&self, key: &str, upload: &str) -> Result<(), S3Error> {
+        let full = self.key(key);
+        let url = self
+            .bucket
+            .abort_multipart_upload(self.credentials.as_ref(), &full, upload)
+            .sign(SIGNED_FOR);
+        let response = self
+            .send("abort upload of", key, self.client.delete(url))
+            .await?;
+        if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(answer("abort upload of", key, response).await)
+        }
+    }
+
+    /// When an object was last written; `None` when there is none.
+    pub async fn modified(&self, key: &str) -> Result<Option<SystemTime>, S3Error> {
+        let full = self.key(key);
+        let url = self
+            .bucket
+            .head_object(self.credentials.as_ref(), &full)
+            .sign(SIGNED_FOR);
+        let response = self.send("check", key, self.client.head(url)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(response
+                .headers()
+                .get("last-modified")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
+                .map(|t| SystemTime::from(t.timestamp()))
+                .or(Some(SystemTime::UNIX_EPOCH))),
+            _ => Err(answer("check", key, response).await),
+        }
+    }
+
+    /// Writes `body` to `key` only if its bytes have digest `expected`, hashing as they stream:
+    /// up to one part in memory, larger bodies as a multipart upload completed only once the digest
+    /// matches (aborted otherwise), so a wrong or partial body never appears. Returns the size
+    /// written, or `None` when the digest did not match.
+    pub async fn put_verified(
+        &self,
+        key: &str,
+        mut body: ObjectStream,
+        expected: &Digest,
+    ) -> Result<Option<u64>, S3Error> {
+        let mut digester = expected.algorithm().digester();
+        let mut buffer = BytesMut::new();
+        let mut upload: Option<(String, Vec<String>)> = None;
+        let mut size = 0u64;
+        let outcome: Result<Option<u64>, S3Error> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| S3Error::Network {
+                    operation: "put",
+                    key: key.to_owned(),
+                    error: e.to_string(),
+                })?;
+                digester.update(&chunk);
+                size += chunk.len() as u64;
+                buffer.extend_from_slice(&chunk);
+                if buffer.len() >= PART_SIZE {
+                    let (id, etags) = match &mut upload {
+                        Some(upload) => upload,
+                        None => upload.insert((self.start_multipart(key).await?, Vec::new())),
+                    };
+                    let part = buffer.split().freeze();
+                    let number = etags.len() as u16 + 1;
+                    etags.push(self.put_part(key, id, number, part).await?);
+                }
+            }
+            if digester.finish() != *expected {
+                return Ok(None);
+            }
+            match &mut upload {
+                None => {
+                    self.put(key, buffer.split().freeze(), false).await?;
+                }
+                Some((id, etags)) => {
+                    if !buffer.is_empty() {
+                        let number = etags.len() as u16 + 1;
+                        etags.push(
+                            self.put_part(key, id, number, buffer.split().freeze())
+                                .await?,
+                        );
+                    }
+                    self.complete_multipart(key, id, etags).await?;
+                    upload = None;
+                }
+            }
+            Ok(Some(size))
+        }
+        .await;
+        if let Some((id, _)) = &upload {
+            // Nothing appears of a body that failed or did not match.
+            if let Err(e) = self.abort_multipart(key, id).await {
+                tracing::warn!("{e}");
+            }
+        }
+        outcome
+    }
+
     /// A URL from which anyone may GET `key` for `valid_for` (for redirects).
     pub fn presigned_get(&self, key: &str, valid_for: Duration) -> Url {
         self.bucket
@@ -410,6 +556,69 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| network(operation, key, &e))
+    }
+}
+
+impl From<S3Error> for io::Error {
+    fn from(error: S3Error) -> io::Error {
+        io::Error::other(error)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Bucket {
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.name())
+        } else {
+            format!("s3://{}/{}", self.name(), self.prefix)
+        }
+    }
+
+    async fn available(&self) -> bool {
+        self.check().await.is_ok()
+    }
+
+    async fn size(&self, key: &str) -> io::Result<Option<u64>> {
+        Ok(Bucket::size(self, key).await?)
+    }
+
+    async fn modified(&self, key: &str) -> io::Result<Option<SystemTime>> {
+        Ok(Bucket::modified(self, key).await?)
+    }
+
+    async fn read(&self, key: &str) -> io::Result<Option<Bytes>> {
+        Ok(Bucket::read(self, key).await?)
+    }
+
+    async fn read_range(&self, key: &str, start: u64, length: u64) -> io::Result<ObjectStream> {
+        let response = self
+            .get(key, Some((start, Some(start + length))))
+            .await?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{key} is gone")))?;
+        Ok(response.bytes_stream().map_err(io::Error::other).boxed())
+    }
+
+    async fn write(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        self.put(key, Bytes::copy_from_slice(bytes), false).await?;
+        Ok(())
+    }
+
+    async fn write_verified(
+        &self,
+        key: &str,
+        body: ObjectStream,
+        expected: &Digest,
+    ) -> io::Result<Option<u64>> {
+        Ok(self.put_verified(key, body, expected).await?)
+    }
+
+    async fn remove(&self, key: &str) -> io::Result<()> {
+        Ok(self.delete(key).await?)
+    }
+
+    async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        Ok(self.list_level(prefix).await?)
     }
 }
 

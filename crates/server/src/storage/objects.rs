@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
+use wharf_oci::Digest;
 use wharf_store::durable;
 
 /// Bytes of an object, as they are read.
@@ -49,6 +50,16 @@ pub trait ObjectStore: Send + Sync {
 
     /// Writes an object whole, replacing what was there; it is durable when this returns.
     async fn write(&self, key: &str, bytes: &[u8]) -> io::Result<()>;
+
+    /// Writes an object from a stream only if its bytes have digest `expected`: nothing appears
+    /// otherwise, nor of a stream that fails. Returns the size written, or `None` when the digest
+    /// did not match.
+    async fn write_verified(
+        &self,
+        key: &str,
+        body: ObjectStream,
+        expected: &Digest,
+    ) -> io::Result<Option<u64>>;
 
     /// Removes an object; nothing happens when there is none.
     async fn remove(&self, key: &str) -> io::Result<()>;
@@ -129,6 +140,28 @@ impl ObjectStore for Files {
 
     async fn write(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
         durable::write_atomic(&self.tmp(), &self.path(key), bytes).await
+    }
+
+    async fn write_verified(
+        &self,
+        key: &str,
+        mut body: ObjectStream,
+        expected: &Digest,
+    ) -> io::Result<Option<u64>> {
+        let (mut file, temp) = durable::temp_file(&self.tmp()).await?;
+        let mut digester = expected.algorithm().digester();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            digester.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        if digester.finish() != *expected {
+            return Ok(None);
+        }
+        durable::persist(file, temp, &self.path(key)).await?;
+        Ok(Some(size))
     }
 
     async fn remove(&self, key: &str) -> io::Result<()> {
