@@ -237,6 +237,36 @@ impl Digester {
         self.bytes
     }
 
+    /// The state reached so far, as bytes another process can carry on from with
+    /// [`Digester::restore`] (an upload session kept in shared storage, continued by another
+    /// registry instance).
+    pub fn save(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let mut out = self.bytes.to_be_bytes().to_vec();
+        match &self.state {
+            DigesterState::Sha256(h) => out.extend_from_slice(&h.serialize()),
+            DigesterState::Sha512(h) => out.extend_from_slice(&h.serialize()),
+        }
+        out
+    }
+
+    /// A digester for `algorithm` carrying on from a state [`Digester::save`] wrote; `None` when
+    /// the bytes are no such state.
+    pub fn restore(algorithm: Algorithm, saved: &[u8]) -> Option<Digester> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let (count, state) = saved.split_at_checked(8)?;
+        let bytes = u64::from_be_bytes(count.try_into().ok()?);
+        let state = match algorithm {
+            Algorithm::Sha256 => {
+                DigesterState::Sha256(sha2::Sha256::deserialize(state.try_into().ok()?).ok()?)
+            }
+            Algorithm::Sha512 => {
+                DigesterState::Sha512(sha2::Sha512::deserialize(state.try_into().ok()?).ok()?)
+            }
+        };
+        Some(Digester { state, bytes })
+    }
+
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self.state {
@@ -253,6 +283,24 @@ impl Digester {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_state_carries_on_elsewhere() {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut first = Digester::new(algorithm);
+            first.update(b"hello, ");
+            let saved = first.save();
+            let mut second = Digester::restore(algorithm, &saved).unwrap();
+            second.update(b"world");
+            assert_eq!(second.bytes(), 12);
+            assert_eq!(second.finish(), algorithm.digest(b"hello, world"));
+            assert!(Digester::restore(algorithm, &saved[..saved.len() - 1]).is_none());
+        }
+        assert!(
+            Digester::restore(Algorithm::Sha512, &Digester::new(Algorithm::Sha256).save())
+                .is_none()
+        );
+    }
 
     const EMPTY_SHA256: &str =
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
