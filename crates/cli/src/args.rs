@@ -1067,6 +1067,9 @@ pub struct BundlePushArgs {
     /// A label KEY=VALUE for the bundle's config; repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
     pub label: Vec<(String, String)>,
+    /// No progress display (it is shown only on a terminal anyway).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Output format of the summary.

@@ -32,6 +32,9 @@ use wharf_store::{Address, AddressError, Location, Mode, Session, StoreError, ch
 
 pub use shard::{JOB_INDEX_VARIABLE, Shard, ShardError};
 
+/// Entries expanded at once (their tags listed).
+const EXPANSIONS_AT_ONCE: usize = 8;
+
 /// A sync file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -468,8 +471,14 @@ pub async fn expand(spec: &SyncSpec, options: &SyncOptions, sources: &Session) -
         bundles: spec.bundles.clone(),
         ..Expanded::default()
     };
-    for entry in &spec.images {
-        match expand_image(entry, options, sources).await {
+    // Listing tags is one request per repository or more: several at once, results in order.
+    let expansions: Vec<_> = stream::iter(&spec.images)
+        .map(|entry| async move { (entry, expand_image(entry, options, sources).await) })
+        .buffered(EXPANSIONS_AT_ONCE)
+        .collect()
+        .await;
+    for (entry, expansion) in expansions {
+        match expansion {
             Ok((mut roots, mut components)) => {
                 expanded.roots.append(&mut roots);
                 expanded.components.append(&mut components);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use wharf_bundle::imgpkg::{self, Bundle, BundleLock, BundleSource, PullOptions, Rule};
-use wharf_copy::{CopyOptions, Job, Silent};
+use wharf_copy::{CopyOptions, Job};
 use wharf_store::chain;
 
 use super::parse_image_address;
@@ -40,9 +40,12 @@ pub async fn run(command: BundleCommand) -> Result<ExitCode> {
 async fn push(args: BundlePushArgs) -> Result<ExitCode> {
     let destination = parse_image_address(&args.destination, "destination")?;
     let session = session(&args.registry)?;
-    let job = Job::new(CopyOptions::default(), Arc::new(Silent));
+    let progress = Arc::new(Progress::new(!args.quiet, None));
+    let job = Job::new(CopyOptions::default(), progress.clone());
     let labels: BTreeMap<String, String> = args.label.into_iter().collect();
-    let pushed = imgpkg::push(&args.dir, &destination, &labels, &session, &job).await?;
+    let pushed = imgpkg::push(&args.dir, &destination, &labels, &session, &job).await;
+    progress.clear();
+    let pushed = pushed?;
     session.finish().await?;
     if let Some(path) = &args.lock_output {
         write_lock(path, &pushed.lock)?;
