@@ -474,17 +474,17 @@ impl Bucket {
         }
     }
 
-    /// Writes `body` to `key` only if its bytes have digest `expected`, hashing as they stream:
-    /// up to one part in memory, larger bodies as a multipart upload completed only once the digest
-    /// matches (aborted otherwise), so a wrong or partial body never appears. Returns the size
-    /// written, or `None` when the digest did not match.
-    pub async fn put_verified(
+    /// Writes `body` to `key`, with `expected` only if its bytes have that digest, hashing as
+    /// they stream: up to one part in memory, larger bodies as a multipart upload completed only
+    /// once the body is whole (and the digest matches; aborted otherwise), so a partial or wrong
+    /// body never appears. Returns the size written, or `None` when the digest did not match.
+    pub async fn put_stream(
         &self,
         key: &str,
         mut body: ObjectStream,
-        expected: &Digest,
+        expected: Option<&Digest>,
     ) -> Result<Option<u64>, S3Error> {
-        let mut digester = expected.algorithm().digester();
+        let mut digester = expected.map(|e| e.algorithm().digester());
         let mut buffer = BytesMut::new();
         let mut upload: Option<(String, Vec<String>)> = None;
         let mut size = 0u64;
@@ -495,7 +495,9 @@ impl Bucket {
                     key: key.to_owned(),
                     error: e.to_string(),
                 })?;
-                digester.update(&chunk);
+                if let Some(digester) = digester.as_mut() {
+                    digester.update(&chunk);
+                }
                 size += chunk.len() as u64;
                 buffer.extend_from_slice(&chunk);
                 if buffer.len() >= PART_SIZE {
@@ -508,7 +510,9 @@ impl Bucket {
                     etags.push(self.put_part(key, id, number, part).await?);
                 }
             }
-            if digester.finish() != *expected {
+            if let (Some(digester), Some(expected)) = (digester, expected)
+                && digester.finish() != *expected
+            {
                 return Ok(None);
             }
             match &mut upload {
@@ -610,7 +614,11 @@ impl ObjectStore for Bucket {
         body: ObjectStream,
         expected: &Digest,
     ) -> io::Result<Option<u64>> {
-        Ok(self.put_verified(key, body, expected).await?)
+        Ok(self.put_stream(key, body, Some(expected)).await?)
+    }
+
+    async fn write_stream(&self, key: &str, body: ObjectStream) -> io::Result<u64> {
+        Ok(self.put_stream(key, body, None).await?.unwrap_or(0))
     }
 
     async fn remove(&self, key: &str) -> io::Result<()> {

@@ -107,19 +107,42 @@ async fn keeps_the_contract(store: &dyn ObjectStore) {
         let middle = collect(store.read_range(&key, 3, 4).await.unwrap()).await;
         assert_eq!(middle, &bytes[3..7]);
     }
-    let failing: ObjectStream = stream::iter(vec![
-        Ok(Bytes::from_static(b"partial")),
-        Err(std::io::Error::other("the client went away")),
-    ])
-    .boxed();
+    let failing = || -> ObjectStream {
+        stream::iter(vec![
+            Ok(Bytes::from_static(b"partial")),
+            Err(std::io::Error::other("the client went away")),
+        ])
+        .boxed()
+    };
     let digest = Algorithm::Sha256.digest(b"partial");
+    let cut = store.write_verified("blobs/sha256/cut", failing(), &digest);
+    assert!(cut.await.is_err());
     assert!(
         store
-            .write_verified("blobs/sha256/cut", failing, &digest)
+            .write_stream("uploads/cut.0", failing())
             .await
             .is_err()
     );
     assert_eq!(store.size("blobs/sha256/cut").await.unwrap(), None);
+    assert_eq!(store.size("uploads/cut.0").await.unwrap(), None);
+
+    // Streamed writes, and moving an object where the store can.
+    let written = store.write_stream("uploads/s.0", chunks(b"chunk bytes", 4));
+    assert_eq!(written.await.unwrap(), 11);
+    if store
+        .adopt("uploads/s.0", "blobs/sha256/adopted")
+        .await
+        .unwrap()
+    {
+        assert_eq!(store.size("uploads/s.0").await.unwrap(), None);
+        let adopted = store.read("blobs/sha256/adopted").await.unwrap();
+        assert_eq!(adopted.unwrap(), "chunk bytes");
+    } else {
+        assert_eq!(
+            store.read("uploads/s.0").await.unwrap().unwrap(),
+            "chunk bytes"
+        );
+    }
 
     store.remove("repositories/a/_tags/v1").await.unwrap();
     store.remove("repositories/a/_tags/v1").await.unwrap();

@@ -11,10 +11,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tempfile::TempPath;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
-use wharf_oci::Digest;
+use wharf_oci::{Digest, Digester};
 use wharf_store::durable;
+
+use super::writer::BlockWriter;
 
 /// Bytes of an object, as they are read.
 pub type ObjectStream = BoxStream<'static, io::Result<Bytes>>;
@@ -50,6 +53,15 @@ pub trait ObjectStore: Send + Sync {
 
     /// Writes an object whole, replacing what was there; it is durable when this returns.
     async fn write(&self, key: &str, bytes: &[u8]) -> io::Result<()>;
+
+    /// Writes an object from a stream; nothing appears of a stream that fails. Returns its size.
+    async fn write_stream(&self, key: &str, body: ObjectStream) -> io::Result<u64>;
+
+    /// Moves an object to another key where the store can do so without copying; false (and
+    /// nothing done) where it cannot.
+    async fn adopt(&self, _from: &str, _to: &str) -> io::Result<bool> {
+        Ok(false)
+    }
 
     /// Writes an object from a stream only if its bytes have digest `expected`: nothing appears
     /// otherwise, nor of a stream that fails. Returns the size written, or `None` when the digest
@@ -92,6 +104,28 @@ impl Files {
     /// The directory of the objects.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Streams `body` into a temporary file in large blocks (the disk starting on each at once),
+    /// hashing it with `digester` if given; the file is not yet synced.
+    async fn to_temp(
+        &self,
+        mut body: ObjectStream,
+        mut digester: Option<Digester>,
+    ) -> io::Result<(tokio::fs::File, TempPath, u64, Option<Digest>)> {
+        let (file, temp) = durable::temp_file(&self.tmp()).await?;
+        let mut writer = BlockWriter::append(&temp).await?;
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if let Some(digester) = digester.as_mut() {
+                digester.update(&chunk);
+            }
+            size += chunk.len() as u64;
+            writer.write(&chunk).await?;
+        }
+        writer.flush().await?;
+        Ok((file, temp, size, digester.map(Digester::finish)))
     }
 }
 
@@ -142,22 +176,26 @@ impl ObjectStore for Files {
         durable::write_atomic(&self.tmp(), &self.path(key), bytes).await
     }
 
+    async fn write_stream(&self, key: &str, body: ObjectStream) -> io::Result<u64> {
+        let (file, temp, size, _) = self.to_temp(body, None).await?;
+        durable::persist(file, temp, &self.path(key)).await?;
+        Ok(size)
+    }
+
+    async fn adopt(&self, from: &str, to: &str) -> io::Result<bool> {
+        durable::rename_synced(&self.path(from), &self.path(to)).await?;
+        Ok(true)
+    }
+
     async fn write_verified(
         &self,
         key: &str,
-        mut body: ObjectStream,
+        body: ObjectStream,
         expected: &Digest,
     ) -> io::Result<Option<u64>> {
-        let (mut file, temp) = durable::temp_file(&self.tmp()).await?;
-        let mut digester = expected.algorithm().digester();
-        let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            digester.update(&chunk);
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await?;
-        }
-        if digester.finish() != *expected {
+        let digester = expected.algorithm().digester();
+        let (file, temp, size, actual) = self.to_temp(body, Some(digester)).await?;
+        if actual.as_ref() != Some(expected) {
             return Ok(None);
         }
         durable::persist(file, temp, &self.path(key)).await?;
