@@ -357,8 +357,36 @@ fn a_killed_upload_never_becomes_visible() {
         b"",
     );
     assert_eq!(status, 404);
-    let (status, _) = http(restarted.addr(), "GET", &location, b"");
-    assert_eq!(status, 404, "the interrupted session is gone");
+    // The session lives in the storage, not in the killed process: another instance carries it
+    // on from what was written whole (nothing of the cut chunk), and the blob appears once whole.
+    let (status, response) = http(restarted.addr(), "GET", &location, b"");
+    assert_eq!(status, 204, "{response}");
+    assert_eq!(response_header(&response, "range").as_deref(), Some("0-0"));
+    let (status, response) = http(restarted.addr(), "PATCH", &location, &full[..1 << 20]);
+    assert_eq!(status, 202, "{response}");
+    let (status, response) = http(
+        restarted.addr(),
+        "PUT",
+        &format!("{location}?digest={digest}"),
+        &full[1 << 20..],
+    );
+    assert_eq!(status, 201, "{response}");
+    let (status, _) = http(
+        restarted.addr(),
+        "HEAD",
+        &format!("/v2/crash/app/blobs/{digest}"),
+        b"",
+    );
+    assert_eq!(status, 200);
+
+    // An abandoned session goes with gc.
+    let (status, response) = http(
+        restarted.addr(),
+        "POST",
+        "/v2/crash/app/blobs/uploads/",
+        b"",
+    );
+    assert_eq!(status, 202, "{response}");
     drop(restarted);
     let out = wharf(
         dir,
@@ -372,5 +400,6 @@ fn a_killed_upload_never_becomes_visible() {
         ],
     )
     .ok();
-    assert!(out.contains("1 abandoned uploads"), "{out}");
+    // The abandoned session, and the temporary file of the chunk the killed instance was writing.
+    assert!(out.contains("2 abandoned uploads"), "{out}");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use wharf_oci::{Digest, Manifest};
 use wharf_store::durable;
 
-use super::{ObjectStore, Storage, blob_key, blob_link, repo_key};
+use super::{Storage, blob_key, blob_link, repo_key};
 
 /// What a collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -69,8 +69,9 @@ impl Storage {
                 self.objects.remove(&blob_link(repo, digest)).await?;
             }
         }
-        for dir in [self.root().join("uploads"), self.root().join("tmp")] {
-            report.uploads_removed += remove_older_than(&dir, cutoff).await?;
+        report.uploads_removed += self.expire_uploads(grace).await?;
+        if let Some(root) = &self.local {
+            report.uploads_removed += remove_older_than(&root.join("tmp"), cutoff).await?;
         }
         Ok(report)
     }

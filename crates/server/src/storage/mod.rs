@@ -24,7 +24,8 @@ mod writer;
 
 use std::collections::BTreeSet;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use wharf_oci::{Descriptor, Digest, Manifest, ManifestBody, media_type};
@@ -56,9 +57,11 @@ pub struct PushedManifest {
 
 /// A registry's content, in an object store.
 pub struct Storage {
-    objects: Files,
-    /// Upload sessions in progress.
-    pub uploads: Uploads,
+    objects: Arc<dyn ObjectStore>,
+    /// The directory of a local storage, whose temporary files gc removes.
+    local: Option<PathBuf>,
+    /// Locks of the upload sessions in progress here.
+    uploads: Uploads,
 }
 
 impl Storage {
@@ -69,8 +72,9 @@ impl Storage {
             tokio::fs::create_dir_all(root.join(dir)).await?;
         }
         Ok(Storage {
-            uploads: Uploads::new(root.join("uploads")),
-            objects: Files::new(root),
+            objects: Arc::new(Files::new(root.clone())),
+            local: Some(root),
+            uploads: Uploads::new(),
         })
     }
 
@@ -82,16 +86,6 @@ impl Storage {
     /// Where the storage is, for messages.
     pub fn describe(&self) -> String {
         self.objects.describe()
-    }
-
-    /// The storage root.
-    pub fn root(&self) -> &Path {
-        self.objects.root()
-    }
-
-    /// Where a blob's bytes live.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.objects.path(&blob_key(digest))
     }
 
     /// True if the repository has been pushed to.

@@ -70,11 +70,6 @@ impl BlockWriter {
         self.position += result?;
         Ok(())
     }
-
-    /// The file's length once everything queued is written.
-    pub fn len(&self) -> u64 {
-        self.position + self.buffer.len() as u64
-    }
 }
 
 /// Asks the kernel to start writing a range to disk without waiting for it.
