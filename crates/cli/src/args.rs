@@ -1171,12 +1171,17 @@ pub enum ServeAction {
 pub struct ServeRunArgs {
     /// A TOML file of settings whose keys are these flags' names (root, listen, htpasswd,
     /// anonymous-read, tls-cert, tls-key, read-only, access-log, chunk-min-length, idle-timeout,
-    /// upload-expiry, log-format); flags given here win over it.
+    /// upload-expiry, log-format, storage); flags given here win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Storage directory (created if missing).
-    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["config", "storage"])]
     pub root: Option<PathBuf>,
+    /// Where the registry is kept: a directory, or s3://BUCKET[/PREFIX] on S3-compatible object
+    /// storage shared by any number of instances (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_SESSION_TOKEN or AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for stores other than AWS).
+    #[arg(long, value_name = "LOCATION", conflicts_with = "root")]
+    pub storage: Option<String>,
     /// Address to listen on, HOST:PORT or :PORT (every interface); repeat for several (port 0 picks
     /// a free one). Default 127.0.0.1:5000.
     #[arg(long = "listen", value_name = "ADDR")]
@@ -1227,8 +1232,12 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Storage directory of the registry.
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "storage")]
+    pub root: Option<PathBuf>,
+    /// The registry's storage: a directory, or s3://BUCKET[/PREFIX] (settings from the AWS_*
+    /// variables, as for wharf serve --storage).
+    #[arg(long, value_name = "LOCATION", conflicts_with = "root")]
+    pub storage: Option<String>,
     /// Keep anything younger than this (e.g. 90s, 30m, 1h, 2d).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub grace: std::time::Duration,

@@ -58,6 +58,9 @@ pub enum ServeError {
         /// The failure.
         source: io::Error,
     },
+    /// The object storage cannot be used.
+    #[error(transparent)]
+    ObjectStorage(#[from] crate::s3::S3Error),
     /// The htpasswd file is unusable.
     #[error(transparent)]
     Htpasswd(#[from] HtpasswdError),
@@ -100,6 +103,15 @@ impl Registry {
                 path: root.clone(),
                 source,
             })?;
+        Registry::bind_storage(storage, options).await
+    }
+
+    /// Serves `storage` (a directory, or a bucket shared with other instances) on every address
+    /// of `options`.
+    pub async fn bind_storage(
+        storage: Storage,
+        options: ServeOptions,
+    ) -> Result<Registry, ServeError> {
         let htpasswd = options
             .htpasswd
             .as_deref()

@@ -56,6 +56,10 @@ pub struct ServeSetup<'a> {
     pub wrapper: &'a [&'a str],
     /// Where its standard error goes, instead of the test's.
     pub stderr: Option<&'a Path>,
+    /// `--storage LOCATION` instead of `--root DIR/registry`.
+    pub storage: Option<&'a str>,
+    /// Extra environment variables.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl WharfServe {
@@ -87,9 +91,12 @@ impl WharfServe {
         };
         command
             .current_dir(dir)
-            .arg("serve")
-            .arg("--root")
-            .arg(&root);
+            .envs(setup.env.iter().copied())
+            .arg("serve");
+        match setup.storage {
+            Some(storage) => command.args(["--storage", storage]),
+            None => command.arg("--root").arg(&root),
+        };
         for _ in 0..listeners {
             command.args(["--listen", "127.0.0.1:0"]);
         }
@@ -269,6 +276,12 @@ pub struct Nginx {
 impl Nginx {
     /// Proxies every request to `upstream` (`127.0.0.1:PORT`), streaming bodies both ways.
     pub fn start(upstream: &str) -> Nginx {
+        Nginx::balance(&[upstream])
+    }
+
+    /// Proxies requests to `upstreams` in turn (round robin), streaming bodies both ways: one
+    /// address in front of several registry instances.
+    pub fn balance(upstreams: &[&str]) -> Nginx {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -277,10 +290,15 @@ impl Nginx {
             "worker_processes 1;\npid {pid};\nerror_log {prefix}/error.log warn;\nevents {{ worker_connections 256; }}\n\
              http {{\n  access_log {prefix}/access.log;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
                fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
-               server {{\n    listen {addr};\n    client_max_body_size 0;\n    location / {{\n      proxy_pass http://{upstream};\n\
+               upstream registries {{\n{servers}  }}\n\
+               server {{\n    listen {addr};\n    client_max_body_size 0;\n    location / {{\n      proxy_pass http://registries;\n\
                  proxy_http_version 1.1;\n      proxy_set_header Host $http_host;\n      proxy_request_buffering off;\n\
                  proxy_buffering off;\n    }}\n  }}\n}}\n",
             pid = prefix.join("nginx.pid").display(),
+            servers = upstreams
+                .iter()
+                .map(|u| format!("    server {u};\n"))
+                .collect::<String>(),
             prefix = prefix.display(),
         );
         let config_path = prefix.join("nginx.conf");

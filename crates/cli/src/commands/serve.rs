@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
+use wharf_server::s3::Bucket;
 use wharf_server::storage::Storage;
 use wharf_server::{DEFAULT_IDLE_TIMEOUT, DEFAULT_UPLOAD_EXPIRY, Registry, ServeOptions};
 
@@ -36,7 +37,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         idle_timeout: std::time::Duration::from_secs(settings.idle_timeout),
         upload_expiry: settings.upload_expiry,
     };
-    let registry = Registry::bind(&settings.root, options).await?;
+    let storage = open_storage(&settings.storage).await?;
+    let described = storage.describe();
+    let registry = Registry::bind_storage(storage, options).await?;
     // The addresses on stdout, for scripts; the rest of the summary on stderr, with the log.
     {
         let mut stdout = std::io::stdout().lock();
@@ -45,7 +48,6 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         }
         stdout.flush()?;
     }
-    let root = std::path::absolute(&settings.root).unwrap_or(settings.root.clone());
     let auth = match (&settings.htpasswd, settings.anonymous_read) {
         (None, _) => "none (anyone may push and pull)".to_owned(),
         (Some(file), false) => format!("htpasswd {}", file.display()),
@@ -56,7 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     } else {
         "read-write"
     };
-    eprintln!("storage: {}", root.display());
+    eprintln!("storage: {described}");
     eprintln!("authentication: {auth}");
     eprintln!("mode: {mode}; health at /healthz, metrics at /metrics");
     registry.run(shutdown_signal()).await;
@@ -65,7 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
 
 /// `wharf serve`'s settings: the configuration file's, overridden by the flags given.
 pub struct Settings {
-    root: PathBuf,
+    storage: Place,
     listen: Vec<String>,
     htpasswd: Option<PathBuf>,
     anonymous_read: bool,
@@ -84,6 +86,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ConfigFile {
     root: Option<PathBuf>,
+    storage: Option<String>,
     #[serde(default)]
     listen: Vec<String>,
     htpasswd: Option<PathBuf>,
@@ -125,29 +128,35 @@ impl Settings {
         } else {
             vec!["127.0.0.1:5000".to_owned()]
         };
-        let settings =
-            Settings {
-                root: args.root.clone().or(file.root).context(
-                    "give the storage directory: --root DIR, or root in the --config file",
-                )?,
-                listen,
-                htpasswd: args.htpasswd.clone().or(file.htpasswd),
-                anonymous_read: args.anonymous_read || file.anonymous_read,
-                tls_cert: args.tls_cert.clone().or(file.tls_cert),
-                tls_key: args.tls_key.clone().or(file.tls_key),
-                read_only: args.read_only || file.read_only,
-                access_log: args.access_log.clone().or(file.access_log),
-                chunk_min_length: args.chunk_min_length.or(file.chunk_min_length),
-                idle_timeout: args
-                    .idle_timeout
-                    .or(file.idle_timeout)
-                    .unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
-                upload_expiry,
-                log_format: args
-                    .log_format
-                    .or(file.log_format)
-                    .unwrap_or(LogFormat::Text),
-            };
+        let storage = match (&args.root, &args.storage, file.root, file.storage) {
+            (Some(root), _, _, _) => Place::Directory(root.clone()),
+            (None, Some(location), _, _) => Place::parse(location)?,
+            (None, None, Some(root), _) => Place::Directory(root),
+            (None, None, None, Some(location)) => Place::parse(&location)?,
+            (None, None, None, None) => bail!(
+                "give the storage: --root DIR or --storage LOCATION, or root or storage in the --config file"
+            ),
+        };
+        let settings = Settings {
+            storage,
+            listen,
+            htpasswd: args.htpasswd.clone().or(file.htpasswd),
+            anonymous_read: args.anonymous_read || file.anonymous_read,
+            tls_cert: args.tls_cert.clone().or(file.tls_cert),
+            tls_key: args.tls_key.clone().or(file.tls_key),
+            read_only: args.read_only || file.read_only,
+            access_log: args.access_log.clone().or(file.access_log),
+            chunk_min_length: args.chunk_min_length.or(file.chunk_min_length),
+            idle_timeout: args
+                .idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
+            upload_expiry,
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+        };
         if settings.anonymous_read && settings.htpasswd.is_none() {
             bail!("anonymous reads only mean something with --htpasswd");
         }
@@ -158,6 +167,44 @@ impl Settings {
             bail!("--config: idle-timeout must be at least 1 second");
         }
         Ok(settings)
+    }
+}
+
+/// Where a registry is kept.
+enum Place {
+    /// A local directory.
+    Directory(PathBuf),
+    /// `s3://BUCKET[/PREFIX]`.
+    Bucket(String),
+}
+
+impl Place {
+    /// A directory, or `s3://BUCKET[/PREFIX]`; other URLs are refused.
+    fn parse(text: &str) -> Result<Place> {
+        if text.starts_with("s3://") {
+            return Ok(Place::Bucket(text.to_owned()));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            bail!(
+                "storage {text:?}: unknown scheme {scheme:?}; give a directory or s3://BUCKET[/PREFIX]"
+            );
+        }
+        Ok(Place::Directory(PathBuf::from(text)))
+    }
+}
+
+/// Opens the storage: a directory (created if missing), or a bucket, checked before anything is
+/// served (it exists, the credentials may use it).
+async fn open_storage(place: &Place) -> Result<Storage> {
+    match place {
+        Place::Directory(root) => Storage::open(root)
+            .await
+            .with_context(|| format!("storage {}", root.display())),
+        Place::Bucket(url) => {
+            let bucket = Bucket::open(url, &|name| std::env::var(name).ok())?;
+            bucket.check().await?;
+            Ok(Storage::on(std::sync::Arc::new(bucket)))
+        }
     }
 }
 
@@ -192,19 +239,24 @@ async fn shutdown_signal() {
 }
 
 async fn gc(args: GcArgs) -> Result<ExitCode> {
-    if !args.root.join("repositories").is_dir() {
+    let place = match (&args.root, &args.storage) {
+        (Some(root), _) => Place::Directory(root.clone()),
+        (None, Some(location)) => Place::parse(location)?,
+        (None, None) => bail!("give the storage: --root DIR or --storage LOCATION"),
+    };
+    if let Place::Directory(root) = &place
+        && !root.join("repositories").is_dir()
+    {
         bail!(
             "{} is not a wharf registry storage directory",
-            args.root.display()
+            root.display()
         );
     }
-    let storage = Storage::open(&args.root)
-        .await
-        .with_context(|| format!("storage {}", args.root.display()))?;
+    let storage = open_storage(&place).await?;
     let report = storage
         .gc(args.grace)
         .await
-        .with_context(|| format!("garbage collection in {}", args.root.display()))?;
+        .with_context(|| format!("garbage collection in {}", storage.describe()))?;
     out!(
         "removed {} blobs ({}) and {} abandoned uploads; kept {} blobs",
         report.blobs_removed,

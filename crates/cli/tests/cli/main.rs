@@ -8,6 +8,7 @@ mod copy;
 mod demo;
 mod inspect;
 mod nested;
+mod objects;
 mod registry;
 mod reliability;
 mod resolve;

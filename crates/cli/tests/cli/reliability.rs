@@ -368,6 +368,7 @@ fn half_open_connections_do_not_keep_real_requests_out() {
         crate::util::ServeSetup {
             wrapper: &["prlimit", "--nofile=256:256", "--"],
             stderr: Some(&log),
+            ..Default::default()
         },
     );
     let mut held = Vec::new();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use wharf_testkit::{
-    DockerRegistry, Fault, FaultAction, Nginx, ServeSetup, TestProxy, TlsFiles, TokenAuth,
+    DockerRegistry, Fault, FaultAction, Moto, Nginx, ServeSetup, TestProxy, TlsFiles, TokenAuth,
     WharfServe,
 };
 

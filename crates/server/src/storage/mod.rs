@@ -78,6 +78,16 @@ impl Storage {
         })
     }
 
+    /// Storage in a bucket (or any object store), shared by every instance serving it: nothing of
+    /// a registry's state is kept in one instance.
+    pub fn on(objects: Arc<dyn ObjectStore>) -> Storage {
+        Storage {
+            objects,
+            local: None,
+            uploads: Uploads::new(),
+        }
+    }
+
     /// True when the storage can be used (for health checks).
     pub async fn is_available(&self) -> bool {
         self.objects.available().await
