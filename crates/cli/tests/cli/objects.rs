@@ -4,9 +4,14 @@
 use std::path::Path;
 
 use crate::util::{
-    Moto, Nginx, ServeSetup, WharfServe, descriptor_of, json, peer, sample_layout, seed_images,
-    temp, wharf, wharf_env,
+    Moto, Nginx, ServeSetup, WharfServe, add_referrer, descriptor_of, gen_layout, http, json, peer,
+    sample_layout, seed_images, temp, wharf, wharf_env,
 };
+
+/// The body of a raw HTTP answer.
+fn body(response: &str) -> &str {
+    response.split("\r\n\r\n").nth(1).unwrap_or("")
+}
 
 /// The AWS settings that reach `moto`.
 fn aws(moto: &Moto) -> [(&'static str, String); 3] {
@@ -71,8 +76,65 @@ fn two_instances_on_one_bucket_behind_a_balancer_are_one_registry() {
         descriptor_of(dir, &source).digest
     );
 
+    // Ten more repositories of it, and a chunked upload whose chunks go to either instance.
+    for i in 0..10 {
+        let remote = format!("docker://{}/pushed/app{i}:1.0", balancer.addr);
+        peer(
+            dir,
+            "skopeo",
+            &["copy", "--all", "--dest-tls-verify=false", &source, &remote],
+        )
+        .ok();
+    }
+    gen_layout(&dir.join("gen"), 1, 1, 0, "3M");
+    wharf(
+        dir,
+        &[
+            "copy",
+            "--chunk-size",
+            "262144",
+            "oci:gen:img0",
+            &format!("{}/chunked/app:1", balancer.addr),
+        ],
+    )
+    .ok();
+    let chunked = wharf(dir, &["verify", &format!("{}/chunked/app:1", first.addr())]).ok();
+    assert!(chunked.contains("0 problems"), "{chunked}");
+
+    // Referrers and paged tags read the same from either instance.
+    let root = descriptor_of(dir, &format!("{}/team/app:1.0", first.addr()));
+    add_referrer(&sample, &root, "application/vnd.example.sbom", b"sbom");
+    for tag in ["1.0", "2.0"] {
+        let target = format!("{}/team/app:{tag}", balancer.addr);
+        wharf(dir, &["copy", &source, &target]).ok();
+    }
+    let referrers: Vec<String> = [first.addr(), second.addr()]
+        .iter()
+        .map(|addr| {
+            http(
+                addr,
+                "GET",
+                &format!("/v2/team/app/referrers/{}", root.digest),
+                b"",
+            )
+            .1
+        })
+        .collect();
+    assert!(
+        referrers[0].contains("application/vnd.example.sbom"),
+        "{}",
+        referrers[0]
+    );
+    assert_eq!(body(&referrers[0]), body(&referrers[1]));
+    for addr in [first.addr(), second.addr()] {
+        let (status, page) = http(addr, "GET", "/v2/team/app/tags/list?n=1", b"");
+        assert_eq!(status, 200);
+        assert!(page.to_lowercase().contains("link:"), "paged: {page}");
+        assert!(body(&page).contains("\"1.0\""), "{page}");
+    }
+
     // Many images through the balancer, then a no-op re-run; both instances see the same.
-    let names = seed_images(dir, &balancer.addr, 6, "16K");
+    let names = seed_images(dir, &balancer.addr, 29, "4K");
     let mut args = vec!["sync", "-q", "--output", "json", "--to"];
     let prefix = format!("{}/mirror", balancer.addr);
     args.push(&prefix);
@@ -114,4 +176,68 @@ fn unusable_object_storage_is_one_line_at_start_up() {
     ];
     wharf_env(dir, &["serve", "--storage", "s3://registry"], &nowhere)
         .fails_with(&["check registry"]);
+}
+
+#[test]
+fn an_instance_killed_mid_push_loses_nothing_and_gc_takes_only_the_abandoned_session() {
+    let dir = temp();
+    let dir = dir.path();
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    let mut first = instance(dir, &moto, "s3://registry");
+    let second = instance(dir, &moto, "s3://registry");
+    let balancer = Nginx::balance(&[first.addr(), second.addr()]);
+    gen_layout(&dir.join("gen"), 1, 2, 0, "24M");
+
+    // A chunked push through the balancer; one instance dies with SIGKILL while it goes on.
+    let target = format!("{}/team/big:1", balancer.addr);
+    let push = {
+        let dir = dir.to_owned();
+        let target = target.clone();
+        std::thread::spawn(move || {
+            wharf(
+                &dir,
+                &[
+                    "copy",
+                    "--chunk-size",
+                    "1048576",
+                    "--idle-timeout",
+                    "5",
+                    "oci:gen:img0",
+                    &target,
+                ],
+            )
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let pushed = push.join().unwrap();
+    assert!(
+        pushed.status.success(),
+        "the retry through the other instance completes: {}",
+        pushed.stderr
+    );
+    let verified = wharf(dir, &["verify", &target]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+    assert_eq!(
+        descriptor_of(dir, &target).digest,
+        descriptor_of(dir, "oci:gen:img0").digest
+    );
+
+    // An upload left behind, as a killed client would; gc removes it and nothing else.
+    let (status, response) = http(second.addr(), "POST", "/v2/team/left/blobs/uploads/", b"");
+    assert_eq!(status, 202, "{response}");
+    let env = aws(&moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let collected = wharf_env(
+        dir,
+        &["serve", "gc", "--storage", "s3://registry", "--grace", "0s"],
+        &env,
+    )
+    .ok();
+    assert!(collected.contains("removed 0 blobs"), "{collected}");
+    assert!(!collected.contains(" 0 abandoned uploads"), "{collected}");
+    let verified = wharf(dir, &["verify", &target]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
 }
