@@ -61,13 +61,69 @@ YAML
   wait_for "$ADDR"
 }
 
+# start_moto: moto's standalone S3 server (the venv scripts/setup-peers makes); sets MOTO and exports
+# the AWS_* settings that reach it.
+start_moto() {
+  local port
+  port=$(free_port)
+  "${WHARF_VENV:-$HOME/.cache/wharf/venv}/bin/moto_server" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+  pids+=("$!")
+  MOTO=127.0.0.1:$port
+  for _ in $(seq 200); do
+    curl -s -o /dev/null "http://$MOTO/" && break
+    sleep 0.05
+  done
+  export AWS_ENDPOINT_URL=http://$MOTO AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+}
+
+# make_bucket NAME: creates a bucket in moto.
+make_bucket() {
+  curl -fsS -X PUT "http://$MOTO/$1" >/dev/null
+}
+
+# start_docker_registry_s3 NAME BUCKET: docker-registry with its S3 driver on moto; sets ADDR, PID.
+start_docker_registry_s3() {
+  local name=$1 bucket=$2 port
+  port=$(free_port)
+  mkdir -p "$work/$name"
+  cat >"$work/$name/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  s3:
+    accesskey: bench
+    secretkey: bench
+    region: us-east-1
+    regionendpoint: http://$MOTO
+    bucket: $bucket
+    secure: false
+    v4auth: true
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+  # The Go SDK refuses a custom CA bundle with its transport; moto is plain HTTP anyway.
+  env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$work/$name/time" docker-registry serve \
+    "$work/$name/config.yml" >"$work/$name/log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  ADDR=127.0.0.1:$port
+  wait_for "$ADDR"
+}
+
 # start_wharf_serve NAME [ARGS...]: starts `wharf serve` under /usr/bin/time; sets ADDR and PID.
 start_wharf_serve() {
   local name=$1 port
   shift
   port=$(free_port)
   mkdir -p "$work/$name"
-  /usr/bin/time -v -o "$work/$name/time" "$wharf" serve --root "$work/$name/data" \
+  local storage=(--root "$work/$name/data")
+  [ -n "${STORAGE:-}" ] && storage=(--storage "$STORAGE")
+  /usr/bin/time -v -o "$work/$name/time" "$wharf" serve "${storage[@]}" \
     --listen "127.0.0.1:$port" "$@" >"$work/$name/log" 2>&1 &
   PID=$!
   pids+=("$PID")

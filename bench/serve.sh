@@ -3,14 +3,18 @@
 # generated image set into each, then pulls it back; each round uses fresh registries on fresh ports so
 # no tool can reuse earlier state. Prints the median times, their ratios, and each server's peak RSS.
 #
-#   bench/serve.sh            # 10 images x 8 layers x 4 MiB, 3 rounds
-#   IMAGES=20 LAYER_SIZE=8M ROUNDS=5 bench/serve.sh
+# Then the same on S3-compatible storage (moto's standalone server on loopback): `wharf serve --storage
+# s3://…` against docker-registry with its S3 driver, on the same moto, S3_IMAGES images.
+#
+#   bench/serve.sh            # 10 images x 8 layers x 4 MiB, 3 rounds; 4 images on S3
+#   IMAGES=20 LAYER_SIZE=8M ROUNDS=5 S3_IMAGES=10 bench/serve.sh
 source "$(dirname "$0")/lib.sh"
 
 IMAGES=${IMAGES:-10}
 LAYERS=${LAYERS:-8}
 LAYER_SIZE=${LAYER_SIZE:-4M}
 ROUNDS=${ROUNDS:-3}
+S3_IMAGES=${S3_IMAGES:-4}
 
 build_wharf
 gen_set "$work/layout"
@@ -57,6 +61,32 @@ echo "| date | image set | skopeo push, wall | skopeo pull, wall | server CPU (u
 echo "|---|---|---|---|---|---|"
 echo "$table"
 echo "machine: $(machine)"
+
+echo
+echo "== on S3 (moto): $S3_IMAGES images"
+start_moto
+IMAGES=$S3_IMAGES
+declare -A s3push s3pull s3rss
+for kind in wharf registry; do s3push[$kind]=""; s3pull[$kind]=""; s3rss[$kind]=""; done
+for round in $(seq "$ROUNDS"); do
+  order="wharf registry"; [ $((round % 2)) -eq 0 ] && order="registry wharf"
+  for kind in $order; do
+    name="s3-$kind-$round"
+    make_bucket "$name"
+    if [ "$kind" = wharf ]; then STORAGE="s3://$name" start_wharf_serve "$name"; else start_docker_registry_s3 "$name" "$name"; fi
+    t0=$(now); push_all "$ADDR"; t1=$(now); pull_all "$ADDR"; t2=$(now)
+    s3push[$kind]+=" $(elapsed "$t0" "$t1")"
+    s3pull[$kind]+=" $(elapsed "$t1" "$t2")"
+    stop "$name" "$PID"
+    s3rss[$kind]+=" $RSS"
+  done
+done
+wp=$(median ${s3push[wharf]}); rp=$(median ${s3push[registry]})
+wl=$(median ${s3pull[wharf]}); rl=$(median ${s3pull[registry]})
+wr=$(median ${s3rss[wharf]}); rr=$(median ${s3rss[registry]})
+echo "| date | image set (S3 on moto) | skopeo push, wall | skopeo pull, wall | server peak RSS |"
+echo "|---|---|---|---|---|"
+echo "| $(date +%F) | $S3_IMAGES x $LAYERS x $LAYER_SIZE, $ROUNDS rounds | ${wp}s vs ${rp}s (**$(ratio "$rp" "$wp")x**) | ${wl}s vs ${rl}s (**$(ratio "$rl" "$wl")x**) | ${wr} vs ${rr} MiB |"
 
 # Memory does not grow with blob size: one large blob pushed (streamed, monolithic) and pulled with curl.
 BIG=${BIG:-1G}

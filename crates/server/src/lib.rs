@@ -8,8 +8,9 @@
 //! bodies time out, at the connection limit the idlest connection makes room, unread request bodies
 //! are drained or the connection closed, and abandoned upload sessions expire.
 //!
-//! What it leaves out: token authentication, storage drivers other than a local directory, and
-//! deletion-time garbage collection (run [`storage::Storage::gc`] offline).
+//! Its [`storage`] is a set of objects in a local directory or an S3-compatible bucket ([`s3`]),
+//! upload sessions included, so several instances can serve one bucket. What it leaves out: token
+//! authentication and deletion-time garbage collection (run [`storage::Storage::gc`] offline).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wharf_server::ServeError> {
