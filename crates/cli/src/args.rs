@@ -258,8 +258,11 @@ Locations:
 const SERVE_HELP: &str = "\
 The registry serves the whole distribution spec 1.1 API (pull, push, chunked
 and cross-repository uploads, referrers, tags and catalog with pagination,
-deletes) from one directory. Each --listen adds an address for the same
-storage, so one registry can be reached under several URLs. It prints one line
+deletes) from one directory, or from an S3-compatible bucket (--storage
+s3://BUCKET[/PREFIX]) that any number of instances serve together behind one
+address: upload sessions live in the bucket too, so a push may go through
+several instances. Each --listen adds an address for the same storage, so one
+registry can be reached under several URLs. It prints one line
 per address (`listening on http://ADDR`), then its storage, authentication and
 mode, logs each request on stderr, answers GET /healthz (no credentials
 needed) and serves Prometheus metrics at /metrics; it stops cleanly on SIGINT
@@ -272,6 +275,7 @@ Examples:
   wharf serve --root ./registry --tls-cert cert.pem --tls-key key.pem \\
       --listen :443
   wharf serve --config /etc/wharf/serve.toml
+  AWS_ENDPOINT_URL=http://minio:9000 wharf serve --storage s3://registry
   wharf serve gc --root ./registry
 
 A configuration file:

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use crate::util::{
-    Moto, Nginx, ServeSetup, WharfServe, add_referrer, descriptor_of, gen_layout, http, json, peer,
-    sample_layout, seed_images, temp, wharf, wharf_env,
+    Fault, FaultAction, Moto, Nginx, ServeSetup, TestProxy, WharfServe, add_referrer,
+    descriptor_of, gen_layout, http, json, peer, sample_layout, seed_images, temp, wharf,
+    wharf_env,
 };
 
 /// The body of a raw HTTP answer.
@@ -176,6 +177,28 @@ fn unusable_object_storage_is_one_line_at_start_up() {
     ];
     wharf_env(dir, &["serve", "--storage", "s3://registry"], &nowhere)
         .fails_with(&["check registry"]);
+
+    // Credentials the store refuses (moto takes any; a proxy answers as S3 does).
+    moto.create_bucket("registry");
+    let proxy = TestProxy::start(moto.endpoint.trim_start_matches("http://"), None);
+    proxy.inject(Fault {
+        method: Some(reqwest::Method::HEAD),
+        path_contains: "/registry".into(),
+        times: 10,
+        action: FaultAction::Refuse {
+            code: 403,
+            error: "AccessDenied",
+            message: "Access Denied".into(),
+        },
+    });
+    let endpoint = format!("http://{}", proxy.host());
+    let refused = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "wrong"),
+        ("AWS_SECRET_ACCESS_KEY", "wrong"),
+    ];
+    wharf_env(dir, &["serve", "--storage", "s3://registry"], &refused)
+        .fails_with(&["bucket registry: the credentials were refused"]);
 }
 
 #[test]
