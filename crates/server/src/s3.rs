@@ -226,8 +226,8 @@ impl Bucket {
             .map_err(|e| network("get", key, &e))
     }
 
-    /// The size of an object; `None` when there is no such object.
-    pub async fn size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+    /// The headers of an object; `None` when there is no such object.
+    async fn head(&self, key: &str) -> Result<Option<reqwest::header::HeaderMap>, S3Error> {
         let full = self.key(key);
         let url = self
             .bucket
@@ -236,14 +236,21 @@ impl Bucket {
         let response = self.send("check", key, self.client.head(url)).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            // A HEAD answer's body is empty: the size is in its header.
-            status if status.is_success() => Ok(response
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())),
+            status if status.is_success() => Ok(Some(response.headers().clone())),
             _ => Err(answer("check", key, response).await),
         }
+    }
+
+    /// The size of an object; `None` when there is no such object.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+        // A HEAD answer's body is empty: the size is in its header.
+        Ok(self.head(key).await?.map(|headers| {
+            headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        }))
     }
 
     /// Removes an object (nothing happens when there is none).
@@ -455,23 +462,14 @@ impl Bucket {
 
     /// When an object was last written; `None` when there is none.
     pub async fn modified(&self, key: &str) -> Result<Option<SystemTime>, S3Error> {
-        let full = self.key(key);
-        let url = self
-            .bucket
-            .head_object(self.credentials.as_ref(), &full)
-            .sign(SIGNED_FOR);
-        let response = self.send("check", key, self.client.head(url)).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => Ok(response
-                .headers()
+        Ok(self.head(key).await?.map(|headers| {
+            headers
                 .get("last-modified")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
                 .map(|t| SystemTime::from(t.timestamp()))
-                .or(Some(SystemTime::UNIX_EPOCH))),
-            _ => Err(answer("check", key, response).await),
-        }
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        }))
     }
 
     /// Writes `body` to `key`, with `expected` only if its bytes have that digest, hashing as

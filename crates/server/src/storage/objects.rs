@@ -4,7 +4,7 @@
 //! a local directory, each write through a temporary file, fsync and rename.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -92,18 +92,13 @@ impl Files {
     }
 
     /// The file of an object.
-    pub fn path(&self, key: &str) -> PathBuf {
+    fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
 
     /// The directory of temporary files.
-    pub fn tmp(&self) -> PathBuf {
+    fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
-    }
-
-    /// The directory of the objects.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Streams `body` into a temporary file in large blocks (the disk starting on each at once),

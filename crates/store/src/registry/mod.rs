@@ -812,6 +812,15 @@ impl Repository {
                 .header("content-length", &send.len().to_string())
                 .body(Body::Bytes(send.clone()));
             let response = self.host.send(request).await?;
+            if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                && let Some((received, next)) = self.upload_status(&location).await?
+                && received == end + 1
+            {
+                // A chunk sent again after its answer was lost, which the registry already has.
+                offset = received;
+                location = next;
+                continue;
+            }
             if response.status() != StatusCode::ACCEPTED && !response.status().is_success() {
                 return Err(client::status_error(response).await);
             }
@@ -824,6 +833,25 @@ impl Repository {
         let request =
             Request::new(Method::PUT, url, self.push_scope()).header("content-length", "0");
         self.host.send(request).await
+    }
+
+    /// How many bytes an upload session has received (from its `Range: 0-N`), and where to send
+    /// the next chunk; `None` when the registry does not say.
+    async fn upload_status(&self, location: &Url) -> Result<Option<(u64, Url)>, ErrorKind> {
+        let request = Request::new(Method::GET, location.clone(), self.push_scope());
+        let response = self.host.send(request).await?;
+        if !response.status().is_success() {
+            return Ok(None);
+        }
+        let received = header_str(response.headers(), "range")
+            .and_then(|range| range.split_once('-'))
+            .and_then(|(_, last)| last.trim().parse::<u64>().ok())
+            .map(|last| last + 1);
+        let next = match response.headers().get("location") {
+            Some(_) => upload_location(&self.host, response.headers()).await?,
+            None => location.clone(),
+        };
+        Ok(received.map(|received| (received, next)))
     }
 }
 
