@@ -188,10 +188,9 @@ impl Storage {
                 removed += 1;
             }
         }
+        // Chunks of sessions that are gone, and files of earlier versions' sessions (no suffix).
         for name in names {
-            let Some((id, _)) = name.split_once('.') else {
-                continue;
-            };
+            let id = name.split_once('.').map_or(name.as_str(), |(id, _)| id);
             let key = format!("uploads/{name}");
             let orphan = !self.objects.exists(&state_key(id)).await?;
             let old = self
