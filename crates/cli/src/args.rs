@@ -1175,7 +1175,7 @@ pub enum ServeAction {
 pub struct ServeRunArgs {
     /// A TOML file of settings whose keys are these flags' names (root, listen, htpasswd,
     /// anonymous-read, tls-cert, tls-key, read-only, access-log, chunk-min-length, idle-timeout,
-    /// upload-expiry, log-format, storage); flags given here win over it.
+    /// upload-expiry, log-format, storage, redirect); flags given here win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Storage directory (created if missing).
@@ -1218,6 +1218,10 @@ pub struct ServeRunArgs {
     /// Remove upload sessions untouched for this long (e.g. 30m, 24h, 2d). Default 24h.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub upload_expiry: Option<std::time::Duration>,
+    /// With object storage: answer blob GETs with a redirect to a presigned URL of the object
+    /// store, valid for 20 minutes, so the bytes do not pass through wharf.
+    #[arg(long)]
+    pub redirect: bool,
     /// How the request log on stderr is written: text lines or JSON lines. Default text.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,

@@ -515,6 +515,16 @@ async fn get_blob(
         .blob_size(repo, digest)
         .await?
         .ok_or_else(|| blob_unknown(digest))?;
+    if request.method == Method::GET
+        && let Some(valid_for) = state.options.redirect
+        && let Some(url) = state.storage.blob_url(digest, valid_for)
+    {
+        // The bytes come from the object store itself; the client follows the redirect.
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        set(response.headers_mut(), "location", url.as_str());
+        set(response.headers_mut(), DIGEST_HEADER, digest.as_str());
+        return Ok(response);
+    }
     let range = request
         .headers
         .get(header::RANGE)

@@ -72,6 +72,9 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// Upload sessions untouched this long are removed.
     pub upload_expiry: Duration,
+    /// Answer blob GETs with a redirect to a URL of the object store valid this long, where the
+    /// storage can sign one.
+    pub redirect: Option<Duration>,
 }
 
 /// How long a connection or request body may be silent, unless the options say otherwise.
@@ -92,6 +95,7 @@ impl ServeOptions {
             chunk_min_length: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             upload_expiry: DEFAULT_UPLOAD_EXPIRY,
+            redirect: None,
         }
     }
 }

@@ -626,6 +626,10 @@ impl ObjectStore for Bucket {
     async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
         Ok(self.list_level(prefix).await?)
     }
+
+    fn presigned_get(&self, key: &str, valid_for: Duration) -> Option<Url> {
+        Some(Bucket::presigned_get(self, key, valid_for))
+    }
 }
 
 /// Credentials of profile `AWS_PROFILE` in the shared credentials file, if there are any.

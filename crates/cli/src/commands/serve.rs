@@ -36,8 +36,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         chunk_min_length: settings.chunk_min_length,
         idle_timeout: std::time::Duration::from_secs(settings.idle_timeout),
         upload_expiry: settings.upload_expiry,
+        redirect: settings.redirect.then_some(REDIRECT_VALIDITY),
     };
     let storage = open_storage(&settings.storage).await?;
+    if settings.redirect && !storage.can_redirect() {
+        bail!("--redirect needs object storage (--storage s3://BUCKET[/PREFIX])");
+    }
     let described = storage.describe();
     let registry = Registry::bind_storage(storage, options).await?;
     // The addresses on stdout, for scripts; the rest of the summary on stderr, with the log.
@@ -78,6 +82,7 @@ pub struct Settings {
     chunk_min_length: Option<u64>,
     idle_timeout: u64,
     upload_expiry: Duration,
+    redirect: bool,
     pub log_format: LogFormat,
 }
 
@@ -101,6 +106,8 @@ struct ConfigFile {
     idle_timeout: Option<u64>,
     upload_expiry: Option<String>,
     log_format: Option<LogFormat>,
+    #[serde(default)]
+    redirect: bool,
 }
 
 impl Settings {
@@ -152,6 +159,7 @@ impl Settings {
                 .or(file.idle_timeout)
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
             upload_expiry,
+            redirect: args.redirect || file.redirect,
             log_format: args
                 .log_format
                 .or(file.log_format)
@@ -169,6 +177,9 @@ impl Settings {
         Ok(settings)
     }
 }
+
+/// How long a blob redirect's presigned URL is valid (distribution's default).
+const REDIRECT_VALIDITY: Duration = Duration::from_secs(20 * 60);
 
 /// Where a registry is kept.
 enum Place {

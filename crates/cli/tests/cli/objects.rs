@@ -24,13 +24,17 @@ fn aws(moto: &Moto) -> [(&'static str, String); 3] {
 }
 
 fn instance(dir: &Path, moto: &Moto, storage: &str) -> WharfServe {
+    instance_with(dir, moto, storage, &[])
+}
+
+fn instance_with(dir: &Path, moto: &Moto, storage: &str, args: &[&str]) -> WharfServe {
     let env = aws(moto);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     WharfServe::start_with(
         Path::new(env!("CARGO_BIN_EXE_wharf")),
         dir,
         1,
-        &[],
+        args,
         ServeSetup {
             storage: Some(storage),
             env: &env,
@@ -263,4 +267,67 @@ fn an_instance_killed_mid_push_loses_nothing_and_gc_takes_only_the_abandoned_ses
     assert!(!collected.contains(" 0 abandoned uploads"), "{collected}");
     let verified = wharf(dir, &["verify", &target]).ok();
     assert!(verified.contains("0 problems"), "{verified}");
+}
+
+#[test]
+fn with_redirect_blobs_come_straight_from_the_bucket() {
+    let dir = temp();
+    let dir = dir.path();
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    let served = instance_with(dir, &moto, "s3://registry", &["--redirect"]);
+    let sample = sample_layout(dir);
+    let source = format!("oci:{}:1.0", sample.display());
+    let target = format!("{}/team/app:1.0", served.addr());
+    wharf(dir, &["copy", &source, &target]).ok();
+
+    let root = descriptor_of(dir, &target);
+    let (_, manifest) = http(
+        served.addr(),
+        "GET",
+        &format!("/v2/team/app/manifests/{}", root.digest),
+        b"",
+    );
+    let index = json(body(&manifest));
+    let child = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let (_, manifest) = http(
+        served.addr(),
+        "GET",
+        &format!("/v2/team/app/manifests/{child}"),
+        b"",
+    );
+    let layer = json(body(&manifest))["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, response) = http(
+        served.addr(),
+        "GET",
+        &format!("/v2/team/app/blobs/{layer}"),
+        b"",
+    );
+    assert_eq!(status, 307, "{response}");
+    let location = crate::util::response_header(&response, "location").unwrap();
+    assert!(location.starts_with(&moto.endpoint), "{location}");
+
+    // Clients follow it: wharf and skopeo pull the image whole.
+    wharf(dir, &["copy", &target, "oci:back:1.0"]).ok();
+    assert_eq!(descriptor_of(dir, "oci:back:1.0").digest, root.digest);
+    let verified = wharf(dir, &["verify", &target]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+    peer(
+        dir,
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{target}"),
+            "oci:skopeo:1.0",
+        ],
+    )
+    .ok();
+
+    wharf(dir, &["serve", "--root", "r", "--redirect"])
+        .fails_with(&["--redirect needs object storage"]);
 }

@@ -123,6 +123,17 @@ impl Storage {
             .await
     }
 
+    /// A URL the blob's bytes may be fetched from directly for `valid_for`, where the storage
+    /// can sign one (object storage).
+    pub fn blob_url(&self, digest: &Digest, valid_for: std::time::Duration) -> Option<url::Url> {
+        self.objects.presigned_get(&blob_key(digest), valid_for)
+    }
+
+    /// True when blobs can be fetched straight from the storage (for `--redirect`).
+    pub fn can_redirect(&self) -> bool {
+        self.local.is_none()
+    }
+
     /// Records that `repo` holds the (already stored) blob.
     pub async fn link_blob(&self, repo: &str, digest: &Digest) -> io::Result<()> {
         let link = blob_link(repo, digest);

@@ -76,6 +76,11 @@ pub trait ObjectStore: Send + Sync {
     /// Removes an object; nothing happens when there is none.
     async fn remove(&self, key: &str) -> io::Result<()>;
 
+    /// A URL anyone may GET the object from for `valid_for`, where the store can sign one.
+    fn presigned_get(&self, _key: &str, _valid_for: std::time::Duration) -> Option<url::Url> {
+        None
+    }
+
     /// The names one level below `prefix` (objects and deeper prefixes alike), unsorted.
     async fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
 }
