@@ -248,11 +248,12 @@ impl Storage {
         let (repo, id) = (target.repo, target.id);
         let _lock = self.uploads.lock(id).lock().await;
         let mut state = self.session(target).await?;
-        let mismatch = |actual: &dyn Display| {
-            ApiError::new(
-                Code::DigestInvalid,
-                format!("uploaded content has digest {actual}, not {digest}"),
-            )
+        let mismatch = |actual: Option<&Digest>| {
+            let message = match actual {
+                Some(actual) => format!("uploaded content has digest {actual}, not {digest}"),
+                None => format!("uploaded content does not have digest {digest}"),
+            };
+            ApiError::new(Code::DigestInvalid, message)
         };
         let blob = blob_key(digest);
         if state.chunks == 0 {
@@ -264,7 +265,7 @@ impl Storage {
                 .map_err(interrupted)?;
             if written.is_none() {
                 self.drop_session(id, 0).await?;
-                return Err(mismatch(&"another"));
+                return Err(mismatch(None));
             }
             self.drop_session(id, 0).await?;
             self.link_blob(repo, digest).await?;
@@ -277,7 +278,7 @@ impl Storage {
             .finish();
         if digest.algorithm() == Algorithm::Sha256 && running != *digest {
             self.drop_session(id, state.chunks).await?;
-            return Err(mismatch(&running));
+            return Err(mismatch(Some(&running)));
         }
         let present = self.objects.exists(&blob).await?;
         let adopted = !present
@@ -293,7 +294,7 @@ impl Storage {
                 .is_none()
             {
                 self.drop_session(id, state.chunks).await?;
-                return Err(mismatch(&"another"));
+                return Err(mismatch(None));
             }
         }
         self.drop_session(id, state.chunks).await?;
