@@ -34,11 +34,14 @@ wait_for() {
 }
 
 # start_docker_registry NAME: starts Debian's docker-registry (distribution 2.8) under /usr/bin/time;
-# sets ADDR and PID. With ACCESSLOG_DISABLED=false its log ($work/NAME/log) has a line per request.
+# sets ADDR and PID. With ACCESSLOG_DISABLED=false its log ($work/NAME/log) has a line per request;
+# REGISTRY_STORAGE replaces its storage driver (a filesystem below $work/NAME/data by default).
 start_docker_registry() {
   local name=$1 port
   port=$(free_port)
   mkdir -p "$work/$name"
+  local storage=${REGISTRY_STORAGE:-"  filesystem:
+    rootdirectory: $work/$name/data"}
   cat >"$work/$name/config.yml" <<YAML
 version: 0.1
 log:
@@ -46,15 +49,15 @@ log:
   accesslog:
     disabled: ${ACCESSLOG_DISABLED:-true}
 storage:
-  filesystem:
-    rootdirectory: $work/$name/data
+$storage
   delete:
     enabled: true
 http:
   addr: 127.0.0.1:$port
 YAML
-  /usr/bin/time -v -o "$work/$name/time" docker-registry serve "$work/$name/config.yml" \
-    >"$work/$name/log" 2>&1 &
+  # The Go SDK of the S3 driver refuses a custom CA bundle with its transport; nothing else reads it.
+  env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$work/$name/time" docker-registry serve \
+    "$work/$name/config.yml" >"$work/$name/log" 2>&1 &
   PID=$!
   pids+=("$PID")
   ADDR=127.0.0.1:$port
@@ -83,36 +86,14 @@ make_bucket() {
 
 # start_docker_registry_s3 NAME BUCKET: docker-registry with its S3 driver on moto; sets ADDR, PID.
 start_docker_registry_s3() {
-  local name=$1 bucket=$2 port
-  port=$(free_port)
-  mkdir -p "$work/$name"
-  cat >"$work/$name/config.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  s3:
+  REGISTRY_STORAGE="  s3:
     accesskey: bench
     secretkey: bench
     region: us-east-1
     regionendpoint: http://$MOTO
-    bucket: $bucket
+    bucket: $2
     secure: false
-    v4auth: true
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-YAML
-  # The Go SDK refuses a custom CA bundle with its transport; moto is plain HTTP anyway.
-  env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$work/$name/time" docker-registry serve \
-    "$work/$name/config.yml" >"$work/$name/log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  ADDR=127.0.0.1:$port
-  wait_for "$ADDR"
+    v4auth: true" start_docker_registry "$1"
 }
 
 # start_wharf_serve NAME [ARGS...]: starts `wharf serve` under /usr/bin/time; sets ADDR and PID.

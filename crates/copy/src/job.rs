@@ -175,6 +175,7 @@ impl Job {
         // Copied by tag to a registry, the destination's tag is looked at first: when it names
         // nothing the source manifest is needed anyway, and one GET both resolves and reads it.
         let mut early = None;
+        let mut opened = None;
         if platforms.is_empty()
             && source.digest().is_none()
             && destination.digest().is_none()
@@ -194,6 +195,7 @@ impl Job {
                 early = Some(root);
             }
             known.tagged = Some(current);
+            opened = Some(dst);
         }
         let mut root = match early {
             Some(root) => root,
@@ -229,7 +231,10 @@ impl Job {
                 actual: root.digest,
             });
         }
-        let dst = destinations.write(destination).await?;
+        let dst = match opened {
+            Some(dst) => dst,
+            None => destinations.write(destination).await?,
+        };
         let role = match destination.tag().or(source.tag()) {
             Some(tag) => ManifestRole::Tag(tag),
             None => ManifestRole::Root,

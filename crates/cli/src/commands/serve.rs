@@ -135,14 +135,11 @@ impl Settings {
         } else {
             vec!["127.0.0.1:5000".to_owned()]
         };
-        let storage = match (&args.root, &args.storage, file.root, file.storage) {
-            (Some(root), _, _, _) => Place::Directory(root.clone()),
-            (None, Some(location), _, _) => Place::parse(location)?,
-            (None, None, Some(root), _) => Place::Directory(root),
-            (None, None, None, Some(location)) => Place::parse(&location)?,
-            (None, None, None, None) => bail!(
-                "give the storage: --root DIR or --storage LOCATION, or root or storage in the --config file"
-            ),
+        let storage = match Place::chosen(args.root.clone(), args.storage.as_deref())? {
+            Some(place) => place,
+            None => Place::chosen(file.root, file.storage.as_deref())?.context(
+                "give the storage: --root DIR or --storage LOCATION, or root or storage in the --config file",
+            )?,
         };
         let settings = Settings {
             storage,
@@ -190,6 +187,15 @@ enum Place {
 }
 
 impl Place {
+    /// The storage a `root` directory or a `storage` location names (`root` first), if either.
+    fn chosen(root: Option<PathBuf>, storage: Option<&str>) -> Result<Option<Place>> {
+        match (root, storage) {
+            (Some(root), _) => Ok(Some(Place::Directory(root))),
+            (None, Some(location)) => Place::parse(location).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// A directory, or `s3://BUCKET[/PREFIX]`; other URLs are refused.
     fn parse(text: &str) -> Result<Place> {
         if text.starts_with("s3://") {
@@ -250,11 +256,8 @@ async fn shutdown_signal() {
 }
 
 async fn gc(args: GcArgs) -> Result<ExitCode> {
-    let place = match (&args.root, &args.storage) {
-        (Some(root), _) => Place::Directory(root.clone()),
-        (None, Some(location)) => Place::parse(location)?,
-        (None, None) => bail!("give the storage: --root DIR or --storage LOCATION"),
-    };
+    let place = Place::chosen(args.root.clone(), args.storage.as_deref())?
+        .context("give the storage: --root DIR or --storage LOCATION")?;
     if let Place::Directory(root) = &place
         && !root.join("repositories").is_dir()
     {

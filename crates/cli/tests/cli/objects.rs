@@ -15,11 +15,11 @@ fn body(response: &str) -> &str {
 }
 
 /// The AWS settings that reach `moto`.
-fn aws(moto: &Moto) -> [(&'static str, String); 3] {
+fn aws(moto: &Moto) -> [(&'static str, &str); 3] {
     [
-        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
     ]
 }
 
@@ -29,7 +29,6 @@ fn instance(dir: &Path, moto: &Moto, storage: &str) -> WharfServe {
 
 fn instance_with(dir: &Path, moto: &Moto, storage: &str, args: &[&str]) -> WharfServe {
     let env = aws(moto);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     WharfServe::start_with(
         Path::new(env!("CARGO_BIN_EXE_wharf")),
         dir,
@@ -169,7 +168,6 @@ fn unusable_object_storage_is_one_line_at_start_up() {
     let dir = dir.path();
     let moto = Moto::start();
     let env = aws(&moto);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     wharf_env(dir, &["serve", "--storage", "s3://missing"], &env)
         .fails_with(&["bucket missing does not exist"]);
     wharf_env(dir, &["serve", "--storage", "gs://bucket"], &env)
@@ -256,7 +254,6 @@ fn an_instance_killed_mid_push_loses_nothing_and_gc_takes_only_the_abandoned_ses
     let (status, response) = http(second.addr(), "POST", "/v2/team/left/blobs/uploads/", b"");
     assert_eq!(status, 202, "{response}");
     let env = aws(&moto);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let collected = wharf_env(
         dir,
         &["serve", "gc", "--storage", "s3://registry", "--grace", "0s"],

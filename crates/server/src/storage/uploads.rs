@@ -68,6 +68,17 @@ struct SessionState {
     touched: u64,
 }
 
+impl SessionState {
+    /// The SHA-256 of the bytes received so far, carried on from its saved state.
+    fn running_hash(&self) -> ApiResult<Digester> {
+        let saved = STANDARD
+            .decode(&self.hash)
+            .map_err(|e| ApiError::internal("upload session", e))?;
+        Digester::restore(Algorithm::Sha256, &saved)
+            .ok_or_else(|| ApiError::internal("upload session", "unreadable hash state"))
+    }
+}
+
 impl Uploads {
     pub(super) fn new() -> Uploads {
         Uploads {
@@ -273,9 +284,7 @@ impl Storage {
         }
         self.write_chunk(id, &mut state, body, None).await?;
         self.save_session(id, &state).await?;
-        let running = Digester::restore(Algorithm::Sha256, &decode(&state.hash)?)
-            .ok_or_else(|| ApiError::internal("upload session", "unreadable hash state"))?
-            .finish();
+        let running = state.running_hash()?.finish();
         if digest.algorithm() == Algorithm::Sha256 && running != *digest {
             self.drop_session(id, state.chunks).await?;
             return Err(mismatch(Some(&running)));
@@ -338,8 +347,7 @@ impl Storage {
         body: impl Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
         range: Option<ChunkRange>,
     ) -> ApiResult<u64> {
-        let digester = Digester::restore(Algorithm::Sha256, &decode(&state.hash)?)
-            .ok_or_else(|| ApiError::internal("upload session", "unreadable hash state"))?;
+        let digester = state.running_hash()?;
         let hashing = Arc::new(Mutex::new(digester));
         let received = Arc::new(AtomicU64::new(0));
         let counted = {
@@ -404,12 +412,6 @@ fn interrupted(error: io::Error) -> ApiError {
     } else {
         error.into()
     }
-}
-
-fn decode(text: &str) -> ApiResult<Vec<u8>> {
-    STANDARD
-        .decode(text)
-        .map_err(|e| ApiError::internal("upload session", e))
 }
 
 fn range_error(message: String) -> ApiError {
