@@ -687,8 +687,8 @@ impl Job {
     }
 
     /// Streams one blob, starting over (with a fresh read of the source) when the failure may pass:
-    /// network trouble up to the job's attempts, and bytes that did not match their digest (damaged
-    /// in transit, on either side) once more.
+    /// network trouble up to the job's attempts; bytes that did not match their digest (damaged in
+    /// transit, on either side) or an upload session the registry lost, once more.
     async fn upload(
         &self,
         src: &dyn ReadStore,
@@ -702,7 +702,7 @@ impl Job {
             .expect("the semaphore is never closed");
         self.observer.blob_started(blob);
         let mut attempt = 1;
-        let mut mismatch_retried = false;
+        let mut started_over = false;
         loop {
             tracing::debug!(digest = %blob.digest, size = blob.size, attempt, "copying blob");
             let result = async {
@@ -730,12 +730,12 @@ impl Job {
                 }
                 Err(e)
                     if (e.is_retryable() && attempt < self.options.attempts.max(1))
-                        || (e.is_content_mismatch() && !mismatch_retried) =>
+                        || (e.is_worth_one_more_upload() && !started_over) =>
                 {
                     let wait = Duration::from_millis(500 << attempt.min(6));
                     tracing::info!(digest = %blob.digest, "blob transfer failed ({}); trying again in {wait:?}", wharf_store::chain(&e));
                     tokio::time::sleep(wait).await;
-                    mismatch_retried |= e.is_content_mismatch();
+                    started_over |= e.is_worth_one_more_upload();
                     attempt += 1;
                     // The failed upload may have completed after all; look before sending it again.
                     if dst.exists(blob).await? {

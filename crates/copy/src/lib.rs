@@ -190,9 +190,11 @@ impl CopyError {
         self.store_error().is_some_and(StoreError::is_retryable)
     }
 
-    fn is_content_mismatch(&self) -> bool {
+    /// Failures that starting the transfer over once may cure: bytes damaged in transit, an upload
+    /// session the registry lost.
+    fn is_worth_one_more_upload(&self) -> bool {
         self.store_error()
-            .is_some_and(StoreError::is_content_mismatch)
+            .is_some_and(|e| e.is_content_mismatch() || e.is_lost_upload())
     }
 }
 

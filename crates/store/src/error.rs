@@ -67,6 +67,17 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True if the registry no longer knows a blob upload it had opened: it dropped the session
+    /// (docker-registry cancels one when a chunk arrives twice, after its first answer was lost).
+    /// Worth starting the upload over once.
+    pub fn is_lost_upload(&self) -> bool {
+        matches!(
+            &*self.kind,
+            ErrorKind::Registry { code: Some(code), .. }
+                if code == "BLOB_UPLOAD_UNKNOWN" || code == "BLOB_UPLOAD_INVALID"
+        )
+    }
 }
 
 /// Store operations, named as in the OCI specs.

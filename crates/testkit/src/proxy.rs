@@ -33,6 +33,9 @@ pub enum FaultAction {
     StallBodyAfter(usize),
     /// Take the request and never answer, keeping the connection open.
     BlackHole,
+    /// Forward the request, so the registry acts on it, then never answer: the answer is lost, as
+    /// when the registry dies between doing the work and replying.
+    AnswerLost,
     /// Forward with the request body damaged in transit: a manifest gets a trailing newline (still
     /// valid JSON, another digest), any other body one flipped byte.
     AlterRequestBody,
@@ -335,6 +338,11 @@ async fn respond(state: &ProxyState, request: Request) -> Response {
         Some(FaultAction::Delay(wait)) => {
             tokio::time::sleep(wait).await;
             forward(state, request, None).await
+        }
+        Some(FaultAction::AnswerLost) => {
+            drop(forward(state, request, None).await);
+            stalled(state).await;
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
         Some(FaultAction::BlackHole) => {
             stalled(state).await;

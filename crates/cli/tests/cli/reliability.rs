@@ -723,6 +723,65 @@ fn transient_damage_is_retried_until_the_copy_is_whole() {
     }
 }
 
+#[test]
+fn upload_requests_whose_answers_were_lost_are_recognised_when_sent_again() {
+    let dir = temp();
+    let dir = dir.path();
+    let layout = dir.join("big");
+    big_image_layout(&layout, 1 << 20);
+    let source = format!("{}:big", oci(&layout));
+    let served = serve(dir, &[]);
+    let registry = DockerRegistry::start(None);
+    for destination in [served.addr(), registry.addr.as_str()] {
+        let proxy = TestProxy::start(destination, None);
+        // The registry stores a chunk, then the closing request, but neither answer arrives. The
+        // chunk sent again is refused as already there (416, wharf serve: the upload goes on) or
+        // cancels the upload (404, docker-registry: it starts over); the closing PUT sent again
+        // finds no upload (404) and the blob in place.
+        for method in [reqwest::Method::PATCH, reqwest::Method::PUT] {
+            proxy.inject(Fault {
+                method: Some(method),
+                path_contains: "/blobs/uploads/".into(),
+                times: 1,
+                action: FaultAction::AnswerLost,
+            });
+        }
+        let target = format!("{}/app:1", proxy.host());
+        let run = wharf_within(
+            dir,
+            &[
+                "copy",
+                "--no-cache",
+                "--idle-timeout",
+                "1",
+                "--chunk-size",
+                "262144",
+                &source,
+                &target,
+            ],
+            BOUND,
+        );
+        assert!(run.status.success(), "{destination}: {}", run.stderr);
+        let answered = |method: &str, status: u16| {
+            proxy.records().iter().any(|r| {
+                r.method == method && r.path.contains("/blobs/uploads/") && r.status == status
+            })
+        };
+        assert!(
+            answered("PATCH", 416) || answered("PATCH", 404),
+            "{destination}: {:?}",
+            proxy.records()
+        );
+        assert!(answered("PUT", 404), "{destination}: {:?}", proxy.records());
+        assert_eq!(
+            descriptor_of(dir, &target).digest,
+            descriptor_of(dir, &source).digest
+        );
+        let verified = wharf(dir, &["verify", &target]).ok();
+        assert!(verified.contains("0 problems"), "{verified}");
+    }
+}
+
 // 9. A partial archive with a member written twice resumes with everything after it.
 
 #[test]

@@ -764,6 +764,11 @@ impl Repository {
                 sent?
             }
         };
+        if done.status() == StatusCode::NOT_FOUND && self.blob_present(descriptor).await {
+            // The closing PUT was sent again (by wharf or a balancer in front of the registry)
+            // after the registry had finished the upload but its answer was lost.
+            return Ok(());
+        }
         if done.status() != StatusCode::CREATED && !done.status().is_success() {
             return Err(client::status_error(done).await);
         }
@@ -833,6 +838,19 @@ impl Repository {
         let request =
             Request::new(Method::PUT, url, self.push_scope()).header("content-length", "0");
         self.host.send(request).await
+    }
+
+    /// Whether the repository has the blob, as far as one HEAD can tell.
+    async fn blob_present(&self, descriptor: &Descriptor) -> bool {
+        let Ok(url) = self.url(&format!("blobs/{}", descriptor.digest)).await else {
+            return false;
+        };
+        let request = Request::new(Method::HEAD, url, self.push_scope());
+        self.host.send(request).await.is_ok_and(|response| {
+            response.status().is_success()
+                && header_str(response.headers(), CONTENT_LENGTH.as_str())
+                    .is_none_or(|length| length == descriptor.size.to_string())
+        })
     }
 
     /// How many bytes an upload session has received (from its `Range: 0-N`), and where to send
