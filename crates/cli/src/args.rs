@@ -288,13 +288,16 @@ A configuration file:
 
 const GC_HELP: &str = "\
 Removes blobs that no manifest of any repository references, and abandoned
-uploads. Only content older than --grace is removed, so a push in progress
-keeps its blobs; run it while the registry is stopped or read-only to be
-certain.
+uploads: upload sessions nobody finished, temporary files of killed writes,
+and on object storage the multipart uploads an instance began and never
+completed. Only content older than --grace is removed, so a push in progress
+(on any instance) keeps its blobs; run it while the registry is stopped or
+read-only to be certain.
 
 Examples:
   wharf serve gc --root ./registry
-  wharf serve gc --root ./registry --grace 0s";
+  wharf serve gc --root ./registry --grace 0s
+  wharf serve gc --storage s3://registry-bucket/site --grace 1h";
 
 const DEMO_HELP: &str = "\
 The demo runs the problem wharf exists for (OCM issue 1410) on the embedded

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
+use instant_xml::FromXml;
 use reqwest::StatusCode;
 use rusty_s3::actions::{
     CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, S3Action, UploadPart,
@@ -75,6 +76,34 @@ pub struct Listed {
     /// When it was last written, as the store says it (RFC 3339).
     pub modified: String,
 }
+
+/// A page of `ListMultipartUploads`.
+#[derive(FromXml)]
+#[xml(rename = "ListMultipartUploadsResult", ns(S3_XML_NS))]
+struct UnfinishedUploads {
+    uploads: Vec<UnfinishedUpload>,
+    #[xml(rename = "IsTruncated")]
+    truncated: Option<bool>,
+    #[xml(rename = "NextKeyMarker")]
+    next_key_marker: Option<String>,
+    #[xml(rename = "NextUploadIdMarker")]
+    next_upload_marker: Option<String>,
+}
+
+/// A multipart upload begun and neither completed nor aborted.
+#[derive(FromXml)]
+#[xml(rename = "Upload", ns(S3_XML_NS))]
+struct UnfinishedUpload {
+    #[xml(rename = "Key")]
+    key: String,
+    #[xml(rename = "UploadId")]
+    upload_id: String,
+    #[xml(rename = "Initiated")]
+    initiated: String,
+}
+
+/// The namespace of S3's XML documents.
+const S3_XML_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /// A bucket, and the key prefix everything lives under.
 #[derive(Debug, Clone)]
@@ -142,6 +171,16 @@ impl Bucket {
         } else {
             format!("{}/{key}", self.prefix)
         }
+    }
+
+    /// A key as listed, without the bucket's prefix.
+    fn unprefixed(&self, key: &str) -> String {
+        let skip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        key[skip.min(key.len())..].to_owned()
     }
 
     /// Checks that the bucket exists and the credentials may read it; the error names which.
@@ -298,14 +337,6 @@ impl Bucket {
         by_level: bool,
     ) -> Result<(Vec<Listed>, Vec<String>), S3Error> {
         let full = self.key(prefix);
-        let strip = |key: &str| {
-            let skip = if self.prefix.is_empty() {
-                0
-            } else {
-                self.prefix.len() + 1
-            };
-            key[skip.min(key.len())..].to_owned()
-        };
         let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
         let mut token: Option<String> = None;
         loop {
@@ -332,11 +363,15 @@ impl Bucket {
                 error: format!("unreadable listing: {e}"),
             })?;
             objects.extend(page.contents.into_iter().map(|c| Listed {
-                key: strip(&c.key),
+                key: self.unprefixed(&c.key),
                 size: c.size.unwrap_or(0),
                 modified: c.last_modified.unwrap_or_default(),
             }));
-            prefixes.extend(page.common_prefixes.into_iter().map(|p| strip(&p.prefix)));
+            prefixes.extend(
+                page.common_prefixes
+                    .into_iter()
+                    .map(|p| self.unprefixed(&p.prefix)),
+            );
             match page.next_continuation_token {
                 Some(next) => token = Some(next),
                 None => return Ok((objects, prefixes)),
@@ -457,6 +492,81 @@ impl Bucket {
             Ok(())
         } else {
             Err(answer("abort upload of", key, response).await)
+        }
+    }
+
+    /// Aborts the multipart uploads below the prefix begun before `cutoff` and never completed:
+    /// those of an instance killed while it wrote a large object, whose parts S3 keeps (and
+    /// charges for) until someone aborts them. Returns how many went.
+    pub async fn abort_unfinished(&self, cutoff: SystemTime) -> Result<usize, S3Error> {
+        let prefix = self.key("");
+        let (mut key_marker, mut upload_marker) = (String::new(), String::new());
+        let mut aborted = 0;
+        loop {
+            // Sorted by name, as the signature requires; rusty-s3 has no action for this listing.
+            let query = [
+                ("key-marker", key_marker.as_str()),
+                ("prefix", prefix.as_str()),
+                ("upload-id-marker", upload_marker.as_str()),
+                ("uploads", "1"),
+            ];
+            let mut url = self.bucket.base_url().clone();
+            url = match &self.credentials {
+                Some(credentials) => rusty_s3::signing::sign(
+                    &jiff::Timestamp::now(),
+                    rusty_s3::Method::Get,
+                    url,
+                    credentials.key(),
+                    credentials.secret(),
+                    credentials.token(),
+                    self.bucket.region(),
+                    SIGNED_FOR.as_secs(),
+                    query.into_iter(),
+                    std::iter::empty(),
+                ),
+                None => {
+                    url.query_pairs_mut().extend_pairs(query);
+                    url
+                }
+            };
+            let response = self
+                .send("list unfinished uploads in", "", self.client.get(url))
+                .await?;
+            if !response.status().is_success() {
+                return Err(answer("list unfinished uploads in", "", response).await);
+            }
+            let text = response
+                .text()
+                .await
+                .map_err(|e| network("list unfinished uploads in", "", &e))?;
+            let page: UnfinishedUploads =
+                instant_xml::from_str(&text).map_err(|e| S3Error::Network {
+                    operation: "list unfinished uploads in",
+                    key: String::new(),
+                    error: format!("unreadable listing: {e}"),
+                })?;
+            for upload in page.uploads {
+                let begun = upload
+                    .initiated
+                    .parse::<jiff::Timestamp>()
+                    .map(SystemTime::from)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                if begun < cutoff {
+                    self.abort_multipart(&self.unprefixed(&upload.key), &upload.upload_id)
+                        .await?;
+                    aborted += 1;
+                }
+            }
+            match (
+                page.truncated,
+                page.next_key_marker,
+                page.next_upload_marker,
+            ) {
+                (Some(true), Some(key), Some(upload)) => {
+                    (key_marker, upload_marker) = (key, upload);
+                }
+                _ => return Ok(aborted),
+            }
         }
     }
 
@@ -625,6 +735,10 @@ impl ObjectStore for Bucket {
 
     async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
         Ok(self.list_level(prefix).await?)
+    }
+
+    async fn remove_unfinished(&self, cutoff: SystemTime) -> io::Result<usize> {
+        Ok(self.abort_unfinished(cutoff).await?)
     }
 
     fn presigned_get(&self, key: &str, valid_for: Duration) -> Option<Url> {

@@ -127,3 +127,35 @@ async fn a_missing_bucket_is_named() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn unfinished_multipart_uploads_below_the_prefix_are_aborted_once_old_enough() {
+    use std::time::{Duration, SystemTime};
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    let site = bucket(&moto, "s3://registry/site");
+    let other = bucket(&moto, "s3://registry/other");
+    for store in [&site, &other] {
+        let upload = store.start_multipart("blobs/killed").await.unwrap();
+        store
+            .put_part("blobs/killed", &upload, 1, Bytes::from_static(b"part"))
+            .await
+            .unwrap();
+    }
+    // moto reports every upload as begun on 2010-11-10, so "too young" is judged against 2001.
+    let before_begun = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    assert_eq!(
+        site.abort_unfinished(before_begun).await.unwrap(),
+        0,
+        "too young"
+    );
+    let later = SystemTime::now() + Duration::from_secs(60);
+    assert_eq!(site.abort_unfinished(later).await.unwrap(), 1);
+    assert_eq!(site.abort_unfinished(later).await.unwrap(), 0, "gone");
+    assert_eq!(
+        other.abort_unfinished(later).await.unwrap(),
+        1,
+        "another prefix's upload was left to it"
+    );
+    assert_eq!(site.size("blobs/killed").await.unwrap(), None);
+}

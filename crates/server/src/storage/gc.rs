@@ -2,11 +2,9 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use wharf_oci::{Digest, Manifest};
-use wharf_store::durable;
 
 use super::{Storage, blob_key, blob_link, repo_key};
 
@@ -19,7 +17,7 @@ pub struct GcReport {
     pub bytes_removed: u64,
     /// Blobs still referenced (or too young to judge).
     pub blobs_kept: usize,
-    /// Abandoned uploads and temporary files deleted.
+    /// Abandoned upload sessions, temporary files and unfinished multipart uploads deleted.
     pub uploads_removed: usize,
 }
 
@@ -70,9 +68,7 @@ impl Storage {
             }
         }
         report.uploads_removed += self.expire_uploads(grace).await?;
-        if let Some(root) = &self.local {
-            report.uploads_removed += remove_older_than(&root.join("tmp"), cutoff).await?;
-        }
+        report.uploads_removed += self.objects.remove_unfinished(cutoff).await?;
         Ok(report)
     }
 
@@ -88,16 +84,4 @@ impl Storage {
         }
         Ok(out)
     }
-}
-
-async fn remove_older_than(dir: &Path, cutoff: SystemTime) -> io::Result<usize> {
-    let mut removed = 0;
-    for name in durable::list_dir(dir).await? {
-        let path = dir.join(name);
-        if tokio::fs::metadata(&path).await?.modified()? < cutoff {
-            durable::remove_if_present(&path).await?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }

@@ -58,8 +58,6 @@ pub struct PushedManifest {
 /// A registry's content, in an object store.
 pub struct Storage {
     objects: Arc<dyn ObjectStore>,
-    /// The directory of a local storage, whose temporary files gc removes.
-    local: Option<PathBuf>,
     /// Locks of the upload sessions in progress here.
     uploads: Uploads,
 }
@@ -72,8 +70,7 @@ impl Storage {
             tokio::fs::create_dir_all(root.join(dir)).await?;
         }
         Ok(Storage {
-            objects: Arc::new(Files::new(root.clone())),
-            local: Some(root),
+            objects: Arc::new(Files::new(root)),
             uploads: Uploads::new(),
         })
     }
@@ -83,7 +80,6 @@ impl Storage {
     pub fn on(objects: Arc<dyn ObjectStore>) -> Storage {
         Storage {
             objects,
-            local: None,
             uploads: Uploads::new(),
         }
     }
@@ -129,9 +125,11 @@ impl Storage {
         self.objects.presigned_get(&blob_key(digest), valid_for)
     }
 
-    /// True when blobs can be fetched straight from the storage (for `--redirect`).
+    /// True when blobs can be fetched straight from the storage (for `--redirect`): it signs URLs.
     pub fn can_redirect(&self) -> bool {
-        self.local.is_none()
+        self.objects
+            .presigned_get("blobs", std::time::Duration::from_secs(1))
+            .is_some()
     }
 
     /// Records that `repo` holds the (already stored) blob.

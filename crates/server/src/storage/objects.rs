@@ -83,6 +83,10 @@ pub trait ObjectStore: Send + Sync {
 
     /// The names one level below `prefix` (objects and deeper prefixes alike), unsorted.
     async fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
+
+    /// Removes what writes begun before `cutoff` left unfinished (a killed writer's temporary
+    /// files, a bucket's incomplete multipart uploads); returns how many went.
+    async fn remove_unfinished(&self, cutoff: SystemTime) -> io::Result<usize>;
 }
 
 /// Objects as files below a directory; `tmp/` holds the temporary files of atomic writes.
@@ -211,5 +215,17 @@ impl ObjectStore for Files {
             Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(Vec::new()),
             other => other,
         }
+    }
+
+    async fn remove_unfinished(&self, cutoff: SystemTime) -> io::Result<usize> {
+        let mut removed = 0;
+        for name in durable::list_dir(&self.tmp()).await? {
+            let path = self.tmp().join(name);
+            if tokio::fs::metadata(&path).await?.modified()? < cutoff {
+                durable::remove_if_present(&path).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
