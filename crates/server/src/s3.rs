@@ -31,6 +31,23 @@ use crate::storage::{ObjectStore, ObjectStream};
 /// Parts of multipart uploads: at least S3's minimum of 5 MiB.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// The most one CopyObject or UploadPartCopy copies.
+const COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The least a part of a multipart upload holds, but the last.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+
+/// The most parts a multipart upload has.
+const MAX_PARTS: usize = 10_000;
+
+/// What `x-amz-copy-source` escapes of a key: everything but unreserved characters and `/`.
+const COPY_SOURCE_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 /// How long a signature is valid for a request sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 
@@ -100,6 +117,58 @@ struct UnfinishedUpload {
     upload_id: String,
     #[xml(rename = "Initiated")]
     initiated: String,
+}
+
+/// The part copies (key, start, end) that join `parts` (keys and sizes) in order: ranges of at
+/// most 5 GiB, each but the last at least 5 MiB, at most 10,000; `None` when S3 cannot join them.
+fn copy_plan(parts: &[(String, u64)]) -> Option<Vec<(&str, u64, u64)>> {
+    let mut ranges = Vec::new();
+    for (key, size) in parts {
+        let mut start = 0;
+        while start < *size {
+            let end = (start + COPY_LIMIT).min(*size);
+            ranges.push((key.as_str(), start, end));
+            start = end;
+        }
+    }
+    let joinable = !ranges.is_empty()
+        && ranges.len() <= MAX_PARTS
+        && ranges
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|(_, start, end)| end - start >= MIN_PART);
+    joinable.then_some(ranges)
+}
+
+/// The answer to UploadPartCopy.
+#[derive(FromXml)]
+#[xml(rename = "CopyPartResult", ns(S3_XML_NS))]
+struct CopyPartResult {
+    #[xml(rename = "ETag")]
+    etag: String,
+}
+
+/// The body of a copy's answer; `None` when the store does not copy (501 NotImplemented). S3 may
+/// answer 200 with an error document when a copy failed late.
+async fn copy_result(
+    operation: &'static str,
+    key: &str,
+    response: reqwest::Response,
+) -> Result<Option<String>, S3Error> {
+    let status = response.status();
+    if status == StatusCode::NOT_IMPLEMENTED {
+        return Ok(None);
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| network(operation, key, &e))?;
+    if status.is_success() && !text.contains("<Error>") {
+        Ok(Some(text))
+    } else {
+        Err(error_document(operation, key, status, &text))
+    }
 }
 
 /// The namespace of S3's XML documents.
@@ -495,6 +564,140 @@ impl Bucket {
         }
     }
 
+    /// `url` with `query` (sorted by name) signed for `method`, with `headers` (sorted, lowercase)
+    /// among what is signed: for requests rusty-s3 has no action for.
+    fn signed(
+        &self,
+        method: rusty_s3::Method,
+        mut url: Url,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Url {
+        match &self.credentials {
+            Some(credentials) => rusty_s3::signing::sign(
+                &jiff::Timestamp::now(),
+                method,
+                url,
+                credentials.key(),
+                credentials.secret(),
+                credentials.token(),
+                self.bucket.region(),
+                SIGNED_FOR.as_secs(),
+                query.iter().copied(),
+                headers.iter().copied(),
+            ),
+            None => {
+                url.query_pairs_mut().extend_pairs(query);
+                url
+            }
+        }
+    }
+
+    /// Makes `to` the objects `parts` (keys and sizes) joined in order, inside the store: one
+    /// CopyObject for a lone part within S3's 5 GiB, else a multipart upload of part copies. False,
+    /// with nothing written, where S3 cannot do it (a part but the last under 5 MiB, or a store
+    /// without server-side copies); the caller then streams the bytes.
+    pub async fn join(&self, parts: &[(String, u64)], to: &str) -> Result<bool, S3Error> {
+        let Some(ranges) = copy_plan(parts) else {
+            return Ok(false);
+        };
+        if let [(key, size)] = parts
+            && *size <= COPY_LIMIT
+        {
+            return self.copy_object(key, to).await;
+        }
+        let upload = self.start_multipart(to).await?;
+        let copied: Result<Option<Vec<String>>, S3Error> = async {
+            let mut etags = Vec::new();
+            for (number, (key, start, end)) in ranges.iter().enumerate() {
+                let number = u16::try_from(number + 1).expect("at most MAX_PARTS parts");
+                match self
+                    .copy_part(key, (*start, *end), to, &upload, number)
+                    .await?
+                {
+                    Some(etag) => etags.push(etag),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(etags))
+        }
+        .await;
+        match copied {
+            Ok(Some(etags)) => {
+                self.complete_multipart(to, &upload, &etags).await?;
+                Ok(true)
+            }
+            outcome => {
+                if let Err(e) = self.abort_multipart(to, &upload).await {
+                    tracing::warn!("{e}");
+                }
+                outcome.map(|_| false)
+            }
+        }
+    }
+
+    /// The `x-amz-copy-source` of `key`: bucket and key, percent-encoded.
+    fn copy_source(&self, key: &str) -> String {
+        let full = self.key(key);
+        let encoded = percent_encoding::utf8_percent_encode(&full, COPY_SOURCE_ESCAPES);
+        format!("/{}/{encoded}", self.name())
+    }
+
+    /// Copies the object `from` to `to` inside the store (CopyObject); false where the store
+    /// cannot.
+    async fn copy_object(&self, from: &str, to: &str) -> Result<bool, S3Error> {
+        let source = self.copy_source(from);
+        let url = self.signed(
+            rusty_s3::Method::Put,
+            self.bucket.object_url(&self.key(to)),
+            &[],
+            &[("x-amz-copy-source", &source)],
+        );
+        let request = self.client.put(url).header("x-amz-copy-source", &source);
+        let response = self.send("copy into", to, request).await?;
+        Ok(copy_result("copy into", to, response).await?.is_some())
+    }
+
+    /// Copies the bytes `range` (`start..end`) of `from` as part `number` of the multipart upload
+    /// `upload` of `to` (UploadPartCopy); returns its ETag, `None` where the store cannot.
+    async fn copy_part(
+        &self,
+        from: &str,
+        (start, end): (u64, u64),
+        to: &str,
+        upload: &str,
+        number: u16,
+    ) -> Result<Option<String>, S3Error> {
+        let source = self.copy_source(from);
+        let range = format!("bytes={start}-{}", end - 1);
+        let number = number.to_string();
+        let url = self.signed(
+            rusty_s3::Method::Put,
+            self.bucket.object_url(&self.key(to)),
+            &[("partNumber", &number), ("uploadId", upload)],
+            &[
+                ("x-amz-copy-source", &source),
+                ("x-amz-copy-source-range", &range),
+            ],
+        );
+        let request = self
+            .client
+            .put(url)
+            .header("x-amz-copy-source", &source)
+            .header("x-amz-copy-source-range", &range);
+        let response = self.send("copy part into", to, request).await?;
+        let Some(text) = copy_result("copy part into", to, response).await? else {
+            return Ok(None);
+        };
+        let result: CopyPartResult =
+            instant_xml::from_str(&text).map_err(|e| S3Error::Network {
+                operation: "copy part into",
+                key: to.to_owned(),
+                error: format!("unreadable answer: {e}"),
+            })?;
+        Ok(Some(result.etag))
+    }
+
     /// Aborts the multipart uploads below the prefix begun before `cutoff` and never completed:
     /// those of an instance killed while it wrote a large object, whose parts S3 keeps (and
     /// charges for) until someone aborts them. Returns how many went.
@@ -510,25 +713,12 @@ impl Bucket {
                 ("upload-id-marker", upload_marker.as_str()),
                 ("uploads", "1"),
             ];
-            let mut url = self.bucket.base_url().clone();
-            url = match &self.credentials {
-                Some(credentials) => rusty_s3::signing::sign(
-                    &jiff::Timestamp::now(),
-                    rusty_s3::Method::Get,
-                    url,
-                    credentials.key(),
-                    credentials.secret(),
-                    credentials.token(),
-                    self.bucket.region(),
-                    SIGNED_FOR.as_secs(),
-                    query.into_iter(),
-                    std::iter::empty(),
-                ),
-                None => {
-                    url.query_pairs_mut().extend_pairs(query);
-                    url
-                }
-            };
+            let url = self.signed(
+                rusty_s3::Method::Get,
+                self.bucket.base_url().clone(),
+                &query,
+                &[],
+            );
             let response = self
                 .send("list unfinished uploads in", "", self.client.get(url))
                 .await?;
@@ -741,6 +931,20 @@ impl ObjectStore for Bucket {
         Ok(self.abort_unfinished(cutoff).await?)
     }
 
+    async fn join(&self, parts: &[String], to: &str) -> io::Result<bool> {
+        let mut sized = Vec::with_capacity(parts.len());
+        for key in parts {
+            let Some(size) = self.size(key).await? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{key} is gone"),
+                ));
+            };
+            sized.push((key.clone(), size));
+        }
+        Ok(Bucket::join(self, &sized, to).await?)
+    }
+
     fn presigned_get(&self, key: &str, valid_for: Duration) -> Option<Url> {
         Some(Bucket::presigned_get(self, key, valid_for))
     }
@@ -844,6 +1048,44 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn joins_parts_in_copies_s3_accepts() {
+        const MIB: u64 = 1024 * 1024;
+        let parts = |sizes: &[u64]| -> Vec<(String, u64)> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(n, size)| (format!("c{n}"), *size))
+                .collect()
+        };
+        let whole = parts(&[6 * MIB, 5 * MIB, 1]);
+        assert_eq!(
+            copy_plan(&whole).unwrap(),
+            [("c0", 0, 6 * MIB), ("c1", 0, 5 * MIB), ("c2", 0, 1)]
+        );
+        let huge = parts(&[12 * 1024 * MIB]);
+        assert_eq!(
+            copy_plan(&huge).unwrap(),
+            [
+                ("c0", 0, COPY_LIMIT),
+                ("c0", COPY_LIMIT, 2 * COPY_LIMIT),
+                ("c0", 2 * COPY_LIMIT, 12 * 1024 * MIB)
+            ]
+        );
+        assert_eq!(
+            copy_plan(&parts(&[MIB, 6 * MIB])),
+            None,
+            "a small part first"
+        );
+        assert_eq!(copy_plan(&parts(&[5 * MIB + 1, 1])).unwrap().len(), 2);
+        assert_eq!(copy_plan(&parts(&[])), None);
+        assert_eq!(
+            copy_plan(&parts(&[6 * MIB; 10_001])),
+            None,
+            "too many parts"
+        );
     }
 
     #[test]

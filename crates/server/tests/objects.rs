@@ -126,22 +126,34 @@ async fn keeps_the_contract(store: &dyn ObjectStore) {
     assert_eq!(store.size("blobs/sha256/cut").await.unwrap(), None);
     assert_eq!(store.size("uploads/cut.0").await.unwrap(), None);
 
-    // Streamed writes, and moving an object where the store can.
+    // Streamed writes, joined into one object where the store can do it alone: the exact bytes
+    // in order, or nothing.
     let written = store.write_stream("uploads/s.0", chunks(b"chunk bytes", 4));
     assert_eq!(written.await.unwrap(), 11);
-    if store
-        .adopt("uploads/s.0", "blobs/sha256/adopted")
+    let lone = ["uploads/s.0".to_owned()];
+    assert!(store.join(&lone, "blobs/sha256/joined").await.unwrap());
+    let joined = store.read("blobs/sha256/joined").await.unwrap();
+    assert_eq!(joined.unwrap(), "chunk bytes");
+    let large = vec![b'x'; 5 * 1024 * 1024 + 3];
+    let parts = [("uploads/t.0", &large[..]), ("uploads/t.1", b"tail!")];
+    for (key, bytes) in parts {
+        store.write(key, bytes).await.unwrap();
+    }
+    let keys: Vec<String> = parts.iter().map(|(k, _)| k.to_string()).collect();
+    if store.join(&keys, "blobs/sha256/several").await.unwrap() {
+        let joined = store.read("blobs/sha256/several").await.unwrap().unwrap();
+        assert_eq!(joined.len(), large.len() + 5);
+        assert_eq!(&joined[large.len()..], b"tail!");
+    } else {
+        assert_eq!(store.size("blobs/sha256/several").await.unwrap(), None);
+    }
+    let small_first = [keys[1].clone(), keys[0].clone()];
+    if !store
+        .join(&small_first, "blobs/sha256/never")
         .await
         .unwrap()
     {
-        assert_eq!(store.size("uploads/s.0").await.unwrap(), None);
-        let adopted = store.read("blobs/sha256/adopted").await.unwrap();
-        assert_eq!(adopted.unwrap(), "chunk bytes");
-    } else {
-        assert_eq!(
-            store.read("uploads/s.0").await.unwrap().unwrap(),
-            "chunk bytes"
-        );
+        assert_eq!(store.size("blobs/sha256/never").await.unwrap(), None);
     }
 
     store.remove("repositories/a/_tags/v1").await.unwrap();
@@ -174,4 +186,8 @@ async fn an_s3_bucket_keeps_the_contract() {
     })
     .unwrap();
     keeps_the_contract(&bucket).await;
+    assert!(
+        bucket.size("blobs/sha256/several").await.unwrap().is_some(),
+        "parts of 5 MiB and more, then a small last one, are joined inside the bucket"
+    );
 }

@@ -57,11 +57,10 @@ pub trait ObjectStore: Send + Sync {
     /// Writes an object from a stream; nothing appears of a stream that fails. Returns its size.
     async fn write_stream(&self, key: &str, body: ObjectStream) -> io::Result<u64>;
 
-    /// Moves an object to another key where the store can do so without copying; false (and
-    /// nothing done) where it cannot.
-    async fn adopt(&self, _from: &str, _to: &str) -> io::Result<bool> {
-        Ok(false)
-    }
+    /// Makes `to` the objects `parts` joined in order without their bytes passing through here
+    /// (a rename, a server-side copy), where the store can; false, with nothing written, where it
+    /// cannot. The parts may be gone afterwards.
+    async fn join(&self, parts: &[String], to: &str) -> io::Result<bool>;
 
     /// Writes an object from a stream only if its bytes have digest `expected`: nothing appears
     /// otherwise, nor of a stream that fails. Returns the size written, or `None` when the digest
@@ -186,8 +185,11 @@ impl ObjectStore for Files {
         Ok(size)
     }
 
-    async fn adopt(&self, from: &str, to: &str) -> io::Result<bool> {
-        durable::rename_synced(&self.path(from), &self.path(to)).await?;
+    async fn join(&self, parts: &[String], to: &str) -> io::Result<bool> {
+        let [part] = parts else {
+            return Ok(false);
+        };
+        durable::rename_synced(&self.path(part), &self.path(to)).await?;
         Ok(true)
     }
 

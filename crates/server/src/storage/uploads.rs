@@ -289,12 +289,13 @@ impl Storage {
             self.drop_session(id, state.chunks).await?;
             return Err(mismatch(Some(&running)));
         }
+        // The running hash proved the chunks are the blob: they may become it as they are.
         let present = self.objects.exists(&blob).await?;
-        let adopted = !present
-            && state.chunks == 1
+        let chunks: Vec<String> = (0..state.chunks).map(|n| chunk_key(id, n)).collect();
+        let joined = !present
             && digest.algorithm() == Algorithm::Sha256
-            && self.objects.adopt(&chunk_key(id, 0), &blob).await?;
-        if !present && !adopted {
+            && self.objects.join(&chunks, &blob).await?;
+        if !present && !joined {
             let chunks = self.chunks(id, state.chunks);
             if self
                 .objects
