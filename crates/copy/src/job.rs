@@ -76,6 +76,9 @@ struct Known {
     manifest: Option<wharf_oci::Manifest>,
     /// What the destination tag names (`Some(None)`: nothing), for a root copied under a tag.
     tagged: Option<Option<Descriptor>>,
+    /// The root is a copy beside its index of a child whose own nested children are in place
+    /// already (below the child's nested repository): they get copies beside it only.
+    beside_index: bool,
 }
 
 /// Shared state of many concurrent copies.
@@ -363,6 +366,7 @@ impl Job {
         known: Known,
     ) -> Result<(CopyReport, Vec<Descriptor>), CopyError> {
         let concurrency = self.options.concurrency.max(1);
+        let beside_index = known.beside_index;
         // One request answers "there and named" for a tagged root: the no-op re-run's only check.
         let named = match (role, known.tagged) {
             (ManifestRole::Tag(_), Some(current)) => {
@@ -391,13 +395,36 @@ impl Job {
                     None => src.fetch_manifest(root).await?,
                 };
                 if self.options.referrers {
-                    manifests.extend(
-                        manifest
-                            .successors()
-                            .into_iter()
-                            .filter(|d| d.is_manifest())
-                            .cloned(),
-                    );
+                    for successor in manifest
+                        .successors()
+                        .into_iter()
+                        .filter(|d| d.is_manifest())
+                    {
+                        let home = match manifest.subject() {
+                            Some(subject) if subject == successor => None,
+                            _ => wharf_oci::nested::nested(successor).map_err(|error| {
+                                CopyError::Nested {
+                                    index: root.digest.clone(),
+                                    error,
+                                }
+                            })?,
+                        };
+                        // A child in a nested repository has its referrers there; a copy
+                        // beside its index leaves them to the child's own copy.
+                        match home {
+                            None => manifests.push(successor.clone()),
+                            Some(_) if beside_index => {}
+                            Some(home) => {
+                                let nested = NestedChild {
+                                    parent: root.digest.clone(),
+                                    child: successor.clone(),
+                                    path: home.path.to_owned(),
+                                    tag: home.tag.map(str::to_owned),
+                                };
+                                report.add(&self.copy_nested(src, dst, &nested).await?);
+                            }
+                        }
+                    }
                 }
                 if retag {
                     // A present root needs a push only to set its tag.
@@ -455,7 +482,7 @@ impl Job {
             dst.nested_mut(&nested.path)?;
         }
         let mut nested_report = CopyReport::empty(root.clone());
-        for nested in &plan.nested {
+        for nested in plan.nested.iter().filter(|_| !beside_index) {
             nested_report.add(&self.copy_nested(src, dst, nested).await?);
         }
         if self.options.dry_run {
@@ -587,7 +614,11 @@ impl Job {
     ) -> Result<CopyReport, CopyError> {
         let from = child_home(src, &nested.child).await?;
         let from: &dyn ReadStore = from.as_deref().unwrap_or(src);
-        Box::pin(self.copy(from, dst, &nested.child, role)).await
+        let known = Known {
+            beside_index: true,
+            ..Known::default()
+        };
+        Box::pin(self.copy_known(from, dst, &nested.child, role, known)).await
     }
 
     /// Moves one blob into one repository, at most once for the whole job.

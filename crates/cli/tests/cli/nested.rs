@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::util::{
-    DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, gen_layout, http, http_with, json,
-    layout_add_root, layout_blob, peer, sample_layout, sha256_of, temp, wharf,
+    DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, add_referrer, gen_layout, http,
+    http_with, json, layout_add_root, layout_blob, peer, sample_layout, sha256_of, temp, wharf,
 };
 
 fn serve_in(dir: &Path, name: &str) -> WharfServe {
@@ -365,4 +365,83 @@ fn paths_that_leave_the_index_are_refused_at_create_and_when_read() {
         "{response}"
     );
     assert!(tags(served.addr(), "x/app").is_empty());
+}
+
+#[test]
+fn a_child_index_with_nested_children_of_its_own_lands_beside_its_index_without_strays() {
+    let dir = temp();
+    let dir = dir.path();
+    let source = serve_in(dir, "s");
+    gen_layout(&dir.join("gen"), 1, 2, 0, "8K");
+    let base = format!("{}/team/app", source.addr());
+    let image = format!("{base}/c/g:1.0");
+    wharf(
+        dir,
+        &[
+            "copy",
+            &format!("oci:{}:img0", dir.join("gen").display()),
+            &image,
+        ],
+    )
+    .ok();
+    wharf(dir, &["index", "create", &format!("{base}/c:1.0"), "g:1.0"]).ok();
+    wharf(dir, &["index", "create", &format!("{base}:1.0"), "c:1.0"]).ok();
+
+    // docker-registry wants every child beside its index: the grandchild goes to `c/g` as its
+    // index names it, and beside both indexes, never to a repository nobody names (`team/app/g`).
+    let docker = DockerRegistry::start(None);
+    let target = format!("{}/team/app:1.0", docker.addr);
+    wharf(dir, &["copy", &format!("{base}:1.0"), &target]).ok();
+    let (_, response) = http(&docker.addr, "GET", "/v2/_catalog", b"");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let repositories: BTreeSet<String> = json(body)["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        repositories,
+        ["team/app", "team/app/c", "team/app/c/g"]
+            .map(str::to_owned)
+            .into(),
+    );
+    let child = digest(dir, &format!("{base}/c:1.0"));
+    let grandchild = digest(dir, &image);
+    let beside = tags(&docker.addr, "team/app");
+    for copied in [&child, &grandchild] {
+        let tag = format!("wharf-{}", copied.trim_start_matches("sha256:"));
+        assert!(beside.contains(&tag), "{tag} in {beside:?}");
+    }
+    assert_eq!(digest(dir, &target), digest(dir, &format!("{base}:1.0")));
+    assert_eq!(
+        digest(dir, &format!("{}/team/app/c/g:1.0", docker.addr)),
+        grandchild
+    );
+    let verified = wharf(dir, &["verify", &target]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+
+    // A signature added later to the grandchild travels with the next copy of the unchanged
+    // index, into the grandchild's own repository (docker-registry: the tag schema).
+    let layout = dir.join("gen");
+    let subject = wharf_oci::Descriptor::new(
+        wharf_oci::media_type::OCI_MANIFEST,
+        wharf_oci::Digest::parse(&grandchild).unwrap(),
+        json(&wharf(dir, &["inspect", "--output", "json", &image]).ok())["descriptor"]["size"]
+            .as_u64()
+            .unwrap(),
+    );
+    add_referrer(&layout, &subject, "application/vnd.example.sig", b"sig");
+    wharf(
+        dir,
+        &["copy", &format!("oci:{}:img0", layout.display()), &image],
+    )
+    .ok();
+    wharf(dir, &["copy", &format!("{base}:1.0"), &target]).ok();
+    let schema_tag = format!("sha256-{}", grandchild.trim_start_matches("sha256:"));
+    assert!(
+        tags(&docker.addr, "team/app/c/g").contains(&schema_tag),
+        "{:?}",
+        tags(&docker.addr, "team/app/c/g")
+    );
 }
