@@ -719,7 +719,8 @@ impl Job {
 
     /// Streams one blob, starting over (with a fresh read of the source) when the failure may pass:
     /// network trouble up to the job's attempts; bytes that did not match their digest (damaged in
-    /// transit, on either side) or an upload session the registry lost, once more.
+    /// transit, on either side), an upload session the registry lost, or a body refused as too
+    /// large (sent in chunks the next time), once more.
     async fn upload(
         &self,
         src: &dyn ReadStore,

@@ -191,10 +191,10 @@ impl CopyError {
     }
 
     /// Failures that starting the transfer over once may cure: bytes damaged in transit, an upload
-    /// session the registry lost.
+    /// session the registry lost, a body refused as too large.
     fn is_worth_one_more_upload(&self) -> bool {
         self.store_error()
-            .is_some_and(|e| e.is_content_mismatch() || e.is_lost_upload())
+            .is_some_and(|e| e.is_content_mismatch() || e.is_upload_to_start_over())
     }
 }
 

@@ -81,6 +81,7 @@ impl ReadStore for FakeRepository {
         Some(MountSource {
             host: "fake.test".into(),
             repository: self.name.clone(),
+            vouched: true,
         })
     }
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {

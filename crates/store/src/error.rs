@@ -68,15 +68,18 @@ impl StoreError {
         }
     }
 
-    /// True if the registry no longer knows a blob upload it had opened: it dropped the session
-    /// (docker-registry cancels one when a chunk arrives twice, after its first answer was lost).
-    /// Worth starting the upload over once.
-    pub fn is_lost_upload(&self) -> bool {
-        matches!(
-            &*self.kind,
-            ErrorKind::Registry { code: Some(code), .. }
-                if code == "BLOB_UPLOAD_UNKNOWN" || code == "BLOB_UPLOAD_INVALID"
-        )
+    /// True if an upload failed in a way starting it over may cure: the registry no longer knows
+    /// the session it had opened (docker-registry cancels one when a chunk arrives twice, after
+    /// its first answer was lost), or it refused the body as too large (413, often a proxy's
+    /// limit; the next attempt sends chunks it takes).
+    pub fn is_upload_to_start_over(&self) -> bool {
+        match &*self.kind {
+            ErrorKind::Registry {
+                code: Some(code), ..
+            } if code == "BLOB_UPLOAD_UNKNOWN" || code == "BLOB_UPLOAD_INVALID" => true,
+            ErrorKind::Registry { status: 413, .. } => true,
+            _ => false,
+        }
     }
 }
 

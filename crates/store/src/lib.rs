@@ -84,6 +84,10 @@ pub struct MountSource {
     pub host: String,
     /// The repository path.
     pub repository: String,
+    /// The blob is known to be there (the repository it is being read from, or where this job
+    /// put it), not merely remembered from an earlier run: a refused mount from here says the
+    /// registry does not mount.
+    pub vouched: bool,
 }
 
 /// Reading content from a store.

@@ -54,6 +54,7 @@ pub enum FaultAction {
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: Option<Method>,
+    /// Matched against the path and the query (`/v2/a/blobs/uploads/?mount=…`).
     pub path_contains: String,
     pub times: usize,
     pub action: FaultAction,
@@ -299,10 +300,14 @@ async fn respond(state: &ProxyState, request: Request) -> Response {
         }
     }
     let fault = {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or(path.as_str(), |p| p.as_str());
         let mut faults = state.faults.lock().unwrap();
         let found = faults.iter_mut().find(|f| {
             f.times > 0
-                && path.contains(&f.path_contains)
+                && target.contains(&f.path_contains)
                 && f.method.as_ref().is_none_or(|m| m == request.method())
         });
         found.map(|f| {

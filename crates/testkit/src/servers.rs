@@ -282,6 +282,17 @@ impl Nginx {
     /// Proxies requests to `upstreams` in turn (round robin), streaming bodies both ways: one
     /// address in front of several registry instances.
     pub fn balance(upstreams: &[&str]) -> Nginx {
+        Nginx::launch(upstreams, "0")
+    }
+
+    /// Proxies to `upstream`, refusing request bodies larger than `limit` (nginx's
+    /// `client_max_body_size`, such as `1m`) with 413, as many reverse proxies in front of
+    /// registries do.
+    pub fn with_body_limit(upstream: &str, limit: &str) -> Nginx {
+        Nginx::launch(&[upstream], limit)
+    }
+
+    fn launch(upstreams: &[&str], body_limit: &str) -> Nginx {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -291,7 +302,7 @@ impl Nginx {
              http {{\n  access_log {prefix}/access.log;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
                fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
                upstream registries {{\n{servers}  }}\n\
-               server {{\n    listen {addr};\n    client_max_body_size 0;\n    location / {{\n      proxy_pass http://registries;\n\
+               server {{\n    listen {addr};\n    client_max_body_size {body_limit};\n    location / {{\n      proxy_pass http://registries;\n\
                  proxy_http_version 1.1;\n      proxy_set_header Host $http_host;\n      proxy_request_buffering off;\n\
                  proxy_buffering off;\n    }}\n  }}\n}}\n",
             pid = prefix.join("nginx.pid").display(),

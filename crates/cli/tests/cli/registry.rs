@@ -6,9 +6,9 @@ use std::path::Path;
 use wharf_oci::Algorithm;
 
 use crate::util::{
-    DockerRegistry, Fault, FaultAction, TestProxy, TlsFiles, TokenAuth, add_referrer,
-    big_image_layout, blob_files, descriptor_of, htpasswd, http, json, peer, sample_layout, serve,
-    temp, wharf, wharf_env, wharf_stdin,
+    DockerRegistry, Fault, FaultAction, Nginx, TestProxy, TlsFiles, TokenAuth, add_referrer,
+    big_image_layout, blob_files, descriptor_of, gen_layout, htpasswd, http, json, peer,
+    sample_layout, serve, temp, wharf, wharf_env, wharf_stdin,
 };
 
 const SIG: &str = "application/vnd.example.signature";
@@ -609,6 +609,101 @@ fn chunked_uploads_honour_the_registry_minimum() {
     )
     .ok();
     assert_eq!(blob_files(&dir.join("back")), blob_files(&layout));
+}
+
+#[test]
+fn a_proxy_body_limit_is_learned_and_blobs_go_in_chunks_it_takes() {
+    let dir = temp();
+    let dir = dir.path();
+    gen_layout(&dir.join("gen"), 2, 1, 0, "3M");
+    let registry = DockerRegistry::start(None);
+    // nginx in front refuses bodies over 1 MiB with 413, before they reach the registry.
+    let limited = Nginx::with_body_limit(&registry.addr, "1m");
+    let counting = TestProxy::start(&limited.addr, None);
+    let refused = |counting: &TestProxy| {
+        counting
+            .records()
+            .iter()
+            .filter(|r| r.status == 413)
+            .count()
+    };
+    let source = |image: &str| format!("oci:{}:{image}", dir.join("gen").display());
+    let first = format!("{}/team/first:1", counting.host());
+    wharf(dir, &["copy", &source("img0"), &first]).ok();
+    assert!(refused(&counting) > 0, "{:?}", counting.records());
+    assert_eq!(
+        descriptor_of(dir, &first).digest,
+        descriptor_of(dir, &source("img0")).digest
+    );
+    let verified = wharf(dir, &["verify", &first]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+
+    // The limit is kept for later runs: the next image goes in 1 MiB chunks from the start.
+    counting.clear_records();
+    let second = format!("{}/team/second:1", counting.host());
+    wharf(dir, &["copy", &source("img1"), &second]).ok();
+    assert_eq!(refused(&counting), 0, "{:?}", counting.records());
+    let patches = counting
+        .records()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
+    assert_eq!(patches, 3, "3 MiB in chunks of 1 MiB");
+    wharf(dir, &["copy", &second, "oci:back"]).ok();
+    assert_eq!(
+        descriptor_of(dir, "oci:back").digest,
+        descriptor_of(dir, &source("img1")).digest
+    );
+}
+
+#[test]
+fn a_registry_that_does_not_mount_is_learned_and_not_asked_again() {
+    let dir = temp();
+    let dir = dir.path();
+    let sample = sample_layout(dir);
+    let registry = DockerRegistry::start(None);
+    let proxy = TestProxy::start(&registry.addr, None);
+    let at = |repository: &str| format!("{}/{repository}:1.0", proxy.host());
+    wharf(
+        dir,
+        &["copy", &format!("oci:{}:1.0", sample.display()), &at("a")],
+    )
+    .ok();
+    // The registry opens an upload instead of mounting, as registries without mounts do.
+    proxy.inject(Fault {
+        method: Some(reqwest::Method::POST),
+        path_contains: "mount=".into(),
+        times: usize::MAX,
+        action: FaultAction::Status {
+            code: 202,
+            retry_after: None,
+        },
+    });
+    let mounts = |proxy: &TestProxy| {
+        let asked = proxy
+            .records()
+            .iter()
+            .filter(|r| r.method == "POST" && r.query.contains("mount="))
+            .count();
+        proxy.clear_records();
+        asked
+    };
+    proxy.clear_records();
+    wharf(dir, &["copy", "-j", "1", &at("a"), &at("b")]).ok();
+    assert_eq!(mounts(&proxy), 1, "one refusal of a blob known to be there");
+    // Later runs remember it (the blob cache's host facts) and upload straight away.
+    wharf(dir, &["copy", &at("a"), &at("c")]).ok();
+    assert_eq!(mounts(&proxy), 0);
+    wharf(dir, &["copy", "--no-cache", &at("a"), &at("d")]).ok();
+    assert!(mounts(&proxy) > 0, "without the cache it asks again");
+    for copied in ["b", "c", "d"] {
+        assert_eq!(
+            descriptor_of(dir, &at(copied)).digest,
+            descriptor_of(dir, &at("a")).digest
+        );
+        let verified = wharf(dir, &["verify", &at(copied)]).ok();
+        assert!(verified.contains("0 problems"), "{verified}");
+    }
 }
 
 #[test]

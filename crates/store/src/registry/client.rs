@@ -292,6 +292,11 @@ pub struct Host {
     pub pull_throttle: Arc<Throttle>,
     /// How many blob uploads this host takes at once.
     pub push_throttle: Arc<Throttle>,
+    /// The largest request body the host (or a proxy in front of it) took when it refused a
+    /// larger one with 413, learned this run; 0 while none was refused.
+    pub body_limit: std::sync::atomic::AtomicUsize,
+    /// Whether the host mounts blobs across repositories, as learned this run.
+    pub mounts: Mutex<Option<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +328,8 @@ impl Host {
             idle,
             pull_throttle: Arc::default(),
             push_throttle: Arc::default(),
+            body_limit: Default::default(),
+            mounts: Mutex::default(),
         }
     }
 

@@ -19,6 +19,7 @@ mod throttle;
 mod tls;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +58,14 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The host fact kept between runs: does the registry have the referrers API (`yes`, `no`)?
 const REFERRERS_API_FACT: &str = "referrers-api";
+/// The host fact kept between runs: the largest upload request body the registry, or a proxy in
+/// front of it, takes (bytes), learned from 413 answers.
+const BODY_LIMIT_FACT: &str = "body-limit";
+/// Smallest upload chunk learned from 413 answers; a registry refusing less is not chunked further.
+const MIN_LEARNED_CHUNK: usize = 64 * 1024;
+/// The host fact kept between runs: does the registry mount blobs across repositories (`yes`,
+/// `no`)?
+const MOUNT_FACT: &str = "mount";
 /// Repositories of the blob cache tried for a mount before a blob is uploaded.
 const MOUNT_CANDIDATES: usize = 3;
 
@@ -726,12 +735,18 @@ impl Repository {
         let min_chunk = header_str(response.headers(), "oci-chunk-min-length")
             .and_then(|v| v.parse::<usize>().ok());
         let location = upload_location(&self.host, response.headers()).await?;
-        let chunk = match (self.clients.inner.chunk_size, min_chunk) {
+        let mut chunk = match (self.clients.inner.chunk_size, min_chunk) {
             (Some(size), min) => Some(size.max(min.unwrap_or(0))),
             (None, Some(min)) if !self.host.quirks.monolithic_only => Some(min.max(DEFAULT_CHUNK)),
             (None, _) if self.host.quirks.chunked_upload => Some(DEFAULT_CHUNK),
             _ => None,
         };
+        if let Some(limit) = self.body_limit()
+            && descriptor.size > limit as u64
+            && !self.host.quirks.monolithic_only
+        {
+            chunk = Some(chunk.map_or(limit, |size| size.min(limit)));
+        }
         let target = self.target(&format!("blob {}", descriptor.digest));
         let body = verified(descriptor, Op::Push, target, body);
         let done = match chunk {
@@ -761,7 +776,14 @@ impl Repository {
                 if let Some(e) = body_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(*e.kind);
                 }
-                sent?
+                let sent = sent?;
+                if sent.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    // Too large in one request (often a proxy's body limit): the next attempt
+                    // sends it in chunks the host takes.
+                    let size = usize::try_from(descriptor.size).unwrap_or(usize::MAX);
+                    self.learn_body_limit(size.min(2 * DEFAULT_CHUNK));
+                }
+                sent
             }
         };
         if done.status() == StatusCode::NOT_FOUND && self.blob_present(descriptor).await {
@@ -783,12 +805,89 @@ impl Repository {
         Ok(())
     }
 
+    /// False when the registry was seen refusing a mount of a blob known to be in the repository
+    /// it was asked to mount from: this run, or a recent one.
+    fn mounts_may_work(&self) -> bool {
+        let mut learned = self.host.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        if learned.is_none()
+            && let Some(recall) = &self.clients.inner.recall
+        {
+            *learned = recall
+                .host_fact(&self.host.name, MOUNT_FACT)
+                .map(|fact| fact == "yes");
+        }
+        learned.unwrap_or(true)
+    }
+
+    /// Records whether the registry mounts, for this run and later ones (once per run and answer).
+    fn learn_mounts(&self, works: bool) {
+        let mut learned = self.host.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        if *learned == Some(works) {
+            return;
+        }
+        *learned = Some(works);
+        drop(learned);
+        if !works {
+            tracing::info!(host = %self.host.name, "the registry does not mount blobs across repositories; uploading them");
+        }
+        if let Some(recall) = &self.clients.inner.recall {
+            recall.learn_host_fact(
+                &self.host.name,
+                MOUNT_FACT,
+                if works { "yes" } else { "no" },
+            );
+        }
+    }
+
+    /// The largest request body the host takes, where a 413 taught it: this run or a recent one.
+    fn body_limit(&self) -> Option<usize> {
+        let learned = self.host.body_limit.load(Ordering::Relaxed);
+        if learned > 0 {
+            return Some(learned);
+        }
+        let remembered = self
+            .clients
+            .inner
+            .recall
+            .as_deref()?
+            .host_fact(&self.host.name, BODY_LIMIT_FACT)?
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| *limit >= MIN_LEARNED_CHUNK)?;
+        self.host.body_limit.store(remembered, Ordering::Relaxed);
+        Some(remembered)
+    }
+
+    /// After the host refused a body of `refused` bytes with 413: the limit becomes the largest
+    /// power of two below it (proxies' limits are round: nginx's `1m`), kept for later runs.
+    /// `None` when that would be too small to be worth chunking.
+    fn learn_body_limit(&self, refused: usize) -> Option<usize> {
+        let below = refused.checked_sub(1).filter(|b| *b > 0)?;
+        let limit = 1usize << (usize::BITS - 1 - below.leading_zeros());
+        if limit < MIN_LEARNED_CHUNK {
+            return None;
+        }
+        // Uploads refused at once each learn: the smallest limit wins.
+        let kept = self
+            .host
+            .body_limit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                (current == 0 || limit < current).then_some(limit)
+            })
+            .map_or_else(|current| current, |_| limit);
+        tracing::info!(host = %self.host.name, limit = kept, "the registry refused a request body as too large; sending chunks of at most {kept} bytes");
+        if let Some(recall) = &self.clients.inner.recall {
+            recall.learn_host_fact(&self.host.name, BODY_LIMIT_FACT, &kept.to_string());
+        }
+        Some(kept)
+    }
+
     async fn upload_chunked(
         &self,
         descriptor: &Descriptor,
         mut location: Url,
         mut body: ByteStream,
-        chunk_size: usize,
+        mut chunk_size: usize,
     ) -> Result<Response, ErrorKind> {
         let mut offset: u64 = 0;
         let mut buffer = BytesMut::with_capacity(chunk_size);
@@ -817,6 +916,18 @@ impl Repository {
                 .header("content-length", &send.len().to_string())
                 .body(Body::Bytes(send.clone()));
             let response = self.host.send(request).await?;
+            if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+                && let Some(limit) = self.learn_body_limit(send.len())
+            {
+                // Refused before it reached the registry: the same bytes again, in smaller chunks.
+                let mut again = BytesMut::with_capacity(send.len() + buffer.len());
+                again.extend_from_slice(&send);
+                again.extend_from_slice(&buffer);
+                buffer = again;
+                chunk_size = limit;
+                finished = false;
+                continue;
+            }
             if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
                 && let Some((received, next)) = self.upload_status(&location).await?
                 && received == end + 1
@@ -1066,6 +1177,7 @@ impl ReadStore for Repository {
         Some(MountSource {
             host: self.host.name.clone(),
             repository: self.name.clone(),
+            vouched: true,
         })
     }
 
@@ -1122,6 +1234,9 @@ impl Store for Repository {
         let Some(recall) = &self.clients.inner.recall else {
             return Vec::new();
         };
+        if !self.mounts_may_work() {
+            return Vec::new();
+        }
         recall
             .blob_locations(&self.host.name, &descriptor.digest, MOUNT_CANDIDATES + 1)
             .into_iter()
@@ -1130,12 +1245,17 @@ impl Store for Repository {
             .map(|repository| MountSource {
                 host: self.host.name.clone(),
                 repository,
+                vouched: false,
             })
             .collect()
     }
 
     async fn mount(&self, descriptor: &Descriptor, from: &MountSource) -> Result<bool> {
-        if from.host != self.host.name || from.repository == self.name || !self.host.quirks.mount {
+        if from.host != self.host.name
+            || from.repository == self.name
+            || !self.host.quirks.mount
+            || !self.mounts_may_work()
+        {
             return Ok(false);
         }
         let what = format!("blob {}", descriptor.digest);
@@ -1153,12 +1273,17 @@ impl Store for Repository {
             .map_err(fail)?;
         if response.status() == StatusCode::CREATED {
             self.seen(&descriptor.digest);
+            self.learn_mounts(true);
             return Ok(true);
         }
         let refused = matches!(
             response.status(),
             StatusCode::ACCEPTED | StatusCode::NOT_FOUND
         );
+        if refused && from.vouched {
+            // The blob is there, yet not mounted: the registry does not mount (for us).
+            self.learn_mounts(false);
+        }
         if refused && let Some(recall) = &self.clients.inner.recall {
             // Not there (or not readable by us) any more: later runs stop trying it.
             recall.blob_gone(&from.host, &from.repository, &descriptor.digest);
