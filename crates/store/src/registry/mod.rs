@@ -891,24 +891,18 @@ impl Repository {
     ) -> Result<Response, ErrorKind> {
         let mut offset: u64 = 0;
         let mut buffer = BytesMut::with_capacity(chunk_size);
-        let mut finished = false;
-        while !finished {
-            while buffer.len() < chunk_size {
+        let mut exhausted = false;
+        loop {
+            while !exhausted && buffer.len() < chunk_size {
                 match body.next().await {
                     Some(chunk) => buffer.extend_from_slice(&chunk.map_err(|e| *e.kind)?),
-                    None => {
-                        finished = true;
-                        break;
-                    }
+                    None => exhausted = true,
                 }
             }
             if buffer.is_empty() {
                 break;
             }
             let send = buffer.split_to(buffer.len().min(chunk_size)).freeze();
-            if !buffer.is_empty() {
-                finished = false;
-            }
             let end = offset + send.len() as u64 - 1;
             let request = Request::new(Method::PATCH, location.clone(), self.push_scope())
                 .header("content-type", "application/octet-stream")
@@ -925,7 +919,6 @@ impl Repository {
                 again.extend_from_slice(&buffer);
                 buffer = again;
                 chunk_size = limit;
-                finished = false;
                 continue;
             }
             if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
