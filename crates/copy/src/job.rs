@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::Semaphore;
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform, media_type};
-use wharf_store::{Address, Location, ManifestRole, MountSource, ReadStore, Session, Store};
+use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Session, Store};
 
 use crate::flight::{Flights, Turn};
 use crate::graph::{NestedChild, Plan, child_home, discover, push_order};
@@ -175,14 +175,13 @@ impl Job {
     ) -> Result<CopyReport, CopyError> {
         let mut src = sources.read(source).await?;
         let mut known = Known::default();
-        // Copied by tag to a registry, the destination's tag is looked at first: when it names
-        // nothing the source manifest is needed anyway, and one GET both resolves and reads it.
+        // Copied by tag, the destination's tag is looked at first: when it names nothing the
+        // source manifest is needed anyway, and one GET both resolves and reads it.
         let mut early = None;
         let mut opened = None;
         if platforms.is_empty()
             && source.digest().is_none()
             && destination.digest().is_none()
-            && matches!(destination.location, Location::Registry { .. })
             && let Some(source_tag) = source.tag()
         {
             let dst = destinations.write(destination).await?;

@@ -69,6 +69,39 @@ fn no_op_reruns_cost_three_requests_per_image_with_referrers_and_two_without() {
     }
 }
 
+#[test]
+fn an_export_into_an_archive_reads_each_source_manifest_once() {
+    let dir = temp();
+    let dir = dir.path();
+    let source = DockerRegistry::start(None);
+    let src = TestProxy::start(&source.addr, None);
+    let images = 6;
+    let names = seed_images(dir, &src.host(), images, "8K");
+    let sources: Vec<String> = names
+        .iter()
+        .filter(|n| n.contains("/team/"))
+        .map(|n| format!("{n}:v1"))
+        .collect();
+    src.clear_records();
+    let mut args = vec!["sync", "-q", "--no-referrers", "--output", "json"];
+    args.extend(["--to", "oci-archive:export.tar"]);
+    args.extend(sources.iter().map(String::as_str));
+    let report = json(&wharf(dir, &args).ok());
+    let roots = report["roots"].as_array().unwrap();
+    assert!(roots.iter().all(|r| r["status"] == "copied"), "{report}");
+    // The archive has none of them: one GET resolves and reads each manifest, no HEAD first.
+    let manifest_requests: Vec<String> = src
+        .records()
+        .iter()
+        .filter(|r| r.path.contains("/manifests/"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(manifest_requests.len(), images, "{manifest_requests:?}");
+    assert!(manifest_requests.iter().all(|r| r.starts_with("GET ")));
+    let verified = wharf(dir, &["verify", "oci-archive:export.tar"]).ok();
+    assert!(verified.contains("0 problems"), "{verified}");
+}
+
 /// Blob uploads started (not mounts) and mounts answered 201 and 202 (refused), as a proxy saw them.
 fn uploads_and_mounts(proxy: &TestProxy) -> (usize, usize, usize) {
     let records = proxy.records();
