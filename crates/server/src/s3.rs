@@ -20,7 +20,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use instant_xml::FromXml;
 use reqwest::StatusCode;
 use rusty_s3::actions::{
-    CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, S3Action, UploadPart,
+    CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, ListParts, S3Action, UploadPart,
 };
 use rusty_s3::{Credentials, UrlStyle};
 use url::Url;
@@ -149,23 +149,20 @@ struct CopyPartResult {
     etag: String,
 }
 
-/// The body of a copy's answer; `None` when the store does not copy (501 NotImplemented). S3 may
-/// answer 200 with an error document when a copy failed late.
-async fn copy_result(
+/// The body of an answer that is an error unless it says otherwise: S3 may answer a copy or the
+/// completion of a multipart upload with 200 and an error document when it failed late.
+async fn checked_answer(
     operation: &'static str,
     key: &str,
     response: reqwest::Response,
-) -> Result<Option<String>, S3Error> {
+) -> Result<String, S3Error> {
     let status = response.status();
-    if status == StatusCode::NOT_IMPLEMENTED {
-        return Ok(None);
-    }
     let text = response
         .text()
         .await
         .map_err(|e| network(operation, key, &e))?;
     if status.is_success() && !text.contains("<Error>") {
-        Ok(Some(text))
+        Ok(text)
     } else {
         Err(error_document(operation, key, status, &text))
     }
@@ -534,17 +531,9 @@ impl Bucket {
         let response = self
             .send("complete upload of", key, self.client.post(url).body(body))
             .await?;
-        // S3 may answer 200 with an error document when the completion failed late.
-        let status = response.status();
-        let text = response
-            .text()
+        checked_answer("complete upload of", key, response)
             .await
-            .map_err(|e| network("complete upload of", key, &e))?;
-        if status.is_success() && !text.contains("<Error>") {
-            Ok(())
-        } else {
-            Err(error_document("complete upload of", key, status, &text))
-        }
+            .map(drop)
     }
 
     /// Gives up a multipart upload: its parts are removed and nothing appears.
@@ -595,45 +584,43 @@ impl Bucket {
 
     /// Makes `to` the objects `parts` (keys and sizes) joined in order, inside the store: one
     /// CopyObject for a lone part within S3's 5 GiB, else a multipart upload of part copies. False,
-    /// with nothing written, where S3 cannot do it (a part but the last under 5 MiB, or a store
-    /// without server-side copies); the caller then streams the bytes.
-    pub async fn join(&self, parts: &[(String, u64)], to: &str) -> Result<bool, S3Error> {
+    /// with nothing written, where the store cannot do it (a part but the last under 5 MiB, or a
+    /// store refusing server-side copies); the caller then streams the bytes.
+    pub async fn join(&self, parts: &[(String, u64)], to: &str) -> bool {
         let Some(ranges) = copy_plan(parts) else {
-            return Ok(false);
+            return false;
         };
-        if let [(key, size)] = parts
-            && *size <= COPY_LIMIT
-        {
-            return self.copy_object(key, to).await;
-        }
+        let copied = match parts {
+            [(key, size)] if *size <= COPY_LIMIT => self.copy_object(key, to).await,
+            _ => self.copy_parts(&ranges, to).await,
+        };
+        copied
+            .inspect_err(|e| tracing::warn!("{e}; the bytes are read and written instead"))
+            .is_ok()
+    }
+
+    /// Copies `ranges` of objects into `to` as the parts of one multipart upload, completed only
+    /// when every part is there (aborted otherwise).
+    async fn copy_parts(&self, ranges: &[(&str, u64, u64)], to: &str) -> Result<(), S3Error> {
         let upload = self.start_multipart(to).await?;
-        let copied: Result<Option<Vec<String>>, S3Error> = async {
+        let copied = async {
             let mut etags = Vec::new();
             for (number, (key, start, end)) in ranges.iter().enumerate() {
                 let number = u16::try_from(number + 1).expect("at most MAX_PARTS parts");
-                match self
-                    .copy_part(key, (*start, *end), to, &upload, number)
-                    .await?
-                {
-                    Some(etag) => etags.push(etag),
-                    None => return Ok(None),
-                }
+                etags.push(
+                    self.copy_part(key, (*start, *end), to, &upload, number)
+                        .await?,
+                );
             }
-            Ok(Some(etags))
+            self.complete_multipart(to, &upload, &etags).await
         }
         .await;
-        match copied {
-            Ok(Some(etags)) => {
-                self.complete_multipart(to, &upload, &etags).await?;
-                Ok(true)
-            }
-            outcome => {
-                if let Err(e) = self.abort_multipart(to, &upload).await {
-                    tracing::warn!("{e}");
-                }
-                outcome.map(|_| false)
-            }
+        if copied.is_err()
+            && let Err(e) = self.abort_multipart(to, &upload).await
+        {
+            tracing::warn!("{e}");
         }
+        copied
     }
 
     /// The `x-amz-copy-source` of `key`: bucket and key, percent-encoded.
@@ -643,9 +630,8 @@ impl Bucket {
         format!("/{}/{encoded}", self.name())
     }
 
-    /// Copies the object `from` to `to` inside the store (CopyObject); false where the store
-    /// cannot.
-    async fn copy_object(&self, from: &str, to: &str) -> Result<bool, S3Error> {
+    /// Copies the object `from` to `to` inside the store (CopyObject).
+    async fn copy_object(&self, from: &str, to: &str) -> Result<(), S3Error> {
         let source = self.copy_source(from);
         let url = self.signed(
             rusty_s3::Method::Put,
@@ -655,11 +641,11 @@ impl Bucket {
         );
         let request = self.client.put(url).header("x-amz-copy-source", &source);
         let response = self.send("copy into", to, request).await?;
-        Ok(copy_result("copy into", to, response).await?.is_some())
+        checked_answer("copy into", to, response).await.map(drop)
     }
 
     /// Copies the bytes `range` (`start..end`) of `from` as part `number` of the multipart upload
-    /// `upload` of `to` (UploadPartCopy); returns its ETag, `None` where the store cannot.
+    /// `upload` of `to` (UploadPartCopy); returns its ETag.
     async fn copy_part(
         &self,
         from: &str,
@@ -667,7 +653,7 @@ impl Bucket {
         to: &str,
         upload: &str,
         number: u16,
-    ) -> Result<Option<String>, S3Error> {
+    ) -> Result<String, S3Error> {
         let source = self.copy_source(from);
         let range = format!("bytes={start}-{}", end - 1);
         let number = number.to_string();
@@ -686,27 +672,51 @@ impl Bucket {
             .header("x-amz-copy-source", &source)
             .header("x-amz-copy-source-range", &range);
         let response = self.send("copy part into", to, request).await?;
-        let Some(text) = copy_result("copy part into", to, response).await? else {
-            return Ok(None);
-        };
+        let text = checked_answer("copy part into", to, response).await?;
         let result: CopyPartResult =
             instant_xml::from_str(&text).map_err(|e| S3Error::Network {
                 operation: "copy part into",
                 key: to.to_owned(),
                 error: format!("unreadable answer: {e}"),
             })?;
-        Ok(Some(result.etag))
+        Ok(result.etag)
     }
 
-    /// Aborts the multipart uploads below the prefix begun before `cutoff` and never completed:
-    /// those of an instance killed while it wrote a large object, whose parts S3 keeps (and
-    /// charges for) until someone aborts them. Returns how many went.
+    /// Aborts the multipart uploads of wharf's objects (under `blobs/` and `uploads/` below the
+    /// prefix) that have not moved since before `cutoff` and were never completed: those of an
+    /// instance killed while it wrote a large object, whose parts S3 keeps (and charges for) until
+    /// someone aborts them. An upload is judged by its newest part, so a long upload still moving
+    /// stays. Returns how many went.
     pub async fn abort_unfinished(&self, cutoff: SystemTime) -> Result<usize, S3Error> {
-        let prefix = self.key("");
-        let (mut key_marker, mut upload_marker) = (String::new(), String::new());
         let mut aborted = 0;
+        for area in ["blobs/", "uploads/"] {
+            for upload in self.unfinished(area).await? {
+                let Ok(begun) = upload.initiated.parse::<jiff::Timestamp>() else {
+                    tracing::warn!(key = %upload.key, "an unfinished upload with an unreadable start ({}) is left alone", upload.initiated);
+                    continue;
+                };
+                let key = self.unprefixed(&upload.key);
+                if SystemTime::from(begun) >= cutoff
+                    || self.last_part(&key, &upload.upload_id).await? >= Some(cutoff)
+                {
+                    continue;
+                }
+                self.abort_multipart(&key, &upload.upload_id).await?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+
+    /// The multipart uploads begun below `area` (within the prefix) and neither completed nor
+    /// aborted (ListMultipartUploads, which rusty-s3 has no action for).
+    async fn unfinished(&self, area: &str) -> Result<Vec<UnfinishedUpload>, S3Error> {
+        const LISTING: &str = "list unfinished uploads in";
+        let prefix = self.key(area);
+        let (mut key_marker, mut upload_marker) = (String::new(), String::new());
+        let mut uploads = Vec::new();
         loop {
-            // Sorted by name, as the signature requires; rusty-s3 has no action for this listing.
+            // Sorted by name, as the signature requires.
             let query = [
                 ("key-marker", key_marker.as_str()),
                 ("prefix", prefix.as_str()),
@@ -719,34 +729,21 @@ impl Bucket {
                 &query,
                 &[],
             );
-            let response = self
-                .send("list unfinished uploads in", "", self.client.get(url))
-                .await?;
+            let response = self.send(LISTING, area, self.client.get(url)).await?;
             if !response.status().is_success() {
-                return Err(answer("list unfinished uploads in", "", response).await);
+                return Err(answer(LISTING, area, response).await);
             }
             let text = response
                 .text()
                 .await
-                .map_err(|e| network("list unfinished uploads in", "", &e))?;
+                .map_err(|e| network(LISTING, area, &e))?;
             let page: UnfinishedUploads =
                 instant_xml::from_str(&text).map_err(|e| S3Error::Network {
-                    operation: "list unfinished uploads in",
-                    key: String::new(),
+                    operation: LISTING,
+                    key: area.to_owned(),
                     error: format!("unreadable listing: {e}"),
                 })?;
-            for upload in page.uploads {
-                let begun = upload
-                    .initiated
-                    .parse::<jiff::Timestamp>()
-                    .map(SystemTime::from)
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                if begun < cutoff {
-                    self.abort_multipart(&self.unprefixed(&upload.key), &upload.upload_id)
-                        .await?;
-                    aborted += 1;
-                }
-            }
+            uploads.extend(page.uploads);
             match (
                 page.truncated,
                 page.next_key_marker,
@@ -755,7 +752,54 @@ impl Bucket {
                 (Some(true), Some(key), Some(upload)) => {
                     (key_marker, upload_marker) = (key, upload);
                 }
-                _ => return Ok(aborted),
+                _ => return Ok(uploads),
+            }
+        }
+    }
+
+    /// When the newest part of a multipart upload arrived; `None` when it has none (or the store
+    /// does not say).
+    async fn last_part(&self, key: &str, upload: &str) -> Result<Option<SystemTime>, S3Error> {
+        const LISTING: &str = "list parts of";
+        let full = self.key(key);
+        let mut newest = None;
+        let mut marker = None;
+        loop {
+            let mut action = ListParts::new(&self.bucket, self.credentials.as_ref(), &full, upload);
+            if let Some(marker) = marker {
+                action.set_part_number_marker(marker);
+            }
+            let response = self
+                .send(LISTING, key, self.client.get(action.sign(SIGNED_FOR)))
+                .await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(newest);
+            }
+            if !response.status().is_success() {
+                return Err(answer(LISTING, key, response).await);
+            }
+            let text = response
+                .text()
+                .await
+                .map_err(|e| network(LISTING, key, &e))?;
+            // moto names the document ListPartsResponse; S3, MinIO and Ceph ListPartsResult.
+            let text = text
+                .replace("<ListPartsResponse", "<ListPartsResult")
+                .replace("</ListPartsResponse>", "</ListPartsResult>");
+            let page = ListParts::parse_response(&text).map_err(|e| S3Error::Network {
+                operation: LISTING,
+                key: key.to_owned(),
+                error: format!("unreadable listing: {e}"),
+            })?;
+            let times = page
+                .parts
+                .iter()
+                .filter_map(|part| part.last_modified.parse::<jiff::Timestamp>().ok())
+                .map(SystemTime::from);
+            newest = newest.into_iter().chain(times).max();
+            match page.next_part_number_marker {
+                Some(next) => marker = Some(next),
+                None => return Ok(newest),
             }
         }
     }
@@ -942,7 +986,7 @@ impl ObjectStore for Bucket {
             };
             sized.push((key.clone(), size));
         }
-        Ok(Bucket::join(self, &sized, to).await?)
+        Ok(Bucket::join(self, &sized, to).await)
     }
 
     fn presigned_get(&self, key: &str, valid_for: Duration) -> Option<Url> {

@@ -148,13 +148,14 @@ async fn keeps_the_contract(store: &dyn ObjectStore) {
         assert_eq!(store.size("blobs/sha256/several").await.unwrap(), None);
     }
     let small_first = [keys[1].clone(), keys[0].clone()];
-    if !store
-        .join(&small_first, "blobs/sha256/never")
-        .await
-        .unwrap()
-    {
-        assert_eq!(store.size("blobs/sha256/never").await.unwrap(), None);
-    }
+    assert!(
+        !store
+            .join(&small_first, "blobs/sha256/never")
+            .await
+            .unwrap(),
+        "a small part first is joined by neither store"
+    );
+    assert_eq!(store.size("blobs/sha256/never").await.unwrap(), None);
 
     store.remove("repositories/a/_tags/v1").await.unwrap();
     store.remove("repositories/a/_tags/v1").await.unwrap();

@@ -135,10 +135,15 @@ async fn unfinished_multipart_uploads_below_the_prefix_are_aborted_once_old_enou
     moto.create_bucket("registry");
     let site = bucket(&moto, "s3://registry/site");
     let other = bucket(&moto, "s3://registry/other");
-    for store in [&site, &other] {
-        let upload = store.start_multipart("blobs/killed").await.unwrap();
+    // Besides wharf's own, an upload of something else sharing the prefix, left alone.
+    for (store, key) in [
+        (&site, "blobs/killed"),
+        (&other, "uploads/killed.0"),
+        (&site, "someone-else/upload"),
+    ] {
+        let upload = store.start_multipart(key).await.unwrap();
         store
-            .put_part("blobs/killed", &upload, 1, Bytes::from_static(b"part"))
+            .put_part(key, &upload, 1, Bytes::from_static(b"part"))
             .await
             .unwrap();
     }
@@ -148,6 +153,13 @@ async fn unfinished_multipart_uploads_below_the_prefix_are_aborted_once_old_enou
         site.abort_unfinished(before_begun).await.unwrap(),
         0,
         "too young"
+    );
+    // Begun long ago (as moto says), but its newest part is recent: an upload still moving.
+    let minute_ago = SystemTime::now() - Duration::from_secs(60);
+    assert_eq!(
+        site.abort_unfinished(minute_ago).await.unwrap(),
+        0,
+        "moving"
     );
     let later = SystemTime::now() + Duration::from_secs(60);
     assert_eq!(site.abort_unfinished(later).await.unwrap(), 1);

@@ -68,7 +68,12 @@ impl Storage {
             }
         }
         report.uploads_removed += self.expire_uploads(grace).await?;
-        report.uploads_removed += self.objects.remove_unfinished(cutoff).await?;
+        // What is removed above is reported even when the store cannot list unfinished writes
+        // (a bucket policy without ListBucketMultipartUploads).
+        match self.objects.remove_unfinished(cutoff).await {
+            Ok(removed) => report.uploads_removed += removed,
+            Err(e) => tracing::warn!("unfinished writes in {} left: {e}", self.describe()),
+        }
         Ok(report)
     }
 

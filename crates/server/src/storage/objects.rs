@@ -223,7 +223,13 @@ impl ObjectStore for Files {
         let mut removed = 0;
         for name in durable::list_dir(&self.tmp()).await? {
             let path = self.tmp().join(name);
-            if tokio::fs::metadata(&path).await?.modified()? < cutoff {
+            // A write may finish (its file renamed away) while this looks.
+            let modified = match tokio::fs::metadata(&path).await {
+                Ok(metadata) => metadata.modified()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if modified < cutoff {
                 durable::remove_if_present(&path).await?;
                 removed += 1;
             }
