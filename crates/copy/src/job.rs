@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::Semaphore;
 use wharf_oci::{Descriptor, Digest, ManifestBody, Platform, media_type};
-use wharf_store::{Address, ManifestRole, MountSource, ReadStore, Session, Store};
+use wharf_store::{Address, Location, ManifestRole, MountSource, ReadStore, Session, Store};
 
 use crate::flight::{Flights, Turn};
 use crate::graph::{NestedChild, Plan, child_home, discover, push_order};
@@ -175,8 +175,10 @@ impl Job {
     ) -> Result<CopyReport, CopyError> {
         let mut src = sources.read(source).await?;
         let mut known = Known::default();
-        // Copied by tag, the destination's tag is looked at first: when it names nothing the
-        // source manifest is needed anyway, and one GET both resolves and reads it.
+        // Copied by tag, the source manifest is read with one GET that also resolves it, when it
+        // is needed: to a registry, whose tag is looked at first, only when that names nothing;
+        // to a layout or archive (which opening creates) always, first, so that a missing source
+        // leaves nothing behind.
         let mut early = None;
         let mut opened = None;
         if platforms.is_empty()
@@ -184,6 +186,10 @@ impl Job {
             && destination.digest().is_none()
             && let Some(source_tag) = source.tag()
         {
+            let to_registry = matches!(destination.location, Location::Registry { .. });
+            if !to_registry {
+                early = Some(src.resolve_manifest(source_tag).await?);
+            }
             let dst = destinations.write(destination).await?;
             let tag = destination.tag().unwrap_or(source_tag);
             let current = match dst.resolve(tag).await {
@@ -191,14 +197,16 @@ impl Job {
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             };
-            if current.is_none() {
-                let (root, manifest) = src.resolve_manifest(source_tag).await?;
-                known.manifest = Some(manifest);
-                early = Some(root);
+            if to_registry && current.is_none() {
+                early = Some(src.resolve_manifest(source_tag).await?);
             }
             known.tagged = Some(current);
             opened = Some(dst);
         }
+        let early = early.map(|(root, manifest)| {
+            known.manifest = Some(manifest);
+            root
+        });
         let mut root = match early {
             Some(root) => root,
             None => match source.resolve_in(src.as_ref()).await {
@@ -321,8 +329,10 @@ impl Job {
         role: ManifestRole<'_>,
         known: Known,
     ) -> Result<CopyReport, CopyError> {
+        // A copy beside its index leaves referrers where the child lives.
+        let with_referrers = self.options.referrers && !known.beside_index;
         let (mut report, manifests) = self.copy_one(src, dst, root, role, known).await?;
-        if !self.options.referrers {
+        if !with_referrers {
             return Ok(report);
         }
         let mut visited: HashSet<Digest> = manifests.iter().map(|d| d.digest.clone()).collect();
@@ -766,8 +776,12 @@ impl Job {
                     let wait = Duration::from_millis(500 << attempt.min(6));
                     tracing::info!(digest = %blob.digest, "blob transfer failed ({}); trying again in {wait:?}", wharf_store::chain(&e));
                     tokio::time::sleep(wait).await;
-                    started_over |= e.is_worth_one_more_upload();
-                    attempt += 1;
+                    // The one start-over does not use up an attempt meant for network trouble.
+                    if e.is_retryable() && attempt < self.options.attempts.max(1) {
+                        attempt += 1;
+                    } else {
+                        started_over = true;
+                    }
                     // The failed upload may have completed after all; look before sending it again.
                     if dst.exists(blob).await? {
                         self.observer.blob_finished(blob);

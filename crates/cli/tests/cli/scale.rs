@@ -100,6 +100,14 @@ fn an_export_into_an_archive_reads_each_source_manifest_once() {
     assert!(manifest_requests.iter().all(|r| r.starts_with("GET ")));
     let verified = wharf(dir, &["verify", "oci-archive:export.tar"]).ok();
     assert!(verified.contains("0 problems"), "{verified}");
+
+    // A source tag that is not there: nothing created on the other side.
+    let missing = format!("{}/team/app0:nowhere", src.host());
+    for target in ["oci-archive:never.tar", "oci:never-dir"] {
+        wharf(dir, &["copy", &missing, target]).fails_with(&["nowhere"]);
+    }
+    assert!(!dir.join("never.tar").exists());
+    assert!(!dir.join("never-dir").exists());
 }
 
 /// Blob uploads started (not mounts) and mounts answered 201 and 202 (refused), as a proxy saw them.

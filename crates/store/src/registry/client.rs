@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -292,12 +292,23 @@ pub struct Host {
     pub pull_throttle: Arc<Throttle>,
     /// How many blob uploads this host takes at once.
     pub push_throttle: Arc<Throttle>,
-    /// The largest request body the host (or a proxy in front of it) took when it refused a
-    /// larger one with 413, learned this run; 0 while none was refused.
-    pub body_limit: std::sync::atomic::AtomicUsize,
-    /// Whether the host mounts blobs across repositories, as learned this run.
-    pub mounts: Mutex<Option<bool>>,
+    /// The largest request body the host (or a proxy in front of it) takes, learned from 413
+    /// answers: [`FACT_UNREAD`] until the blob cache was asked, 0 while no limit is known.
+    pub body_limit: AtomicUsize,
+    /// Whether the host mounts blobs across repositories: one of the `MOUNTS_` values.
+    pub mounts: AtomicU8,
 }
+
+/// A host fact not yet looked up in the blob cache.
+pub const FACT_UNREAD: usize = usize::MAX;
+/// [`Host::mounts`]: not yet looked up in the blob cache.
+pub const MOUNTS_UNREAD: u8 = 0;
+/// [`Host::mounts`]: not known.
+pub const MOUNTS_UNKNOWN: u8 = 1;
+/// [`Host::mounts`]: the host mounts.
+pub const MOUNTS_YES: u8 = 2;
+/// [`Host::mounts`]: the host refused to mount a blob known to be where it was asked to take it.
+pub const MOUNTS_NO: u8 = 3;
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -328,8 +339,8 @@ impl Host {
             idle,
             pull_throttle: Arc::default(),
             push_throttle: Arc::default(),
-            body_limit: Default::default(),
-            mounts: Mutex::default(),
+            body_limit: AtomicUsize::new(FACT_UNREAD),
+            mounts: AtomicU8::new(MOUNTS_UNREAD),
         }
     }
 

@@ -805,28 +805,58 @@ impl Repository {
         Ok(())
     }
 
+    /// A fact about the host kept in the blob cache by an earlier run, if recent.
+    fn remembered(&self, fact: &str) -> Option<String> {
+        self.clients
+            .inner
+            .recall
+            .as_deref()?
+            .host_fact(&self.host.name, fact)
+    }
+
     /// False when the registry was seen refusing a mount of a blob known to be in the repository
     /// it was asked to mount from: this run, or a recent one.
     fn mounts_may_work(&self) -> bool {
-        let mut learned = self.host.mounts.lock().unwrap_or_else(|e| e.into_inner());
-        if learned.is_none()
-            && let Some(recall) = &self.clients.inner.recall
-        {
-            *learned = recall
-                .host_fact(&self.host.name, MOUNT_FACT)
-                .map(|fact| fact == "yes");
+        let mut state = self.host.mounts.load(Ordering::Relaxed);
+        if state == client::MOUNTS_UNREAD {
+            let remembered = match self.remembered(MOUNT_FACT).as_deref() {
+                Some("yes") => client::MOUNTS_YES,
+                Some("no") => client::MOUNTS_NO,
+                _ => client::MOUNTS_UNKNOWN,
+            };
+            state = self
+                .host
+                .mounts
+                .compare_exchange(
+                    client::MOUNTS_UNREAD,
+                    remembered,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .map_or_else(|current| current, |_| remembered);
         }
-        learned.unwrap_or(true)
+        state != client::MOUNTS_NO
     }
 
-    /// Records whether the registry mounts, for this run and later ones (once per run and answer).
+    /// Records whether the registry mounts, for this run and later ones. A registry known to
+    /// mount keeps that answer: a refusal then is about one repository, not the registry.
     fn learn_mounts(&self, works: bool) {
-        let mut learned = self.host.mounts.lock().unwrap_or_else(|e| e.into_inner());
-        if *learned == Some(works) {
+        self.mounts_may_work();
+        let learned = if works {
+            client::MOUNTS_YES
+        } else {
+            client::MOUNTS_NO
+        };
+        let changed = self
+            .host
+            .mounts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                (current != learned && current != client::MOUNTS_YES).then_some(learned)
+            })
+            .is_ok();
+        if !changed {
             return;
         }
-        *learned = Some(works);
-        drop(learned);
         if !works {
             tracing::info!(host = %self.host.name, "the registry does not mount blobs across repositories; uploading them");
         }
@@ -841,21 +871,25 @@ impl Repository {
 
     /// The largest request body the host takes, where a 413 taught it: this run or a recent one.
     fn body_limit(&self) -> Option<usize> {
-        let learned = self.host.body_limit.load(Ordering::Relaxed);
-        if learned > 0 {
-            return Some(learned);
+        let mut limit = self.host.body_limit.load(Ordering::Relaxed);
+        if limit == client::FACT_UNREAD {
+            let remembered = self
+                .remembered(BODY_LIMIT_FACT)
+                .and_then(|limit| limit.parse::<usize>().ok())
+                .filter(|limit| (MIN_LEARNED_CHUNK..client::FACT_UNREAD).contains(limit))
+                .unwrap_or(0);
+            limit = self
+                .host
+                .body_limit
+                .compare_exchange(
+                    client::FACT_UNREAD,
+                    remembered,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .map_or_else(|current| current, |_| remembered);
         }
-        let remembered = self
-            .clients
-            .inner
-            .recall
-            .as_deref()?
-            .host_fact(&self.host.name, BODY_LIMIT_FACT)?
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| *limit >= MIN_LEARNED_CHUNK)?;
-        self.host.body_limit.store(remembered, Ordering::Relaxed);
-        Some(remembered)
+        (limit > 0).then_some(limit)
     }
 
     /// After the host refused a body of `refused` bytes with 413: the limit becomes the largest
@@ -867,14 +901,15 @@ impl Repository {
         if limit < MIN_LEARNED_CHUNK {
             return None;
         }
+        self.body_limit();
         // Uploads refused at once each learn: the smallest limit wins.
-        let kept = self
-            .host
-            .body_limit
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
-                (current == 0 || limit < current).then_some(limit)
-            })
-            .map_or_else(|current| current, |_| limit);
+        let _ =
+            self.host
+                .body_limit
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                    (current == 0 || limit < current).then_some(limit)
+                });
+        let kept = self.host.body_limit.load(Ordering::Relaxed);
         tracing::info!(host = %self.host.name, limit = kept, "the registry refused a request body as too large; sending chunks of at most {kept} bytes");
         if let Some(recall) = &self.clients.inner.recall {
             recall.learn_host_fact(&self.host.name, BODY_LIMIT_FACT, &kept.to_string());
@@ -1273,11 +1308,14 @@ impl Store for Repository {
             response.status(),
             StatusCode::ACCEPTED | StatusCode::NOT_FOUND
         );
-        if refused && from.vouched {
-            // The blob is there, yet not mounted: the registry does not mount (for us).
+        if response.status() == StatusCode::ACCEPTED && from.vouched {
+            // The blob is there, yet an upload was opened instead: the registry does not mount.
             self.learn_mounts(false);
         }
-        if refused && let Some(recall) = &self.clients.inner.recall {
+        if refused
+            && !from.vouched
+            && let Some(recall) = &self.clients.inner.recall
+        {
             // Not there (or not readable by us) any more: later runs stop trying it.
             recall.blob_gone(&from.host, &from.repository, &descriptor.digest);
         }
