@@ -654,6 +654,18 @@ fn a_proxy_body_limit_is_learned_and_blobs_go_in_chunks_it_takes() {
         descriptor_of(dir, "oci:back").digest,
         descriptor_of(dir, &source("img1")).digest
     );
+
+    // A limit below any sensible chunk: one line saying what to change.
+    let tiny = Nginx::with_body_limit(&registry.addr, "16k");
+    wharf(
+        dir,
+        &[
+            "copy",
+            &source("img0"),
+            &format!("{}/team/tiny:1", tiny.addr),
+        ],
+    )
+    .fails_with(&["413", "client_max_body_size"]);
 }
 
 #[test]

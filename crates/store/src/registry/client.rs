@@ -816,6 +816,14 @@ pub fn error_from(status: StatusCode, body: &[u8]) -> ErrorKind {
     if status == StatusCode::FORBIDDEN {
         return ErrorKind::Unauthorized(format!("access denied: {message}"));
     }
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "{message} (the registry, or a proxy in front of it, limits request bodies: raise the \
+             limit, such as nginx's client_max_body_size)"
+        )
+    } else {
+        message
+    };
     ErrorKind::Registry {
         status: status.as_u16(),
         code,
