@@ -14,6 +14,15 @@ fn requests(proxy: &TestProxy) -> usize {
     proxy.records().iter().filter(|r| r.path != "/v2/").count()
 }
 
+/// `images` single-platform images of 8K layers pushed to `registry`, as `REPO:v1` references.
+fn seeded_images(dir: &Path, registry: &str, images: usize) -> Vec<String> {
+    seed_images(dir, registry, images, "8K")
+        .iter()
+        .filter(|n| n.contains("/team/"))
+        .map(|n| format!("{n}:v1"))
+        .collect()
+}
+
 #[test]
 fn no_op_reruns_cost_three_requests_per_image_with_referrers_and_two_without() {
     let dir = temp();
@@ -23,12 +32,7 @@ fn no_op_reruns_cost_three_requests_per_image_with_referrers_and_two_without() {
     let src = TestProxy::start(&source.addr, None);
     let dst = TestProxy::start(&target.addr, None);
     let images = 10;
-    let names = seed_images(dir, &src.host(), images, "8K");
-    let sources: Vec<String> = names
-        .iter()
-        .filter(|n| n.contains("/team/"))
-        .map(|n| format!("{n}:v1"))
-        .collect();
+    let sources = seeded_images(dir, &src.host(), images);
     let prefix = format!("{}/mirror", dst.host());
     let sync = |extra: &[&str]| {
         let mut args = vec!["sync", "-q", "--output", "json", "--to", &prefix];
@@ -76,12 +80,7 @@ fn an_export_into_an_archive_reads_each_source_manifest_once() {
     let source = DockerRegistry::start(None);
     let src = TestProxy::start(&source.addr, None);
     let images = 6;
-    let names = seed_images(dir, &src.host(), images, "8K");
-    let sources: Vec<String> = names
-        .iter()
-        .filter(|n| n.contains("/team/"))
-        .map(|n| format!("{n}:v1"))
-        .collect();
+    let sources = seeded_images(dir, &src.host(), images);
     src.clear_records();
     let mut args = vec!["sync", "-q", "--no-referrers", "--output", "json"];
     args.extend(["--to", "oci-archive:export.tar"]);
