@@ -714,12 +714,19 @@ impl Job {
         dst: &dyn Store,
         blob: &Descriptor,
     ) -> Result<bool, CopyError> {
-        for from in src
-            .mount_source()
-            .into_iter()
-            .chain(dst.mount_candidates(blob))
+        let source = src.mount_source();
+        if let Some(from) = &source
+            && dst.mount(blob, from).await?
         {
-            if dst.mount(blob, &from).await? {
+            return Ok(true);
+        }
+        // Asked for after the source's answer, which may have taught that the registry does not
+        // mount; the source repository is not asked twice.
+        for from in dst.mount_candidates(blob) {
+            let tried = source
+                .as_ref()
+                .is_some_and(|s| s.host == from.host && s.repository == from.repository);
+            if !tried && dst.mount(blob, &from).await? {
                 return Ok(true);
             }
         }

@@ -297,6 +297,8 @@ pub struct Host {
     pub body_limit: AtomicUsize,
     /// Whether the host mounts blobs across repositories: one of the `MOUNTS_` values.
     pub mounts: AtomicU8,
+    /// Mounts of blobs known to be in the source repository that the host refused, this run.
+    pub mount_refusals: AtomicUsize,
 }
 
 /// A host fact not yet looked up in the blob cache.
@@ -341,6 +343,7 @@ impl Host {
             push_throttle: Arc::default(),
             body_limit: AtomicUsize::new(FACT_UNREAD),
             mounts: AtomicU8::new(MOUNTS_UNREAD),
+            mount_refusals: AtomicUsize::new(0),
         }
     }
 

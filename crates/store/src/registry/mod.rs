@@ -66,6 +66,8 @@ const MIN_LEARNED_CHUNK: usize = 64 * 1024;
 /// The host fact kept between runs: does the registry mount blobs across repositories (`yes`,
 /// `no`)?
 const MOUNT_FACT: &str = "mount";
+/// Refused mounts of blobs known to be there after which a registry counts as not mounting.
+const MOUNT_REFUSALS_TO_LEARN: usize = 2;
 /// Repositories of the blob cache tried for a mount before a blob is uploaded.
 const MOUNT_CANDIDATES: usize = 3;
 
@@ -839,9 +841,20 @@ impl Repository {
     }
 
     /// Records whether the registry mounts, for this run and later ones. A registry known to
-    /// mount keeps that answer: a refusal then is about one repository, not the registry.
+    /// mount keeps that answer: a refusal then is about one repository, not the registry; and it
+    /// takes a second refusal to decide that it does not, so one odd answer costs nothing.
     fn learn_mounts(&self, works: bool) {
         self.mounts_may_work();
+        if !works
+            && self
+                .host
+                .mount_refusals
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1)
+                < MOUNT_REFUSALS_TO_LEARN
+        {
+            return;
+        }
         let learned = if works {
             client::MOUNTS_YES
         } else {
