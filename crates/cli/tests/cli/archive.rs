@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    DockerRegistry, descriptor_of, http, json, peer, sample_layout, seed_images, serve, temp,
-    wharf, wharf_command,
+    DockerRegistry, assert_verified, descriptor_of, http, json, peer, sample_layout, seed_images,
+    serve, temp, wharf, wharf_command,
 };
 
 const COMPONENTS: [(&str, &str); 2] = [
@@ -112,8 +112,7 @@ fn exports_to_every_archive_kind_and_imports_into_both_registries() {
         );
         let roots = report["roots"].as_array().unwrap();
         assert!(roots.iter().all(|r| r["status"] == "copied"), "{report}");
-        let checked = wharf(dir, &["verify", archive]).ok();
-        assert!(checked.contains("; 0 problems"), "{checked}");
+        assert_verified(dir, archive);
     }
     assert!(
         !std::fs::read_dir(dir).unwrap().any(|e| e
@@ -299,8 +298,7 @@ fn a_killed_export_resumes_keeping_what_it_wrote() {
 
     let resumed = json(&wharf(dir, &[&args[..], &["--to", "oci-archive:out.tar"]].concat()).ok());
     assert!(archive.exists() && !partial.exists());
-    let checked = wharf(dir, &["verify", "oci-archive:out.tar"]).ok();
-    assert!(checked.contains("; 0 problems"), "{checked}");
+    assert_verified(dir, "oci-archive:out.tar");
 
     let fresh = json(
         &wharf(
@@ -372,8 +370,7 @@ fn verify_finds_a_flipped_byte_and_a_missing_blob() {
     let sample = sample_layout(dir);
     let image = format!("oci:{}:1.0", sample.display());
     wharf(dir, &["copy", &image, "oci-archive:image.tar:1.0"]).ok();
-    let clean = wharf(dir, &["verify", "oci-archive:image.tar"]).ok();
-    assert!(clean.contains("; 0 problems"), "{clean}");
+    assert_verified(dir, "oci-archive:image.tar");
 
     let layer = members(&dir.join("image.tar"))
         .into_iter()

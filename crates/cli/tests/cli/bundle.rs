@@ -8,7 +8,7 @@ use wharf_oci::media_type::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
 
 use crate::util::{
     DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, gen_layout, htpasswd, json,
-    layout_add_root, layout_blob, peer, sample_layout, sha256_of, temp, wharf,
+    layout_add_root, layout_blob, peer, sample_layout, sha256_of, skopeo_copy_all, temp, wharf,
 };
 
 const API: &str = "apiVersion: imgpkg.carvel.dev/v1alpha1";
@@ -145,16 +145,10 @@ fn record_by_skopeo(dir: &Path, repository: &str, bundle: &str) -> String {
 fn skopeo_pulls(dir: &Path, reference: &str, digest: &str) {
     let out = dir.join(format!("pulled-{}", &digest[7..19]));
     let _ = std::fs::remove_dir_all(&out);
-    peer(
+    skopeo_copy_all(
         dir,
-        "skopeo",
-        &[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &format!("docker://{reference}"),
-            &format!("dir:{}", out.display()),
-        ],
+        &format!("docker://{reference}"),
+        &format!("dir:{}", out.display()),
     )
     .ok();
     let manifest = std::fs::read(out.join("manifest.json")).unwrap();

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::util::{
-    DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, add_referrer, gen_layout, http,
-    http_with, json, layout_add_root, layout_blob, peer, sample_layout, sha256_of, temp, wharf,
+    DockerRegistry, Fault, FaultAction, TestProxy, WharfServe, add_referrer, assert_verified,
+    gen_layout, http, http_with, json, layout_add_root, layout_blob, peer, sample_layout,
+    sha256_of, skopeo_copy_all, temp, wharf,
 };
 
 fn serve_in(dir: &Path, name: &str) -> WharfServe {
@@ -87,8 +88,7 @@ fn assert_everything_at(dir: &Path, base: &str, index: &str, children: &[(&str, 
             "{base} {path}"
         );
     }
-    let verified = wharf(dir, &["verify", &format!("{base}/team/app:1.0")]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &format!("{base}/team/app:1.0"));
 }
 
 #[test]
@@ -179,16 +179,10 @@ fn nested_children_travel_to_strict_and_native_registries_and_through_archives()
     assert_eq!(sha256_of(dir, raw.trim_end().as_bytes()), index);
     for (path, child) in &children {
         let pulled = dir.join(format!("skopeo-{}", path.replace('/', "-")));
-        peer(
+        skopeo_copy_all(
             dir,
-            "skopeo",
-            &[
-                "copy",
-                "--all",
-                "--src-tls-verify=false",
-                &format!("docker://{}/team/app@{child}", docker.addr),
-                &format!("dir:{}", pulled.display()),
-            ],
+            &format!("docker://{}/team/app@{child}", docker.addr),
+            &format!("dir:{}", pulled.display()),
         )
         .ok();
         let raw = std::fs::read(pulled.join("manifest.json")).unwrap();
@@ -221,8 +215,7 @@ fn nested_children_travel_to_strict_and_native_registries_and_through_archives()
         )
         .ok();
         let whole = format!("{kind}:{}", dir.join(file).display());
-        let verified = wharf(dir, &["verify", &whole]).ok();
-        assert!(verified.contains("0 problems"), "{verified}");
+        assert_verified(dir, &whole);
         let back = format!("{}/from-{file}", native.addr());
         wharf(dir, &["copy", &local, &format!("{back}/team/app:1.0")]).ok();
         assert_everything_at(dir, &back, &index, &children);
@@ -242,8 +235,7 @@ fn nested_children_travel_to_strict_and_native_registries_and_through_archives()
     )
     .ok();
     assert!(!collected.is_empty());
-    let verified = wharf(dir, &["verify", &format!("{}/team/app:1.0", source.addr())]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &format!("{}/team/app:1.0", source.addr()));
 
     // One child, by digest, through the index's repository.
     let (path, docs) = &children[1];
@@ -418,8 +410,7 @@ fn a_child_index_with_nested_children_of_its_own_lands_beside_its_index_without_
         digest(dir, &format!("{}/team/app/c/g:1.0", docker.addr)),
         grandchild
     );
-    let verified = wharf(dir, &["verify", &target]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &target);
 
     // A signature added later to the grandchild travels with the next copy of the unchanged
     // index, into the grandchild's own repository (docker-registry: the tag schema).

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::util::{
     Fault, FaultAction, Moto, Nginx, ServeSetup, TestProxy, WharfServe, add_referrer,
-    descriptor_of, gen_layout, http, json, peer, sample_layout, seed_images, temp, wharf,
-    wharf_env,
+    assert_verified, descriptor_of, gen_layout, http, json, sample_layout, seed_images,
+    skopeo_copy_all, temp, wharf, wharf_env,
 };
 
 /// The body of a raw HTTP answer.
@@ -57,24 +57,8 @@ fn two_instances_on_one_bucket_behind_a_balancer_are_one_registry() {
     let sample = sample_layout(dir);
     let source = format!("oci:{}:1.0", sample.display());
     let remote = format!("docker://{}/team/app:1.0", balancer.addr);
-    peer(
-        dir,
-        "skopeo",
-        &["copy", "--all", "--dest-tls-verify=false", &source, &remote],
-    )
-    .ok();
-    peer(
-        dir,
-        "skopeo",
-        &[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &remote,
-            "oci:back:1.0",
-        ],
-    )
-    .ok();
+    skopeo_copy_all(dir, &source, &remote).ok();
+    skopeo_copy_all(dir, &remote, "oci:back:1.0").ok();
     assert_eq!(
         descriptor_of(dir, "oci:back:1.0").digest,
         descriptor_of(dir, &source).digest
@@ -83,12 +67,7 @@ fn two_instances_on_one_bucket_behind_a_balancer_are_one_registry() {
     // Ten more repositories of it, and a chunked upload whose chunks go to either instance.
     for i in 0..10 {
         let remote = format!("docker://{}/pushed/app{i}:1.0", balancer.addr);
-        peer(
-            dir,
-            "skopeo",
-            &["copy", "--all", "--dest-tls-verify=false", &source, &remote],
-        )
-        .ok();
+        skopeo_copy_all(dir, &source, &remote).ok();
     }
     gen_layout(&dir.join("gen"), 1, 1, 0, "3M");
     wharf(
@@ -102,8 +81,7 @@ fn two_instances_on_one_bucket_behind_a_balancer_are_one_registry() {
         ],
     )
     .ok();
-    let chunked = wharf(dir, &["verify", &format!("{}/chunked/app:1", first.addr())]).ok();
-    assert!(chunked.contains("0 problems"), "{chunked}");
+    assert_verified(dir, &format!("{}/chunked/app:1", first.addr()));
 
     // Referrers and paged tags read the same from either instance.
     let root = descriptor_of(dir, &format!("{}/team/app:1.0", first.addr()));
@@ -154,12 +132,7 @@ fn two_instances_on_one_bucket_behind_a_balancer_are_one_registry() {
         .collect();
     assert_eq!(listings[0], listings[1]);
     assert!(listings[0].contains("mirror/team/app0"), "{}", listings[0]);
-    let verified = wharf(
-        dir,
-        &["verify", &format!("{}/mirror/multi/app", second.addr())],
-    )
-    .ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &format!("{}/mirror/multi/app", second.addr()));
 }
 
 #[test]
@@ -243,8 +216,7 @@ fn an_instance_killed_mid_push_loses_nothing_and_gc_takes_only_the_abandoned_ses
         "the retry through the other instance completes: {}",
         pushed.stderr
     );
-    let verified = wharf(dir, &["verify", &target]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &target);
     assert_eq!(
         descriptor_of(dir, &target).digest,
         descriptor_of(dir, "oci:gen:img0").digest
@@ -262,8 +234,7 @@ fn an_instance_killed_mid_push_loses_nothing_and_gc_takes_only_the_abandoned_ses
     .ok();
     assert!(collected.contains("removed 0 blobs"), "{collected}");
     assert!(!collected.contains(" 0 abandoned uploads"), "{collected}");
-    let verified = wharf(dir, &["verify", &target]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &target);
 }
 
 #[test]
@@ -310,20 +281,8 @@ fn with_redirect_blobs_come_straight_from_the_bucket() {
     // Clients follow it: wharf and skopeo pull the image whole.
     wharf(dir, &["copy", &target, "oci:back:1.0"]).ok();
     assert_eq!(descriptor_of(dir, "oci:back:1.0").digest, root.digest);
-    let verified = wharf(dir, &["verify", &target]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
-    peer(
-        dir,
-        "skopeo",
-        &[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &format!("docker://{target}"),
-            "oci:skopeo:1.0",
-        ],
-    )
-    .ok();
+    assert_verified(dir, &target);
+    skopeo_copy_all(dir, &format!("docker://{target}"), "oci:skopeo:1.0").ok();
 
     wharf(dir, &["serve", "--root", "r", "--redirect"])
         .fails_with(&["--redirect needs object storage"]);

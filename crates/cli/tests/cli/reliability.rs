@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    DockerRegistry, Fault, FaultAction, Run, TestProxy, big_image_layout, blob_files, bounded,
-    descriptor_of, finish_within, gen_layout, htpasswd, json, layout_manifest, peer, sample_layout,
-    serve, sha256_of, temp, wharf, wharf_command, wharf_within,
+    DockerRegistry, Fault, FaultAction, Run, TestProxy, assert_verified, big_image_layout,
+    blob_files, bounded, descriptor_of, finish_within, gen_layout, htpasswd, json, layout_manifest,
+    peer, sample_layout, serve, sha256_of, temp, wharf, wharf_command, wharf_within,
 };
 
 /// Longest a case's wharf run may take before it counts as hung.
@@ -777,8 +777,7 @@ fn upload_requests_whose_answers_were_lost_are_recognised_when_sent_again() {
             descriptor_of(dir, &target).digest,
             descriptor_of(dir, &source).digest
         );
-        let verified = wharf(dir, &["verify", &target]).ok();
-        assert!(verified.contains("0 problems"), "{verified}");
+        assert_verified(dir, &target);
     }
 }
 

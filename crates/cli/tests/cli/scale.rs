@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::util::{
-    DockerRegistry, Run, TestProxy, bounded, descriptor_of, finish_within, gen_layout, http, json,
-    layout_manifest, seed_images, temp, wharf, wharf_command, wharf_env,
+    DockerRegistry, Run, TestProxy, assert_verified, bounded, descriptor_of, finish_within,
+    gen_layout, http, json, layout_manifest, seed_images, temp, wharf, wharf_command, wharf_env,
 };
 
 /// Requests a proxy saw, without the per-run `GET /v2/` checks (not per image).
@@ -97,8 +97,7 @@ fn an_export_into_an_archive_reads_each_source_manifest_once() {
         .collect();
     assert_eq!(manifest_requests.len(), images, "{manifest_requests:?}");
     assert!(manifest_requests.iter().all(|r| r.starts_with("GET ")));
-    let verified = wharf(dir, &["verify", "oci-archive:export.tar"]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, "oci-archive:export.tar");
 
     // A source tag that is not there: nothing created on the other side.
     let missing = format!("{}/team/app0:nowhere", src.host());
@@ -203,8 +202,7 @@ fn a_sync_into_a_new_place_mounts_what_the_cache_saw_and_survives_a_stale_entry(
     sync_into(dir, &layout, images, &host, "four", &[]);
     assert_eq!(uploads_and_mounts(&proxy), (0, images * 4, 0));
     for prefix in ["two", "four"] {
-        let verified = wharf(dir, &["verify", &format!("{host}/{prefix}/app0:v1")]).ok();
-        assert!(verified.contains("0 problems"), "{verified}");
+        assert_verified(dir, &format!("{host}/{prefix}/app0:v1"));
     }
 }
 

@@ -1,6 +1,6 @@
 use crate::util::{
     blob_files, files, htpasswd, http, peer, response_header, sample_layout, serve, sha256_of,
-    temp, wharf,
+    skopeo_copy_all, temp, wharf,
 };
 
 #[test]
@@ -12,12 +12,7 @@ fn skopeo_pushes_and_pulls_a_multi_arch_image_unchanged() {
     let mut served = serve(dir, &["--access-log", "access.log"]);
     let remote = format!("docker://{}/demo/app:1.0", served.addr());
 
-    peer(
-        dir,
-        "skopeo",
-        &["copy", "--all", "--dest-tls-verify=false", &source, &remote],
-    )
-    .ok();
+    skopeo_copy_all(dir, &source, &remote).ok();
     let raw = peer(
         dir,
         "skopeo",
@@ -38,18 +33,7 @@ fn skopeo_pushes_and_pulls_a_multi_arch_image_unchanged() {
     .ok();
     assert!(tags.contains("\"1.0\""), "{tags}");
 
-    peer(
-        dir,
-        "skopeo",
-        &[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &remote,
-            "oci:pulled:1.0",
-        ],
-    )
-    .ok();
+    skopeo_copy_all(dir, &remote, "oci:pulled:1.0").ok();
     assert_eq!(blob_files(&sample), blob_files(&dir.join("pulled")));
     let pulled_raw = peer(dir, "skopeo", &["inspect", "--raw", "oci:pulled:1.0"]).ok();
     assert_eq!(
@@ -81,11 +65,7 @@ fn skopeo_needs_the_right_credentials() {
     let served = serve(dir, &["--htpasswd", file.to_str().unwrap()]);
     let remote = format!("docker://{}/private/app:1.0", served.addr());
 
-    let anonymous = peer(
-        dir,
-        "skopeo",
-        &["copy", "--all", "--dest-tls-verify=false", &source, &remote],
-    );
+    let anonymous = skopeo_copy_all(dir, &source, &remote);
     assert!(!anonymous.status.success());
     assert!(
         anonymous.stderr.contains("unauthorized")

@@ -327,6 +327,28 @@ pub fn big_image_layout(layout: &Path, size: usize) -> wharf_oci::Descriptor {
     layer
 }
 
+/// `skopeo copy --all` from `source` to `destination`, registries on either side over plain HTTP.
+pub fn skopeo_copy_all(dir: &Path, source: &str, destination: &str) -> Run {
+    peer(
+        dir,
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            source,
+            destination,
+        ],
+    )
+}
+
+/// Runs `wharf verify` on `location` and asserts that it found nothing wrong.
+pub fn assert_verified(dir: &Path, location: &str) {
+    let verified = wharf(dir, &["verify", location]).ok();
+    assert!(verified.contains("; 0 problems"), "{location}: {verified}");
+}
+
 /// The descriptor `wharf inspect --output json` reports for a location.
 pub fn descriptor_of(dir: &Path, location: &str) -> wharf_oci::Descriptor {
     let json: serde_json::Value =

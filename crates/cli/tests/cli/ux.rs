@@ -3,8 +3,8 @@
 //! the exit status and that nothing was written.
 
 use crate::util::{
-    TestProxy, bounded, finish_within, gen_layout, htpasswd, json, layout_manifest, sample_layout,
-    serve, temp, wharf, wharf_command,
+    TestProxy, assert_verified, bounded, finish_within, gen_layout, htpasswd, json,
+    layout_manifest, sample_layout, serve, temp, wharf, wharf_command,
 };
 
 #[test]
@@ -257,8 +257,7 @@ fn ctrl_c_says_what_was_kept_and_the_same_command_carries_on() {
     let report = json(&wharf(dir, &[&args[..], &["--output", "json"]].concat()).ok());
     assert_eq!(report["totals"]["failed"], 0, "{report}");
     assert_eq!(report["version"], 1);
-    let verified = wharf(dir, &["verify", &format!("{}/gen:img3", served.addr())]).ok();
-    assert!(verified.contains("0 problems"), "{verified}");
+    assert_verified(dir, &format!("{}/gen:img3", served.addr()));
 }
 
 #[test]
